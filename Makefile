@@ -1,0 +1,39 @@
+# Every target sets itself up: a fresh clone needs only python3 (>= 3.11) and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench lint format clean fixtures
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m demo.run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check ltxkit tests fixtures benchmarks demo
+	$(BIN)/ruff format --check ltxkit
+
+format: $(STAMP)
+	$(BIN)/ruff format ltxkit
+	$(BIN)/ruff check --fix ltxkit tests fixtures benchmarks demo
+
+fixtures: $(STAMP)
+	$(BIN)/python fixtures/corrupt/make_fixtures.py
+
+clean:
+	rm -rf $(VENV) demo-work bench-work .pytest_cache .ruff_cache .hypothesis

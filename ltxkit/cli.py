@@ -1,0 +1,453 @@
+"""The `ltxkit` command line: a thin shell over the library.
+
+Exit codes everywhere: 0 success / clean, 1 defects found or the operation was refused for a
+reason about the data, 2 could not run (bad arguments, unreadable paths). Errors are one line,
+naming the file and the problem; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ltxkit import __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    help="Read, check, restore, repair and produce LTX replicas (Litestream 0.5.x, LiteFS).\n\n"
+    "Typical use: [bold]ltxkit verify REPLICA[/bold] in CI or cron; "
+    "[bold]ltxkit restore REPLICA -o DB[/bold] when you need the data back; "
+    "[bold]ltxkit repair REPLICA --rebuild-snapshot --from-db DB[/bold] when verify fails.",
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+EXIT_OK, EXIT_DEFECTS, EXIT_USAGE = 0, 1, 2
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Fail(Exception):
+    """A one-line failure for the user, with its exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_DEFECTS) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+def guarded(fn: F) -> F:
+    """Turn every known failure into one line on stderr and an exit code; no tracebacks."""
+    from ltxkit.format.errors import LTXError
+    from ltxkit.replica.storage import ReplicaNotFound
+    from ltxkit.restore import RestoreError
+    from ltxkit.sqlite import DatabaseError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            if isinstance(exc, Fail):
+                msg, code = str(exc), exc.exit_code
+            elif isinstance(exc, RestoreError):
+                msg, code = f"{exc.code}: {exc.message}", EXIT_DEFECTS
+            elif isinstance(exc, LTXError):
+                msg, code = str(exc), EXIT_DEFECTS
+            elif isinstance(exc, (ReplicaNotFound, DatabaseError, FileExistsError)):
+                msg, code = str(exc), EXIT_USAGE if isinstance(exc, ReplicaNotFound) else EXIT_DEFECTS
+            elif isinstance(exc, OSError):
+                where = f"{exc.filename}: " if exc.filename else ""
+                msg, code = f"{where}{exc.strerror or exc}", EXIT_USAGE
+            elif isinstance(exc, KeyboardInterrupt):
+                msg, code = "interrupted", 130
+            else:
+                msg, code = f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", EXIT_USAGE
+            err.print(f"ltxkit: {msg}", markup=False)
+            raise typer.Exit(code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"ltxkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _progress(enabled: bool) -> Progress | None:
+    if not enabled or not sys.stderr.isatty():
+        return None
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def parse_txid(text: str | None) -> int | None:
+    if text is None:
+        return None
+    t = text.lower().removeprefix("0x")
+    if not t or len(t) > 16 or any(c not in "0123456789abcdef" for c in t):
+        raise Fail(f"--txid {text!r}: expected a hex TXID such as 0000000000000042", EXIT_USAGE)
+    return int(t, 16)
+
+
+def parse_timestamp_ms(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise Fail(
+            f"--timestamp {text!r}: expected an RFC 3339 time such as 2026-01-02T15:04:05Z", EXIT_USAGE
+        ) from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp() * 1000)
+
+
+def _iso_ms(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return "invalid"
+
+
+# ---- inspect ------------------------------------------------------------------------------------
+
+
+@app.command()
+@guarded
+def inspect(
+    file: Annotated[Path, typer.Argument(help="An .ltx file.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    pages: Annotated[bool, typer.Option("--pages", help="List every page: pgno, offset, size.")] = False,
+    page: Annotated[int | None, typer.Option("--page", help="Hex-dump one decoded page.", metavar="N")] = None,
+) -> None:
+    """Show an LTX file's header, pages, index and trailer, verifying it as it reads.
+
+    Exit 0 when the file is sound, 1 when it has defects (listed), 2 when it cannot be read.
+    Never writes anything.
+    """
+    from ltxkit.format.decoder import LTXReader
+    from ltxkit.format.errors import LTXError
+
+    if not file.is_file():
+        raise Fail(f"{file}: no such file", EXIT_USAGE)
+    defects: list[LTXError] = []
+    fatal: LTXError | None = None
+    dump: bytes | None = None
+    header = trailer = None
+    index: list[Any] = []
+    size = file.stat().st_size
+    with file.open("rb") as stream:
+        try:
+            reader = LTXReader(stream, on_defect=defects.append)
+            header = reader.header
+            for pgno, data in reader.pages():
+                if page is not None and pgno == page:
+                    dump = data
+            assert reader.info is not None
+            trailer, index = reader.info.trailer, reader.info.index
+        except LTXError as exc:
+            fatal = exc
+    if header is None and fatal is not None:
+        raise Fail(f"{file}: {fatal}")
+    problems = [*defects, *([fatal] if fatal else [])]
+    if as_json:
+        doc: dict[str, Any] = {
+            "path": str(file),
+            "size": size,
+            "header": header.to_json() if header else None,
+            "timestamp_iso": _iso_ms(header.timestamp) if header else None,
+            "is_snapshot": header.is_snapshot if header else None,
+            "trailer": trailer.to_json() if trailer else None,
+            "page_count": len(index),
+            "ok": not problems,
+            "defects": [{"code": str(d.code), "message": d.message, "offset": d.offset, **d.context} for d in problems],
+        }
+        if pages:
+            doc["pages"] = [{"pgno": e.pgno, "offset": e.offset, "size": e.size} for e in index]
+        if dump is not None:
+            doc["page"] = {"pgno": page, "hex": dump.hex()}
+        out.print_json(json.dumps(doc))
+    else:
+        assert header is not None
+        t = Table(title=str(file), show_header=False, title_justify="left")
+        t.add_column("field")
+        t.add_column("value")
+        for k, v in header.to_json().items():
+            t.add_row(k, str(v))
+        t.add_row("timestamp (UTC)", _iso_ms(header.timestamp))
+        t.add_row("kind", "snapshot" if header.is_snapshot else "increment")
+        t.add_row("checksums tracked", "no" if header.no_checksum else "yes")
+        if trailer:
+            for k, v in trailer.to_json().items():
+                t.add_row(k, v)
+        t.add_row("pages", str(len(index)))
+        t.add_row("file size", f"{size:,}")
+        out.print(t)
+        if pages:
+            pt = Table("pgno", "offset", "size")
+            for e in index:
+                pt.add_row(str(e.pgno), str(e.offset), str(e.size))
+            out.print(pt)
+        if dump is not None:
+            for off in range(0, len(dump), 16):
+                row = dump[off : off + 16]
+                text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+                out.print(f"{off:08x}  {row.hex(' ')}  {text}", markup=False)
+        for d in problems:
+            out.print(f"[red]{d.code}[/red]: {d.message}" + (f" (byte {d.offset})" if d.offset is not None else ""))
+    if page is not None and dump is None and fatal is None:
+        raise Fail(f"{file}: page {page} is not in this file")
+    if problems:
+        raise typer.Exit(EXIT_DEFECTS)
+
+
+# ---- verify -------------------------------------------------------------------------------------
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+    junit = "junit"
+
+
+class FailOn(StrEnum):
+    error = "error"
+    warning = "warning"
+
+
+@app.command()
+@guarded
+def verify(
+    paths: Annotated[
+        list[str], typer.Argument(help="LTX files, replica directories or file:// URLs.", show_default=False)
+    ],
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")] = (
+        FailOn.error
+    ),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Structure only: names, headers, indexes, trailers, chain.")
+    ] = (False),
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also restore the latest state to a temp dir and run integrity_check.")
+    ] = False,
+) -> None:
+    """Name every defect in LTX files and replicas, each with a stable code.
+
+    Checks each file (header, frames, LZ4 payloads, page order, index, trailer, checksums) and each
+    replica (TXID chain, snapshots, growth pages, and that the latest restore plan holds every page),
+    following Litestream's own restore plan. Never writes inside a replica.
+
+    Exit 0 clean, 1 defects at or above --fail-on, 2 could not run.
+
+    Examples:  ltxkit verify /backups/app.db-replica
+               ltxkit verify file:///backups/app --format junit -o verify.xml
+    """
+    from ltxkit.verify.engine import Severity, VerifyUsageError, total_bytes, verify_paths
+    from ltxkit.verify.report import render_json, render_junit, render_text
+
+    if quick and deep:
+        raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
+    progress = _progress(fmt == OutputFormat.text and output is None)
+    try:
+        if progress is not None:
+            with progress:
+                task = progress.add_task("verifying", total=total_bytes(paths))
+                report = verify_paths(paths, quick=quick, deep=deep, progress=lambda _p, n: progress.advance(task, n))
+        else:
+            report = verify_paths(paths, quick=quick, deep=deep)
+    except VerifyUsageError as exc:
+        raise Fail(str(exc), EXIT_USAGE) from None
+    severity = Severity(fail_on.value)
+    if fmt == OutputFormat.text:
+        if output is not None:
+            with output.open("w") as fh:
+                render_text(report, severity, Console(file=fh, highlight=False, width=200, soft_wrap=True))
+        else:
+            render_text(report, severity, out)
+    else:
+        text = render_json(report, severity) if fmt == OutputFormat.json else render_junit(report, severity)
+        if output is not None:
+            output.write_text(text)
+        else:
+            sys.stdout.write(text)
+    raise typer.Exit(EXIT_DEFECTS if report.failed(severity) else EXIT_OK)
+
+
+# ---- restore ------------------------------------------------------------------------------------
+
+
+class IntegrityMode(StrEnum):
+    none = "none"
+    quick = "quick"
+    full = "full"
+
+
+@app.command()
+@guarded
+def restore(
+    replica: Annotated[str, typer.Argument(help="Replica directory or file:// URL.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Database file to write.", show_default=False)],
+    txid: Annotated[str | None, typer.Option("--txid", help="Restore up to this TXID (hex, inclusive).")] = None,
+    timestamp: Annotated[
+        str | None, typer.Option("--timestamp", help="Restore the state as of this RFC 3339 time.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output database.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the restore plan; write nothing.")] = False,
+    integrity: Annotated[
+        IntegrityMode, typer.Option("--integrity-check", help="Check the restored database before publishing it.")
+    ] = IntegrityMode.none,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Restore a database from a replica: the same bytes `litestream restore` writes.
+
+    Uses Litestream's restore plan (newest level-9 snapshot at or below the target, then the
+    files of levels 0..8 that carry the chain furthest). Every page comes from a file whose
+    checksum was verified. The output is written to a temp file, fsynced and renamed into place:
+    on any failure nothing is left at OUTPUT.
+
+    Examples:  ltxkit restore /backups/app -o app.db
+               ltxkit restore file:///backups/app -o app.db --txid 0000000000000042
+               ltxkit restore /backups/app -o app.db --timestamp 2026-11-25T12:00:00Z
+    """
+    from ltxkit.replica.storage import atomic_output, open_replica
+    from ltxkit.restore import plan_for, restore_into
+    from ltxkit.verify.engine import integrity_check
+
+    if txid is not None and timestamp is not None:
+        raise Fail("use --txid or --timestamp, not both", EXIT_USAGE)
+    target_txid = parse_txid(txid)
+    target_ms = parse_timestamp_ms(timestamp)
+    storage = open_replica(replica)
+    plan = plan_for(storage, txid=target_txid, timestamp_ms=target_ms)
+    if dry_run:
+        t = Table("level", "min TXID", "max TXID", "bytes", "file", title="restore plan", title_justify="left")
+        for f in plan:
+            t.add_row(str(f.level), f"{f.min_txid:016x}", f"{f.max_txid:016x}", f"{f.size:,}", f.key)
+        out.print(t)
+        out.print(f"would restore TXID {plan[-1].max_txid:016x} to {output}")
+        return
+    if output.exists() and not force:
+        raise Fail(f"{output}: already exists (use --force to replace it)")
+    if not output.parent.is_dir():
+        raise Fail(f"{output.parent}: no such directory", EXIT_USAGE)
+
+    def check(tmp: Path) -> None:
+        if integrity != IntegrityMode.none:
+            problems = integrity_check(tmp, quick=integrity == IntegrityMode.quick)
+            if problems:
+                raise Fail(f"{output}: restored database fails integrity_check: {problems[0]}; nothing written")
+
+    started = time.perf_counter()
+    progress = _progress(not quiet)
+    total = sum(f.size for f in plan)
+    with atomic_output(output, check=check) as fh:
+        if progress is not None:
+            with progress:
+                task = progress.add_task("restoring", total=total)
+                result = restore_into(storage, plan, fh, lambda b, _p: progress.update(task, completed=b))
+        else:
+            result = restore_into(storage, plan, fh)
+    for suffix in ("-wal", "-shm"):  # a stale WAL would be replayed into the new database
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{output}{suffix}")
+    if not quiet:
+        err.print(
+            f"restored TXID {result.txid:016x} to {output}: {result.commit} pages of {result.page_size} bytes "
+            f"from {len(plan)} file(s) in {time.perf_counter() - started:.2f}s"
+        )
+
+
+# ---- snapshot / checksum ----------------------------------------------------------------------
+
+
+@app.command()
+@guarded
+def snapshot(
+    db: Annotated[Path, typer.Argument(help="A SQLite database (may be live, WAL mode).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="LTX file to write.", show_default=False)],
+    txid: Annotated[str, typer.Option("--txid", help="TXID the snapshot carries (hex).")] = "1",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+) -> None:
+    """Encode a database as an LTX snapshot (checksum tracking on), from one consistent read.
+
+    The read happens inside one transaction holding the write lock, WAL content included, so a
+    live database gives a consistent file. The file is verified before it is published.
+    """
+    from ltxkit.snapshot import write_snapshot_file
+
+    if output.exists() and not force:
+        raise Fail(f"{output}: already exists (use --force to replace it)")
+    max_txid = parse_txid(txid)
+    assert max_txid is not None
+    if max_txid < 1:
+        raise Fail("--txid must be at least 1", EXIT_USAGE)
+    info = write_snapshot_file(db, output, max_txid=max_txid)
+    err.print(
+        f"wrote {output}: snapshot TXID {max_txid:016x}, {info.commit} pages of {info.page_size} bytes, "
+        f"post-apply checksum {info.post_apply_checksum:016x}"
+    )
+
+
+@app.command()
+@guarded
+def checksum(
+    db: Annotated[Path, typer.Argument(help="A SQLite database (may be live, WAL mode).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Also print page size and page count as JSON.")] = False,
+) -> None:
+    """Print a database's LTX checksum (what a snapshot's post-apply checksum would be)."""
+    from ltxkit.sqlite import consistent_view
+
+    with consistent_view(db) as view:
+        value = view.checksum()
+        page_size, commit = view.page_size, view.commit
+    if as_json:
+        out.print_json(
+            json.dumps({"path": str(db), "checksum": f"{value:016x}", "page_size": page_size, "commit": commit})
+        )
+    else:
+        out.print(f"{value:016x}")
+
+
+def main() -> None:
+    app()

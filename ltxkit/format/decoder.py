@@ -1,0 +1,441 @@
+"""The strict LTX decoder: bytes in, header / pages / index / trailer out, every defect typed.
+
+`LTXReader` streams a file once, front to back, holding one read chunk at a time (so a 300 MB
+snapshot costs a few MB of memory) and verifies everything the format lets it verify: header
+rules, frame headers, page order, LZ4 payloads, the page index against the frames actually read,
+the trailer, the file checksum and, for snapshots with checksum tracking, the post-apply checksum.
+
+Structural defects (after which nothing further can be located or trusted) always raise
+`LTXError`. Semantic defects (page order, lock page, holes in a snapshot...) are passed to
+`on_defect` when one is given, so `verify` can name every one of them, and raise otherwise.
+No `struct`, `lz4` or I/O exception escapes: each is turned into an `LTXError` with a code.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import lz4.block
+
+from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, page_checksum
+from ltxkit.format.errors import Code, LTXError
+from ltxkit.format.schema import (
+    FRAME_PREFIX_SIZE,
+    FRAME_PREFIX_STRUCT,
+    HEADER_SIZE,
+    INDEX_SIZE_FIELD_SIZE,
+    INDEX_SIZE_STRUCT,
+    MAGIC,
+    PAGE_FLAG_SIZE,
+    PAGE_HEADER_SIZE,
+    TRAILER_SIZE,
+    Header,
+    IndexEntry,
+    Trailer,
+    read_uvarint,
+)
+
+DefectHandler = Callable[[LTXError], None]
+DEFAULT_CHUNK = 4 << 20
+_decompress = lz4.block.decompress
+_LZ4Error = lz4.block.LZ4BlockError
+
+
+def _raise(err: LTXError) -> None:
+    raise err
+
+
+def parse_header(data: bytes | memoryview) -> Header:
+    """Parse and validate the first 100 bytes of a file."""
+    magic = bytes(data[:4])
+    if magic != MAGIC[: len(magic)]:
+        raise LTXError(Code.BAD_MAGIC, f"not an LTX file (magic {magic!r})", offset=0)
+    if len(data) < HEADER_SIZE:
+        raise LTXError(
+            Code.TRUNCATED, f"file ends inside the header ({len(data)} of {HEADER_SIZE} bytes)", offset=len(data)
+        )
+    header = Header.unpack(data)
+    problems = header.problems()
+    if problems:
+        raise LTXError(Code.BAD_HEADER, "; ".join(problems), offset=0)
+    return header
+
+
+@dataclass(slots=True)
+class FileInfo:
+    """What a fully decoded file holds, without its pages."""
+
+    header: Header
+    trailer: Trailer
+    index: list[IndexEntry]
+    size: int
+    page_count: int
+    defects: list[LTXError] = field(default_factory=list)
+
+
+class LTXReader:
+    """Decode one LTX file from a readable binary stream, strictly and in one pass.
+
+    Iterate `pages()` to get `(pgno, page_bytes)`; once it is exhausted, `info` holds the header,
+    trailer and index, and every check has run. `name` only labels errors.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        on_defect: DefectHandler | None = None,
+        chunk_size: int = DEFAULT_CHUNK,
+        verify_checksums: bool = True,
+    ) -> None:
+        self._stream = stream
+        self._on_defect = on_defect or _raise
+        self._chunk = chunk_size
+        self._verify = verify_checksums
+        self._buf: bytes = b""
+        self._pos = 0
+        self._base = 0  # file offset of _buf[0]
+        self.defects: list[LTXError] = []
+        self.info: FileInfo | None = None
+        head = self._take(HEADER_SIZE, allow_short=True)
+        self.header = parse_header(head)
+        self._crc = crc64(head)
+
+    # ---- buffered input ---------------------------------------------------------------------
+
+    def _read(self, n: int) -> bytes:
+        try:
+            return self._stream.read(n) or b""
+        except OSError as exc:
+            raise LTXError(Code.UNREADABLE, f"read failed: {exc}", offset=self._base + len(self._buf)) from exc
+
+    def _fill(self, need: int) -> bool:
+        """Make `need` bytes available at _pos; False when the stream ends first."""
+        have = len(self._buf) - self._pos
+        if have >= need:
+            return True
+        parts = [self._buf[self._pos :]]
+        self._base += self._pos
+        self._pos = 0
+        want = max(need - have, self._chunk)
+        while have < need:
+            data = self._read(want)
+            if not data:
+                break
+            parts.append(data)
+            have += len(data)
+            want = need - have
+        self._buf = b"".join(parts)
+        return have >= need
+
+    def _take(self, n: int, *, allow_short: bool = False) -> bytes:
+        if not self._fill(n) and not allow_short:
+            raise LTXError(
+                Code.TRUNCATED,
+                f"file ends {n - (len(self._buf) - self._pos)} bytes early",
+                offset=self._base + len(self._buf),
+            )
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def _defect(self, code: Code, message: str, offset: int | None, **ctx: object) -> None:
+        err = LTXError(code, message, offset=offset, **ctx)
+        self.defects.append(err)
+        self._on_defect(err)
+
+    # ---- page block -------------------------------------------------------------------------
+
+    def pages(self) -> Iterator[tuple[int, bytes]]:
+        """Yield each page as (pgno, decompressed bytes); run the end-of-file checks after the last."""
+        hdr = self.header
+        page_size = hdr.page_size
+        lock = hdr.lock_pgno
+        snapshot = hdr.is_snapshot
+        track = snapshot and not hdr.no_checksum and self._verify
+        db_sum = CHECKSUM_FLAG
+        crc = self._crc
+        unpack_prefix = FRAME_PREFIX_STRUCT.unpack_from
+        decompress = _decompress
+        index: list[IndexEntry] = []
+        while True:
+            if len(self._buf) - self._pos < FRAME_PREFIX_SIZE and not self._fill(FRAME_PREFIX_SIZE):
+                # a frame prefix cannot fit: either a bare terminator at EOF or a cut file
+                raise LTXError(Code.TRUNCATED, "file ends inside the page block", offset=self._base + len(self._buf))
+            buf = self._buf
+            pos = self._pos
+            pgno, flags, size = unpack_prefix(buf, pos)
+            frame_off = self._base + pos
+            if pgno == 0 and flags == 0:
+                crc = crc64(buf[pos : pos + PAGE_HEADER_SIZE], crc)
+                self._pos = pos + PAGE_HEADER_SIZE
+                break
+            if pgno == 0 or flags != PAGE_FLAG_SIZE:
+                why = "page number 0" if pgno == 0 else f"flags 0x{flags:04x}"
+                if flags == 0:
+                    why += " (legacy LZ4-frame page, not supported)"
+                raise LTXError(Code.BAD_PAGE_HEADER, f"bad page frame header: {why}", offset=frame_off, pgno=pgno)
+            end = pos + FRAME_PREFIX_SIZE + size
+            if end > len(buf):
+                if not self._fill(FRAME_PREFIX_SIZE + size):
+                    raise LTXError(
+                        Code.TRUNCATED, f"file ends inside page {pgno}", offset=self._base + len(self._buf), pgno=pgno
+                    )
+                buf = self._buf
+                pos = self._pos
+                end = pos + FRAME_PREFIX_SIZE + size
+            try:
+                page = decompress(memoryview(buf)[pos + FRAME_PREFIX_SIZE : end], uncompressed_size=page_size)
+            except _LZ4Error as exc:
+                raise LTXError(
+                    Code.PAGE_DECOMPRESS_FAILED, f"page {pgno}: LZ4 block does not decode", offset=frame_off, pgno=pgno
+                ) from exc
+            if len(page) != page_size:
+                raise LTXError(
+                    Code.PAGE_DECOMPRESS_FAILED,
+                    f"page {pgno}: decodes to {len(page)} bytes, not {page_size}",
+                    offset=frame_off,
+                    pgno=pgno,
+                )
+            if self._verify:
+                crc = crc64(page, crc64(buf[pos : pos + FRAME_PREFIX_SIZE], crc))
+            self._pos = end
+
+            if track and pgno != lock:
+                db_sum = CHECKSUM_FLAG | (db_sum ^ page_checksum(pgno, page))
+            index.append(IndexEntry(pgno, frame_off, FRAME_PREFIX_SIZE + size))
+            yield pgno, page
+
+        for err in page_number_defects(hdr, index):
+            self.defects.append(err)
+            self._on_defect(err)
+        self._finish(index, crc, db_sum if track else None)
+
+    # ---- index, trailer, checksums ----------------------------------------------------------
+
+    def _finish(self, frames: list[IndexEntry], crc: int, db_sum: int | None) -> None:
+        index_off = self._base + self._pos
+        rest = self._buf[self._pos :] + self._read_all()
+        self._buf, self._pos, self._base = b"", 0, index_off + len(rest)
+        stored, used = _parse_index(rest, index_off)
+        if used + TRAILER_SIZE > len(rest):
+            raise LTXError(Code.TRUNCATED, "file ends before its trailer", offset=index_off + len(rest))
+        if used + TRAILER_SIZE < len(rest):
+            extra = len(rest) - used - TRAILER_SIZE
+            raise LTXError(
+                Code.TRAILING_BYTES, f"{extra} bytes follow the trailer", offset=index_off + used + TRAILER_SIZE
+            )
+        trailer = Trailer.unpack(rest[used:])
+        if stored != frames:
+            raise LTXError(Code.INDEX_MISMATCH, _index_difference(stored, frames), offset=index_off)
+        if self._verify:
+            crc = crc64(rest[: used + 8], crc)
+            actual = CHECKSUM_FLAG | crc
+            if actual != trailer.file_checksum:
+                raise LTXError(
+                    Code.FILE_CHECKSUM_MISMATCH,
+                    f"file checksum {trailer.file_checksum:016x} stored, {actual:016x} computed",
+                    offset=index_off + used + 8,
+                )
+        problems = trailer.problems(self.header)
+        if problems:
+            raise LTXError(Code.BAD_TRAILER, "; ".join(problems), offset=index_off + used)
+        if db_sum is not None and db_sum != trailer.post_apply_checksum:
+            self._defect(
+                Code.POST_APPLY_CHECKSUM_MISMATCH,
+                f"post-apply checksum {trailer.post_apply_checksum:016x} stored, pages give {db_sum:016x}",
+                index_off + used,
+            )
+        self.info = FileInfo(self.header, trailer, stored, index_off + len(rest), len(frames), self.defects)
+
+    def _read_all(self) -> bytes:
+        parts = []
+        while True:
+            data = self._read(self._chunk)
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+
+    def read_all(self) -> FileInfo:
+        """Decode and verify the whole file, discarding page contents."""
+        for _ in self.pages():
+            pass
+        assert self.info is not None
+        return self.info
+
+
+def page_number_defects(header: Header, frames: list[IndexEntry]) -> list[LTXError]:
+    """Page-number rules, from the frames' (pgno, offset) alone: order, commit, lock page, holes.
+
+    Shared by the full decoder and by `verify --quick`, which sees only the page index.
+    """
+    out: list[LTXError] = []
+    commit = header.commit
+    lock = header.lock_pgno
+    snapshot = header.is_snapshot
+    prev = 0
+    expect_next = 1  # next pgno a snapshot must hold
+    for e in frames:
+        pgno = e.pgno
+        if pgno <= prev:
+            out.append(LTXError(Code.PAGE_ORDER, f"page {pgno} follows page {prev}", offset=e.offset, pgno=pgno))
+        if pgno > commit:
+            out.append(
+                LTXError(Code.PAGE_BEYOND_COMMIT, f"page {pgno} is beyond commit {commit}", offset=e.offset, pgno=pgno)
+            )
+        if pgno == lock:
+            out.append(LTXError(Code.LOCK_PAGE_PRESENT, f"lock page {pgno} is stored", offset=e.offset, pgno=pgno))
+        if snapshot and pgno != expect_next and pgno > prev:
+            out.append(
+                LTXError(
+                    Code.SNAPSHOT_NONSEQUENTIAL_PAGES,
+                    f"nonsequential page numbers in snapshot: {prev},{pgno} (pages {expect_next}..{pgno - 1} missing)",
+                    offset=e.offset,
+                    pgno=pgno,
+                    prev_pgno=prev,
+                )
+            )
+        if pgno > prev:
+            expect_next = pgno + 1
+            if expect_next == lock:
+                expect_next += 1
+            prev = pgno
+    if snapshot:
+        last_needed = commit - 1 if commit == lock else commit
+        if prev < last_needed:
+            end = frames[-1].offset + frames[-1].size if frames else HEADER_SIZE
+            out.append(
+                LTXError(
+                    Code.SNAPSHOT_MISSING_PAGES,
+                    f"snapshot ends at page {prev} but commit is {commit} (pages {expect_next}..{last_needed} missing)",
+                    offset=end,
+                    pgno=expect_next,
+                )
+            )
+    return out
+
+
+def _parse_index(data: bytes, base: int) -> tuple[list[IndexEntry], int]:
+    """Parse the page index at the start of `data`; return entries and bytes used incl. size field."""
+    entries: list[IndexEntry] = []
+    pos = 0
+    try:
+        while True:
+            pgno, pos = read_uvarint(data, pos)
+            if pgno == 0:
+                break
+            offset, pos = read_uvarint(data, pos)
+            size, pos = read_uvarint(data, pos)
+            entries.append(IndexEntry(pgno, offset, size))
+    except IndexError:
+        raise LTXError(Code.TRUNCATED, "file ends inside the page index", offset=base + len(data)) from None
+    except OverflowError:
+        raise LTXError(Code.INDEX_MISMATCH, "page index holds an oversized varint", offset=base + pos) from None
+    if pos + INDEX_SIZE_FIELD_SIZE > len(data):
+        raise LTXError(Code.TRUNCATED, "file ends inside the page index", offset=base + len(data))
+    (declared,) = INDEX_SIZE_STRUCT.unpack_from(data, pos)
+    if declared != pos:
+        raise LTXError(
+            Code.INDEX_MISMATCH, f"page index size field says {declared} bytes, index has {pos}", offset=base + pos
+        )
+    return entries, pos + INDEX_SIZE_FIELD_SIZE
+
+
+def _index_difference(stored: list[IndexEntry], frames: list[IndexEntry]) -> str:
+    if len(stored) != len(frames):
+        return f"page index lists {len(stored)} pages, page block holds {len(frames)}"
+    for s, f in zip(stored, frames, strict=True):
+        if s != f:
+            return (
+                f"page index entry (pgno {s.pgno}, offset {s.offset}, size {s.size}) does not match "
+                f"frame (pgno {f.pgno}, offset {f.offset}, size {f.size})"
+            )
+    return "page index does not match page block"
+
+
+# ---- convenience and random access ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DecodedFile:
+    header: Header
+    trailer: Trailer
+    index: list[IndexEntry]
+    pages: list[tuple[int, bytes]]
+
+
+def decode_file(data: bytes) -> DecodedFile:
+    """Decode a whole in-memory file strictly (any defect raises)."""
+    reader = LTXReader(io.BytesIO(data))
+    pages = list(reader.pages())
+    assert reader.info is not None
+    return DecodedFile(reader.header, reader.info.trailer, reader.info.index, pages)
+
+
+def read_header(stream: BinaryIO) -> Header:
+    """Parse just the header (for listing replicas quickly)."""
+    try:
+        data = stream.read(HEADER_SIZE) or b""
+    except OSError as exc:
+        raise LTXError(Code.UNREADABLE, f"read failed: {exc}", offset=0) from exc
+    return parse_header(data)
+
+
+def read_page_index(stream: BinaryIO, size: int) -> tuple[list[IndexEntry], Trailer]:
+    """Random access: read the index and trailer from the end of a seekable stream of `size` bytes.
+
+    Only the tail is read; the page block is not checked (use `LTXReader` for that).
+    """
+    tail_len = TRAILER_SIZE + INDEX_SIZE_FIELD_SIZE
+    if size < HEADER_SIZE + PAGE_HEADER_SIZE + 1 + tail_len:
+        raise LTXError(Code.TRUNCATED, f"file is only {size} bytes", offset=size)
+    try:
+        stream.seek(size - tail_len)
+        tail = stream.read(tail_len)
+        (index_len,) = INDEX_SIZE_STRUCT.unpack_from(tail)
+        start = size - tail_len - index_len
+        if index_len == 0 or start < HEADER_SIZE + PAGE_HEADER_SIZE:
+            raise LTXError(
+                Code.INDEX_MISMATCH, f"page index size field {index_len} is impossible", offset=size - tail_len
+            )
+        stream.seek(start)
+        data = stream.read(index_len + INDEX_SIZE_FIELD_SIZE)
+    except OSError as exc:
+        raise LTXError(Code.UNREADABLE, f"read failed: {exc}") from exc
+    entries, used = _parse_index(data, start)
+    if used != len(data):
+        raise LTXError(Code.INDEX_MISMATCH, "page index does not end where its size field says", offset=start)
+    return entries, Trailer.unpack(tail[INDEX_SIZE_FIELD_SIZE:])
+
+
+def read_page(stream: BinaryIO, entry: IndexEntry, page_size: int) -> bytes:
+    """Random access: decode the one frame `entry` points at (frame header checked, no file checksum)."""
+    try:
+        stream.seek(entry.offset)
+        frame = stream.read(entry.size)
+    except OSError as exc:
+        raise LTXError(Code.UNREADABLE, f"read failed: {exc}", offset=entry.offset) from exc
+    if len(frame) != entry.size or entry.size < FRAME_PREFIX_SIZE:
+        raise LTXError(Code.TRUNCATED, f"page {entry.pgno}: frame is cut short", offset=entry.offset)
+    pgno, flags, size = FRAME_PREFIX_STRUCT.unpack_from(frame)
+    if pgno != entry.pgno or flags != PAGE_FLAG_SIZE or FRAME_PREFIX_SIZE + size != entry.size:
+        raise LTXError(
+            Code.INDEX_MISMATCH,
+            f"index entry for page {entry.pgno} does not point at its frame",
+            offset=entry.offset,
+            pgno=entry.pgno,
+        )
+    try:
+        page = _decompress(frame[FRAME_PREFIX_SIZE:], uncompressed_size=page_size)
+    except _LZ4Error as exc:
+        raise LTXError(
+            Code.PAGE_DECOMPRESS_FAILED, f"page {pgno}: LZ4 block does not decode", offset=entry.offset, pgno=pgno
+        ) from exc
+    if len(page) != page_size:
+        raise LTXError(
+            Code.PAGE_DECOMPRESS_FAILED, f"page {pgno}: decodes to {len(page)} bytes", offset=entry.offset, pgno=pgno
+        )
+    return page

@@ -1,0 +1,83 @@
+"""One error type for every defect the format layer can see.
+
+Each defect has a stable code (the words `ltxkit verify` reports and CI jobs match on), the byte
+offset where it was seen, and free-form context (pgno, txids...). Codes are defined once, here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Code(StrEnum):
+    """Stable defect codes. Never rename one: users gate CI on them."""
+
+    # file-level
+    BAD_MAGIC = "bad-magic"
+    BAD_HEADER = "bad-header"
+    BAD_TRAILER = "bad-trailer"
+    TRUNCATED = "truncated"
+    TRAILING_BYTES = "trailing-bytes"
+    BAD_PAGE_HEADER = "bad-page-header"
+    PAGE_DECOMPRESS_FAILED = "page-decompress-failed"
+    PAGE_ORDER = "page-order"
+    PAGE_BEYOND_COMMIT = "page-beyond-commit"
+    LOCK_PAGE_PRESENT = "lock-page-present"
+    SNAPSHOT_NONSEQUENTIAL_PAGES = "snapshot-nonsequential-pages"
+    SNAPSHOT_MISSING_PAGES = "snapshot-missing-pages"
+    INDEX_MISMATCH = "index-mismatch"
+    FILE_CHECKSUM_MISMATCH = "file-checksum-mismatch"
+    POST_APPLY_CHECKSUM_MISMATCH = "post-apply-checksum-mismatch"
+    FILENAME_MISMATCH = "filename-mismatch"
+    UNREADABLE = "unreadable"
+    # replica-level
+    NO_SNAPSHOT = "no-snapshot"
+    TXID_GAP = "txid-gap"
+    TXID_GAP_BRIDGED = "txid-gap-bridged"
+    TXID_OVERLAP = "txid-overlap"
+    CHECKSUM_CHAIN_BREAK = "checksum-chain-break"
+    GROWTH_PAGES_MISSING = "growth-pages-missing"
+    PAGE_SIZE_MISMATCH = "page-size-mismatch"
+    UNRESTORABLE = "unrestorable"
+    STRAY_FILE = "stray-file"
+    INTEGRITY_CHECK_FAILED = "integrity-check-failed"
+
+
+#: Defects after which the rest of the file cannot be trusted or even located; decoding stops.
+FATAL_CODES = frozenset(
+    {
+        Code.BAD_MAGIC,
+        Code.BAD_HEADER,
+        Code.TRUNCATED,
+        Code.BAD_PAGE_HEADER,
+        Code.PAGE_DECOMPRESS_FAILED,
+        Code.INDEX_MISMATCH,
+        Code.FILE_CHECKSUM_MISMATCH,
+        Code.TRAILING_BYTES,
+        Code.BAD_TRAILER,
+        Code.UNREADABLE,
+    }
+)
+
+
+class LTXError(Exception):
+    """A defect in LTX data: `code` is stable, `offset` is the byte offset it was seen at (or None)."""
+
+    def __init__(self, code: Code, message: str, *, offset: int | None = None, **context: Any) -> None:
+        super().__init__(message)
+        self.code = Code(code)
+        self.message = message
+        self.offset = offset
+        self.context = context
+
+    def __str__(self) -> str:
+        where = f" at byte {self.offset}" if self.offset is not None else ""
+        return f"{self.code}: {self.message}{where}"
+
+    def __reduce__(self):  # keep picklable (hypothesis, multiprocessing) despite keyword-only args
+        return (_rebuild, (self.code, self.message, self.offset, self.context))
+
+
+def _rebuild(code: Code, message: str, offset: int | None, context: dict[str, Any]) -> LTXError:
+    return LTXError(code, message, offset=offset, **context)

@@ -1,0 +1,1 @@
+"""Where LTX files live: replica layout, listing, storage backends, and Litestream's restore plan."""

@@ -1,0 +1,170 @@
+"""Litestream 0.5.x replica layout and its restore plan.
+
+A replica holds `ltx/<level>/<min>-<max>.ltx`. Level 0 holds each sync's file, levels 1..8 hold
+compactions of the level below, level 9 holds full snapshots. `restore_plan` reproduces
+Litestream's own choice of files (CalcRestorePlan), so ltxkit restores and verifies exactly what
+`litestream restore` would use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ltxkit.format.errors import Code
+from ltxkit.format.schema import format_filename, parse_filename
+from ltxkit.replica.storage import Entry, Storage
+
+SNAPSHOT_LEVEL = 9
+MAX_LEVEL = 9
+LTX_PREFIX = "ltx"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaFile:
+    """One LTX file as the listing sees it (name, level, size, mtime); nothing read yet."""
+
+    level: int
+    min_txid: int
+    max_txid: int
+    key: str
+    size: int
+    mtime_ns: int
+
+    @property
+    def name(self) -> str:
+        return format_filename(self.min_txid, self.max_txid)
+
+    @property
+    def created_ms(self) -> int:
+        """Litestream's CreatedAt for file replicas: the mtime, which it sets to the header timestamp."""
+        return self.mtime_ns // 1_000_000
+
+    def describe(self) -> str:
+        return f"L{self.level} {self.min_txid:016x}-{self.max_txid:016x}"
+
+
+@dataclass(slots=True)
+class Listing:
+    files: list[ReplicaFile] = field(default_factory=list)
+    stray: list[Entry] = field(default_factory=list)
+
+    def level(self, level: int) -> list[ReplicaFile]:
+        return [f for f in self.files if f.level == level]
+
+    @property
+    def max_txid(self) -> int:
+        return max((f.max_txid for f in self.files), default=0)
+
+
+def list_replica(storage: Storage) -> Listing:
+    """Sort every entry under `ltx/` into LTX files by level, and strays (temp files, odd names)."""
+    out = Listing()
+    for entry in storage.list(LTX_PREFIX):
+        parts = entry.key.split("/")
+        parsed = parse_filename(parts[-1]) if len(parts) == 3 else None
+        level = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else -1
+        if parsed is None or not 0 <= level <= MAX_LEVEL:
+            out.stray.append(entry)
+            continue
+        out.files.append(ReplicaFile(level, parsed[0], parsed[1], entry.key, entry.size, entry.mtime_ns))
+    out.files.sort(key=lambda f: (f.level, f.min_txid, f.max_txid))
+    return out
+
+
+class PlanError(Exception):
+    """No restore plan can be made; `code` is the verify code for the same condition."""
+
+    def __init__(self, code: Code, message: str, **context: object) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.context = context
+
+
+def _better(curr: ReplicaFile, new: ReplicaFile) -> bool:
+    """Litestream's tie-break: reach furthest, then start earliest, then higher level, then older."""
+    if new.max_txid != curr.max_txid:
+        return new.max_txid > curr.max_txid
+    if new.min_txid != curr.min_txid:
+        return new.min_txid < curr.min_txid
+    if new.level != curr.level:
+        return new.level > curr.level
+    return new.mtime_ns < curr.mtime_ns
+
+
+def restore_plan(
+    files: list[ReplicaFile],
+    *,
+    txid: int | None = None,
+    timestamp_ms: int | None = None,
+) -> list[ReplicaFile]:
+    """The files Litestream would merge to restore `txid` / `timestamp_ms` (None: the latest state).
+
+    Newest eligible level-9 snapshot first, then from levels 0..8 together, repeatedly the file
+    that starts at or before current+1 and reaches furthest. Raises PlanError like Litestream
+    refuses: no files, a gap before the newest file (latest restore), or the target not reached.
+    """
+
+    def eligible(f: ReplicaFile) -> bool:
+        if txid is not None and f.max_txid > txid:
+            return False
+        return timestamp_ms is None or f.created_ms < timestamp_ms
+
+    plan: list[ReplicaFile] = []
+    snapshot = None
+    for f in files:
+        if (
+            f.level == SNAPSHOT_LEVEL
+            and eligible(f)
+            and (snapshot is None or (f.min_txid, f.max_txid) >= (snapshot.min_txid, snapshot.max_txid))
+        ):
+            snapshot = f
+    current = 0
+    if snapshot is not None:
+        plan.append(snapshot)
+        current = snapshot.max_txid
+    lower = [f for f in files if f.level < SNAPSHOT_LEVEL]
+    if txid is None or current < txid:
+        while True:
+            best = None
+            for f in lower:
+                if (
+                    f.min_txid <= current + 1
+                    and f.max_txid > current
+                    and eligible(f)
+                    and (best is None or _better(best, f))
+                ):
+                    best = f
+            if best is None:
+                break
+            plan.append(best)
+            current = best.max_txid
+            if txid is not None and current >= txid:
+                break
+    if plan and txid is None and timestamp_ms is None:
+        beyond = [f for f in lower if f.min_txid > current + 1]
+        if beyond:
+            nxt = min(beyond, key=lambda f: f.min_txid)
+            raise PlanError(
+                Code.TXID_GAP,
+                f"non-contiguous transaction files: have up to {current:016x} but next file "
+                f"starts at {nxt.min_txid:016x} ({nxt.key})",
+                have=current,
+                next_min_txid=nxt.min_txid,
+                key=nxt.key,
+            )
+    if not plan:
+        if files:
+            first = min(files, key=lambda f: f.min_txid)
+            raise PlanError(
+                Code.NO_SNAPSHOT,
+                f"no snapshot to start from: the oldest file starts at TXID "
+                f"{first.min_txid:016x} and there is no level-9 snapshot",
+                key=first.key,
+            )
+        raise PlanError(Code.NO_SNAPSHOT, "replica holds no LTX files")
+    if txid is not None and current < txid:
+        raise PlanError(
+            Code.UNRESTORABLE, f"TXID {txid:016x} is not available (the chain reaches {current:016x})", have=current
+        )
+    return plan

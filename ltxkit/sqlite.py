@@ -1,0 +1,155 @@
+"""Reading a live SQLite database consistently, page by page, WAL content included.
+
+SQLite offers no page-level read API in the stdlib, so this module holds the database's write
+lock (BEGIN IMMEDIATE: no commit can land, and no checkpoint can reset the WAL, while we read)
+and reads the pages itself: the database file, overlaid with the WAL frames up to the snapshot's
+last frame. That frame count comes from the WAL index (-shm) header, which SQLite keeps exact
+while the write lock is held; the frames' salts are checked against the WAL header.
+
+POSIX locks are per process and per file, and closing *any* descriptor of a file drops them all,
+so our own descriptors are closed only after SQLite has let go of its locks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ltxkit.format.checksum import database_checksum
+from ltxkit.format.schema import lock_pgno
+
+WAL_HEADER_SIZE = 32
+WAL_FRAME_HEADER_SIZE = 24
+_WAL_HEADER = struct.Struct(">IIIIIIII")
+_WAL_FRAME = struct.Struct(">IIII")
+# WalIndexHdr: iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame, nPage, ...salts
+_SHM_HEADER = struct.Struct("=IIIBBHII8x8x8x")
+_SHM_COPY_SIZE = 48
+
+
+class DatabaseError(Exception):
+    """The database cannot be read consistently (missing, locked, not SQLite, damaged WAL)."""
+
+
+@dataclass(slots=True)
+class DatabaseView:
+    """A consistent view of a database: page size, size in pages, and where each page lives."""
+
+    path: Path
+    page_size: int
+    commit: int
+    wal_frames: dict[int, int] = field(default_factory=dict)  # pgno -> file offset of page in WAL
+    _db: object = None
+    _wal: object = None
+
+    @property
+    def lock_pgno(self) -> int:
+        return lock_pgno(self.page_size)
+
+    def pages(self, *, chunk_pages: int = 256) -> Iterator[tuple[int, bytes]]:
+        """Every page 1..commit except the lock page, in order, as the snapshot sees it."""
+        ps = self.page_size
+        lock = self.lock_pgno
+        db = self._db
+        wal = self._wal
+        wal_frames = self.wal_frames
+        pgno = 1
+        while pgno <= self.commit:
+            n = min(chunk_pages, self.commit - pgno + 1)
+            chunk = os.pread(db, n * ps, (pgno - 1) * ps)  # type: ignore[arg-type]
+            for i in range(n):
+                p = pgno + i
+                if p == lock:
+                    continue
+                off = wal_frames.get(p)
+                if off is not None:
+                    page = os.pread(wal, ps, off)  # type: ignore[arg-type]
+                else:
+                    page = chunk[i * ps : (i + 1) * ps]
+                if len(page) != ps:
+                    raise DatabaseError(f"{self.path}: page {p} is cut short (file shorter than its size)")
+                yield p, page
+            pgno += n
+
+    def checksum(self) -> int:
+        return database_checksum(self.pages(), self.lock_pgno)
+
+
+def _read_wal_map(path: Path, wal_fd: int, shm_fd: int, page_size: int) -> dict[int, int]:
+    shm = os.pread(shm_fd, 2 * _SHM_COPY_SIZE, 0)
+    if len(shm) < 2 * _SHM_COPY_SIZE:
+        return {}
+    if shm[:_SHM_COPY_SIZE] != shm[_SHM_COPY_SIZE:]:
+        raise DatabaseError(f"{path}: WAL index header is being changed; try again")
+    _ver, _unused, _change, is_init, _big, _sz, mx_frame, _npage = _SHM_HEADER.unpack_from(shm)
+    if not is_init or mx_frame == 0:
+        return {}
+    salt_bytes = shm[32:40]  # SQLite copies the WAL header's salt bytes verbatim
+    head = os.pread(wal_fd, WAL_HEADER_SIZE, 0)
+    if len(head) < WAL_HEADER_SIZE:
+        raise DatabaseError(f"{path}-wal: WAL header missing although the WAL index lists {mx_frame} frames")
+    fields = _WAL_HEADER.unpack(head)
+    salts = (fields[4], fields[5])
+    if fields[2] != page_size or head[16:24] != salt_bytes:
+        raise DatabaseError(f"{path}-wal: WAL header does not match the WAL index")
+    frame_size = WAL_FRAME_HEADER_SIZE + page_size
+    frames: dict[int, int] = {}
+    batch = 512
+    for first in range(0, mx_frame, batch):
+        n = min(batch, mx_frame - first)
+        base = WAL_HEADER_SIZE + first * frame_size
+        data = os.pread(wal_fd, n * frame_size, base)
+        if len(data) < n * frame_size:
+            raise DatabaseError(f"{path}-wal: WAL is shorter than its index says ({mx_frame} frames)")
+        for i in range(n):
+            pgno, _commit, s1, s2 = _WAL_FRAME.unpack_from(data, i * frame_size)
+            if (s1, s2) != salts:
+                raise DatabaseError(f"{path}-wal: frame {first + i + 1} has stale salts")
+            frames[pgno] = base + i * frame_size + WAL_FRAME_HEADER_SIZE
+    return frames
+
+
+@contextlib.contextmanager
+def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> Iterator[DatabaseView]:
+    """Hold the database still (write lock) and yield a `DatabaseView` of its committed state."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise DatabaseError(f"{path}: no such database file")
+    with path.open("rb") as fh:
+        if fh.read(16) not in (b"SQLite format 3\x00", b""):
+            raise DatabaseError(f"{path}: not a SQLite database")
+    fds: list[int] = []
+    conn = None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=busy_timeout_s, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        commit = conn.execute("PRAGMA page_count").fetchone()[0]
+        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        db_fd = os.open(path, os.O_RDONLY)
+        fds.append(db_fd)
+        view = DatabaseView(path, page_size, commit, _db=db_fd)
+        if journal == "wal":
+            wal_path, shm_path = Path(f"{path}-wal"), Path(f"{path}-shm")
+            if wal_path.exists() and shm_path.exists():
+                wal_fd = os.open(wal_path, os.O_RDONLY)
+                fds.append(wal_fd)
+                shm_fd = os.open(shm_path, os.O_RDONLY)
+                fds.append(shm_fd)
+                view.wal_frames = _read_wal_map(path, wal_fd, shm_fd, page_size)
+                view._wal = wal_fd
+        yield view
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"{path}: {exc}") from exc
+    finally:
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            conn.close()
+        for fd in fds:
+            os.close(fd)

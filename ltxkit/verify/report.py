@@ -1,0 +1,82 @@
+"""Render a verify Report as text (rich), JSON or JUnit XML."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from xml.etree import ElementTree as ET
+
+from rich.console import Console
+from rich.table import Table
+
+from ltxkit.verify.engine import Finding, Report, Severity
+
+
+def render_json(report: Report, fail_on: Severity) -> str:
+    return json.dumps(report.to_json(fail_on), indent=2) + "\n"
+
+
+def render_junit(report: Report, fail_on: Severity) -> str:
+    """One test case per file and one per replica (its chain/plan checks)."""
+    suites = ET.Element("testsuites", name="ltxkit verify")
+    failing = {Severity.ERROR} if fail_on == Severity.ERROR else {Severity.ERROR, Severity.WARNING}
+
+    def case(suite: ET.Element, name: str, classname: str, findings: list[Finding]) -> None:
+        tc = ET.SubElement(suite, "testcase", name=name, classname=classname)
+        bad = [f for f in findings if f.severity in failing]
+        if bad:
+            el = ET.SubElement(tc, "failure", message=f"{bad[0].code}: {bad[0].message}", type=str(bad[0].code))
+            el.text = "\n".join(f"{f.code}: {f.message}" for f in bad)
+        soft = [f for f in findings if f not in bad]
+        if soft:
+            ET.SubElement(tc, "system-out").text = "\n".join(f"{f.severity} {f.code}: {f.message}" for f in soft)
+
+    def close(suite: ET.Element) -> None:
+        cases = suite.findall("testcase")
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+
+    if report.files:
+        suite = ET.SubElement(suites, "testsuite", name="files")
+        for fc in report.files:
+            case(suite, fc.path, "ltxkit.verify.file", fc.findings)
+        close(suite)
+    for r in report.replicas:
+        suite = ET.SubElement(suites, "testsuite", name=r.path)
+        case(suite, "replica", "ltxkit.verify.replica", r.findings)
+        for fc in r.files:
+            case(suite, fc.key or fc.path, "ltxkit.verify.file", fc.findings)
+        close(suite)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def render_text(report: Report, fail_on: Severity, console: Console) -> None:
+    for r in report.replicas:
+        data = r.to_json()
+        table = Table(title=f"replica {r.path}", title_justify="left")
+        for col in ("level", "files", "bytes", "TXIDs"):
+            table.add_column(col, justify="right" if col != "TXIDs" else "left")
+        for level in sorted(data["levels"], key=int):
+            lv = data["levels"][level]
+            table.add_row(level, str(lv["files"]), f"{lv['bytes']:,}", f"{lv['min_txid']}..{lv['max_txid']}")
+        console.print(table)
+        latest = data["latest_txid"] or "none (cannot restore)"
+        console.print(
+            f"  {data['files']} files, {data['bytes']:,} bytes, {data['snapshots']} snapshots; "
+            f"latest restorable TXID: {latest}"
+            + (f", {data['commit']} pages of {data['page_size']} bytes" if data["commit"] is not None else "")
+        )
+    if report.files:
+        console.print(f"{len(report.files)} file(s) checked")
+    findings = report.findings
+    if not findings:
+        console.print("[green]ok[/green]: no defects found")
+        return
+    by_sev: dict[Severity, int] = defaultdict(int)
+    for f in findings:
+        by_sev[f.severity] += 1
+        style = "red" if f.severity == Severity.ERROR else "yellow"
+        console.print(f"[{style}]{f.severity}[/{style}] [bold]{f.code}[/bold] {f.path}: {f.message}", highlight=False)
+    verdict = "FAILED" if report.failed(fail_on) else "passed"
+    console.print(f"{verdict}: {by_sev[Severity.ERROR]} error(s), {by_sev[Severity.WARNING]} warning(s)")
