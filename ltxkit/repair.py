@@ -1,0 +1,314 @@
+"""`ltxkit repair --rebuild-snapshot`: make a damaged replica restorable again, deleting nothing.
+
+The steps, each safe to stop after:
+1. verify the replica and decide which files would keep verify failing (damaged files, files
+   with a defect of their own, files beyond an unbridgeable gap when rebuilding from the chain);
+2. build the new files in a staging directory inside the replica (outside `ltx/`, so neither
+   Litestream nor ltxkit reads them yet), fsync and verify each one;
+3. re-list the replica: if anything changed since step 1, someone is writing to it: back out;
+4. move the condemned files to `quarantine/<stamp>/ltx/<level>/` with a manifest, publish the new
+   files by rename, and re-list again (backing everything out if a writer appeared meanwhile).
+
+From a live database (`from_db`), the new snapshot carries a TXID above everything in the replica
+and is published at level 9; each level 0..8 in use also gets a full-page file that carries that
+level up to the same TXID, so Litestream's position (its highest level-0 file) and its
+compactions continue contiguously above the repair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ltxkit.format.encoder import LTXWriter
+from ltxkit.format.errors import Code
+from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename
+from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
+from ltxkit.replica.storage import LocalStorage, fsync_dir
+from ltxkit.restore import RestoreError, restore_into
+from ltxkit.snapshot import verify_file
+from ltxkit.sqlite import DatabaseView, consistent_view
+from ltxkit.verify.engine import Finding, ReplicaSummary, Severity, check_replica
+
+QUARANTINE_DIR = "quarantine"
+
+
+class RepairError(Exception):
+    """Repair cannot proceed; nothing was changed (or everything was backed out)."""
+
+
+@dataclass(slots=True)
+class NewFile:
+    level: int
+    min_txid: int
+    max_txid: int
+    staged: Path
+    timestamp_ms: int
+
+    @property
+    def key(self) -> str:
+        return f"ltx/{self.level}/{format_filename(self.min_txid, self.max_txid)}"
+
+
+@dataclass(slots=True)
+class RepairPlan:
+    before: ReplicaSummary
+    quarantine: dict[str, list[Finding]] = field(default_factory=dict)  # key -> why
+    new_files: list[NewFile] = field(default_factory=list)
+    source: str = ""
+    txid: int = 0
+    lost: tuple[int, int] | None = None  # TXIDs that can no longer be restored (from the chain)
+    staging: Path | None = None
+
+    @property
+    def needed(self) -> bool:
+        return bool(self.quarantine or self.new_files)
+
+
+@dataclass(slots=True)
+class RepairResult:
+    plan: RepairPlan
+    quarantine_dir: Path | None
+    after: ReplicaSummary | None
+
+
+def _errors(summary: ReplicaSummary) -> list[Finding]:
+    out = [f for f in summary.findings if f.severity == Severity.ERROR]
+    for fc in summary.files:
+        out.extend(f for f in fc.findings if f.severity == Severity.ERROR)
+    return out
+
+
+def _condemned(summary: ReplicaSummary) -> dict[str, list[Finding]]:
+    """Files whose own findings are errors: they would keep verify failing."""
+    out: dict[str, list[Finding]] = {}
+    by_path = {fc.path: fc for fc in summary.files}
+    for fc in summary.files:
+        bad = [f for f in fc.findings if f.severity == Severity.ERROR]
+        if bad and fc.key:
+            out[fc.key] = bad
+    for f in summary.findings:  # replica findings attached to one file (overlap, chain break...)
+        fc = by_path.get(f.path)
+        if fc is not None and fc.key and f.severity == Severity.ERROR:
+            out.setdefault(fc.key, []).append(f)
+    return out
+
+
+def plan_repair(storage: LocalStorage, *, from_db: Path | None, now_ms: int | None = None) -> RepairPlan:
+    """Decide what to build and what to move; build and verify the new files in staging."""
+    summary = check_replica(storage, storage.root_label)
+    plan = RepairPlan(before=summary)
+    if not _errors(summary):
+        return plan
+    plan.quarantine = _condemned(summary)
+    listing = summary.listing
+    keep = [f for f in listing.files if f.key not in plan.quarantine]
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    staging = Path(tempfile.mkdtemp(prefix=".ltxkit-staging-", dir=storage.root))
+    plan.staging = staging
+    try:
+        if from_db is not None:
+            _plan_from_db(plan, storage, keep, from_db, now, staging)
+        else:
+            _plan_from_chain(plan, storage, keep, now, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        plan.staging = None
+        raise
+    return plan
+
+
+def _write_staged(staging: Path, view_pages: Callable[[], object], header: Header, level: int) -> NewFile:
+    name = f"L{level}-{format_filename(header.min_txid, header.max_txid)}"
+    path = staging / name
+    with path.open("xb") as fh:
+        writer = LTXWriter(fh, header)
+        for pgno, page in view_pages():  # type: ignore[attr-defined]
+            writer.write_page(pgno, page)
+        writer.close()
+        fh.flush()
+        os.fsync(fh.fileno())
+    verify_file(path)  # raises LTXError: nothing unverified is ever published
+    return NewFile(level, header.min_txid, header.max_txid, path, header.timestamp)
+
+
+def _plan_from_db(
+    plan: RepairPlan, storage: LocalStorage, keep: list[ReplicaFile], db: Path, now: int, staging: Path
+) -> None:
+    listing = plan.before.listing
+    txid = listing.max_txid + 1
+    plan.txid = txid
+    plan.source = f"database {db}"
+    with consistent_view(db) as view:
+        _stage_full_state(plan, view, keep, txid, now, staging)
+
+
+def _stage_full_state(
+    plan: RepairPlan, view: DatabaseView, keep: list[ReplicaFile], txid: int, now: int, staging: Path
+) -> None:
+    def pages() -> object:
+        return view.pages()
+
+    snap = Header(flags=0, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=txid, timestamp=now)
+    plan.new_files.append(_write_staged(staging, pages, snap, SNAPSHOT_LEVEL))
+    levels = {0} | {f.level for f in keep if f.level < SNAPSHOT_LEVEL}
+    for level in sorted(levels):
+        top = max((f.max_txid for f in keep if f.level == level), default=0)
+        start = top + 1
+        if start > txid:
+            continue
+        flags = 0 if start == 1 else FLAG_NO_CHECKSUM  # an increment's pre-apply checksum is unknown
+        hdr = Header(
+            flags=flags, page_size=view.page_size, commit=view.commit, min_txid=start, max_txid=txid, timestamp=now
+        )
+        plan.new_files.append(_write_staged(staging, pages, hdr, level))
+
+
+class _FileView:
+    """Pages of a restored database file, shaped like DatabaseView for the encoder."""
+
+    def __init__(self, path: Path, page_size: int, commit: int) -> None:
+        self.path, self.page_size, self.commit = path, page_size, commit
+
+    def pages(self) -> object:
+        lock = 0x40000000 // self.page_size + 1
+        with self.path.open("rb") as fh:
+            for pgno in range(1, self.commit + 1):
+                data = fh.read(self.page_size)
+                if pgno != lock:
+                    yield pgno, data
+
+
+def _plan_from_chain(plan: RepairPlan, storage: LocalStorage, keep: list[ReplicaFile], now: int, staging: Path) -> None:
+    listing = plan.before.listing
+    try:
+        chain = restore_plan(keep)
+    except PlanError as exc:
+        if exc.code != Code.TXID_GAP:
+            raise RepairError(f"nothing healthy to rebuild from: {exc.message}") from exc
+        chain = restore_plan(keep, txid=int(exc.context["have"]))  # type: ignore[arg-type]
+    txid = chain[-1].max_txid
+    plan.txid = txid
+    plan.source = "the replica's healthy chain: " + ", ".join(f.describe() for f in chain)
+    if txid < listing.max_txid:
+        plan.lost = (txid + 1, listing.max_txid)
+        for f in keep:  # files past the break would keep the latest restore failing
+            past = f.max_txid > txid if f.level == SNAPSHOT_LEVEL else f.min_txid > txid + 1
+            if past:
+                plan.quarantine.setdefault(f.key, []).append(
+                    Finding(Code.TXID_GAP, f.key, f"beyond TXID {txid:016x}, the last one the healthy chain reaches")
+                )
+    db = staging / "chain.db"
+    try:
+        with db.open("wb") as out:
+            result = restore_into(storage, chain, out)
+    except RestoreError as exc:
+        raise RepairError(f"the healthy chain does not restore: {exc.message}") from exc
+    view = _FileView(db, result.page_size, result.commit)
+    snap = Header(flags=0, page_size=result.page_size, commit=result.commit, min_txid=1, max_txid=txid, timestamp=now)
+    existing = {f.key for f in keep}
+    new = NewFile(SNAPSHOT_LEVEL, 1, txid, Path(), now)
+    if new.key not in existing:
+        plan.new_files.append(_write_staged(staging, view.pages, snap, SNAPSHOT_LEVEL))
+    db.unlink()
+
+
+def _listing_keys(storage: LocalStorage) -> set[tuple[str, int]]:
+    return {(e.key, e.size) for e in storage.list("ltx")}
+
+
+def apply_repair(storage: LocalStorage, plan: RepairPlan) -> RepairResult:
+    """Move condemned files to quarantine and publish the staged files; back out if a writer appears."""
+    expected = {(f.key, f.size) for f in plan.before.listing.files} | {
+        (e.key, e.size) for e in plan.before.listing.stray
+    }
+    if _listing_keys(storage) != expected:
+        discard(plan)
+        raise RepairError(
+            "the replica changed while repair was planning (is Litestream running?); nothing was "
+            "changed. Stop replication, then run repair again."
+        )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    qroot = storage.root / QUARANTINE_DIR / stamp
+    manifest: list[dict[str, object]] = []
+    moved: list[tuple[str, str]] = []
+    published: list[str] = []
+    try:
+        for key, why in sorted(plan.quarantine.items()):
+            dest = f"{QUARANTINE_DIR}/{stamp}/{key}"
+            storage.move(key, dest)
+            moved.append((key, dest))
+            manifest.append(
+                {
+                    "original_path": key,
+                    "quarantine_path": dest,
+                    "codes": sorted({str(f.code) for f in why}),
+                    "reasons": [f.message for f in why],
+                    "moved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            )
+        for nf in plan.new_files:
+            target = storage.path(nf.key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                raise RepairError(f"{target}: already exists; refusing to overwrite it")
+            os.utime(nf.staged, ns=(nf.timestamp_ms * 1_000_000, nf.timestamp_ms * 1_000_000))
+            os.rename(nf.staged, target)
+            fsync_dir(target.parent)
+            published.append(nf.key)
+        if manifest:
+            qroot.mkdir(parents=True, exist_ok=True)
+            _write_manifest(qroot / "manifest.json", manifest, plan)
+        after_expected = (expected - {(k, s) for k, s in expected if k in plan.quarantine}) | {
+            (k, storage.path(k).stat().st_size) for k in published
+        }
+        if _listing_keys(storage) != after_expected:
+            raise RepairError("the replica changed while repair was publishing (is Litestream running?)")
+    except BaseException:
+        _back_out(storage, moved, published, stamp)
+        discard(plan)
+        raise
+    discard(plan)
+    after = check_replica(storage, storage.root_label)
+    return RepairResult(plan, qroot if manifest else None, after)
+
+
+def _write_manifest(path: Path, entries: list[dict[str, object]], plan: RepairPlan) -> None:
+    doc = {
+        "tool": "ltxkit repair --rebuild-snapshot",
+        "source": plan.source,
+        "new_snapshot_txid": f"{plan.txid:016x}",
+        "lost_txids": [f"{plan.lost[0]:016x}", f"{plan.lost[1]:016x}"] if plan.lost else None,
+        "files": entries,
+    }
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as fh:
+        json.dump(doc, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _back_out(storage: LocalStorage, moved: list[tuple[str, str]], published: list[str], stamp: str) -> None:
+    """Undo a half-applied repair: new files go to quarantine (never deleted), moved files go back."""
+    for key in published:
+        with contextlib.suppress(OSError):
+            storage.move(key, f"{QUARANTINE_DIR}/{stamp}/backed-out/{key}")
+    for key, dest in reversed(moved):
+        with contextlib.suppress(OSError):
+            storage.move(dest, key)
+
+
+def discard(plan: RepairPlan) -> None:
+    if plan.staging is not None:
+        shutil.rmtree(plan.staging, ignore_errors=True)
+        plan.staging = None
