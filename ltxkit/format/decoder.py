@@ -14,7 +14,7 @@ No `struct`, `lz4` or I/O exception escapes: each is turned into an `LTXError` w
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -35,6 +35,7 @@ from ltxkit.format.schema import (
     Header,
     IndexEntry,
     Trailer,
+    encode_page_index_tuples,
     read_uvarint,
 )
 
@@ -70,10 +71,14 @@ class FileInfo:
 
     header: Header
     trailer: Trailer
-    index: list[IndexEntry]
+    frames: list[tuple[int, int, int]]  # (pgno, offset, size) of each frame, as read
     size: int
     page_count: int
     defects: list[LTXError] = field(default_factory=list)
+
+    @property
+    def index(self) -> list[IndexEntry]:
+        return [IndexEntry._make(f) for f in self.frames]
 
 
 class LTXReader:
@@ -150,77 +155,96 @@ class LTXReader:
     # ---- page block -------------------------------------------------------------------------
 
     def pages(self) -> Iterator[tuple[int, bytes]]:
-        """Yield each page as (pgno, decompressed bytes); run the end-of-file checks after the last."""
+        """Yield each page as (pgno, decompressed bytes); run the end-of-file checks after the last.
+
+        This is the per-page hot path: locals only, one struct call per frame header, the buffer
+        refilled only when a frame does not fit in what is already read.
+        """
         hdr = self.header
         page_size = hdr.page_size
         lock = hdr.lock_pgno
-        snapshot = hdr.is_snapshot
-        track = snapshot and not hdr.no_checksum and self._verify
+        track = hdr.is_snapshot and not hdr.no_checksum and self._verify
+        verify = self._verify
         db_sum = CHECKSUM_FLAG
         crc = self._crc
         unpack_prefix = FRAME_PREFIX_STRUCT.unpack_from
         decompress = _decompress
-        index: list[IndexEntry] = []
+        crc64_ = crc64
+        prefix_size = FRAME_PREFIX_SIZE
+        frames: list[tuple[int, int, int]] = []
+        append = frames.append
+        buf, pos = self._buf, self._pos
+        buf_len = len(buf)
         while True:
-            if len(self._buf) - self._pos < FRAME_PREFIX_SIZE and not self._fill(FRAME_PREFIX_SIZE):
-                # a frame prefix cannot fit: either a bare terminator at EOF or a cut file
-                raise LTXError(Code.TRUNCATED, "file ends inside the page block", offset=self._base + len(self._buf))
-            buf = self._buf
-            pos = self._pos
+            if buf_len - pos < prefix_size:
+                self._pos = pos
+                if not self._fill(prefix_size):
+                    raise LTXError(
+                        Code.TRUNCATED, "file ends inside the page block", offset=self._base + len(self._buf)
+                    )
+                buf, pos = self._buf, self._pos
+                buf_len = len(buf)
             pgno, flags, size = unpack_prefix(buf, pos)
-            frame_off = self._base + pos
-            if pgno == 0 and flags == 0:
-                crc = crc64(buf[pos : pos + PAGE_HEADER_SIZE], crc)
-                self._pos = pos + PAGE_HEADER_SIZE
-                break
-            if pgno == 0 or flags != PAGE_FLAG_SIZE:
+            if flags != PAGE_FLAG_SIZE or pgno == 0:
+                frame_off = self._base + pos
+                if pgno == 0 and flags == 0:
+                    crc = crc64_(buf[pos : pos + PAGE_HEADER_SIZE], crc)
+                    self._pos = pos + PAGE_HEADER_SIZE
+                    break
                 why = "page number 0" if pgno == 0 else f"flags 0x{flags:04x}"
                 if flags == 0:
                     why += " (legacy LZ4-frame page, not supported)"
                 raise LTXError(Code.BAD_PAGE_HEADER, f"bad page frame header: {why}", offset=frame_off, pgno=pgno)
-            end = pos + FRAME_PREFIX_SIZE + size
-            if end > len(buf):
-                if not self._fill(FRAME_PREFIX_SIZE + size):
+            end = pos + prefix_size + size
+            if end > buf_len:
+                self._pos = pos
+                if not self._fill(prefix_size + size):
                     raise LTXError(
                         Code.TRUNCATED, f"file ends inside page {pgno}", offset=self._base + len(self._buf), pgno=pgno
                     )
-                buf = self._buf
-                pos = self._pos
-                end = pos + FRAME_PREFIX_SIZE + size
+                buf, pos = self._buf, self._pos
+                buf_len = len(buf)
+                end = pos + prefix_size + size
             try:
-                page = decompress(memoryview(buf)[pos + FRAME_PREFIX_SIZE : end], uncompressed_size=page_size)
+                page = decompress(buf[pos + prefix_size : end], uncompressed_size=page_size)
             except _LZ4Error as exc:
                 raise LTXError(
-                    Code.PAGE_DECOMPRESS_FAILED, f"page {pgno}: LZ4 block does not decode", offset=frame_off, pgno=pgno
+                    Code.PAGE_DECOMPRESS_FAILED,
+                    f"page {pgno}: LZ4 block does not decode",
+                    offset=self._base + pos,
+                    pgno=pgno,
                 ) from exc
             if len(page) != page_size:
                 raise LTXError(
                     Code.PAGE_DECOMPRESS_FAILED,
                     f"page {pgno}: decodes to {len(page)} bytes, not {page_size}",
-                    offset=frame_off,
+                    offset=self._base + pos,
                     pgno=pgno,
                 )
-            if self._verify:
-                crc = crc64(page, crc64(buf[pos : pos + FRAME_PREFIX_SIZE], crc))
-            self._pos = end
-
+            if verify:
+                crc = crc64_(page, crc64_(buf[pos : pos + prefix_size], crc))
             if track and pgno != lock:
                 db_sum = CHECKSUM_FLAG | (db_sum ^ page_checksum(pgno, page))
-            index.append(IndexEntry(pgno, frame_off, FRAME_PREFIX_SIZE + size))
+            append((pgno, self._base + pos, end - pos))
+            pos = end
             yield pgno, page
 
-        for err in page_number_defects(hdr, index):
+        for err in page_number_defects(hdr, frames):
             self.defects.append(err)
             self._on_defect(err)
-        self._finish(index, crc, db_sum if track else None)
+        self._finish(frames, crc, db_sum if track else None)
 
     # ---- index, trailer, checksums ----------------------------------------------------------
 
-    def _finish(self, frames: list[IndexEntry], crc: int, db_sum: int | None) -> None:
+    def _finish(self, frames: list[tuple[int, int, int]], crc: int, db_sum: int | None) -> None:
         index_off = self._base + self._pos
         rest = self._buf[self._pos :] + self._read_all()
         self._buf, self._pos, self._base = b"", 0, index_off + len(rest)
-        stored, used = _parse_index(rest, index_off)
+        expected = encode_page_index_tuples(frames)
+        if rest[: len(expected)] == expected:  # the common case: no varint parsing needed
+            stored, used = frames, len(expected)
+        else:
+            stored, used = _parse_index(rest, index_off)
         if used + TRAILER_SIZE > len(rest):
             raise LTXError(Code.TRUNCATED, "file ends before its trailer", offset=index_off + len(rest))
         if used + TRAILER_SIZE < len(rest):
@@ -267,7 +291,7 @@ class LTXReader:
         return self.info
 
 
-def page_number_defects(header: Header, frames: list[IndexEntry]) -> list[LTXError]:
+def page_number_defects(header: Header, frames: Sequence[tuple[int, int, int]]) -> list[LTXError]:
     """Page-number rules, from the frames' (pgno, offset) alone: order, commit, lock page, holes.
 
     Shared by the full decoder and by `verify --quick`, which sees only the page index.
@@ -278,22 +302,22 @@ def page_number_defects(header: Header, frames: list[IndexEntry]) -> list[LTXErr
     snapshot = header.is_snapshot
     prev = 0
     expect_next = 1  # next pgno a snapshot must hold
-    for e in frames:
-        pgno = e.pgno
+    for pgno, offset, _size in frames:
         if pgno <= prev:
-            out.append(LTXError(Code.PAGE_ORDER, f"page {pgno} follows page {prev}", offset=e.offset, pgno=pgno))
+            out.append(LTXError(Code.PAGE_ORDER, f"page {pgno} follows page {prev}", offset=offset, pgno=pgno))
         if pgno > commit:
             out.append(
-                LTXError(Code.PAGE_BEYOND_COMMIT, f"page {pgno} is beyond commit {commit}", offset=e.offset, pgno=pgno)
+                LTXError(Code.PAGE_BEYOND_COMMIT, f"page {pgno} is beyond commit {commit}", offset=offset, pgno=pgno)
             )
         if pgno == lock:
-            out.append(LTXError(Code.LOCK_PAGE_PRESENT, f"lock page {pgno} is stored", offset=e.offset, pgno=pgno))
-        if snapshot and pgno != expect_next and pgno > prev:
+            out.append(LTXError(Code.LOCK_PAGE_PRESENT, f"lock page {pgno} is stored", offset=offset, pgno=pgno))
+        # a lock page stored in its place is reported above, not as a hole
+        if snapshot and pgno != expect_next and pgno > prev and not (pgno == lock and prev + 1 == lock):
             out.append(
                 LTXError(
                     Code.SNAPSHOT_NONSEQUENTIAL_PAGES,
                     f"nonsequential page numbers in snapshot: {prev},{pgno} (pages {expect_next}..{pgno - 1} missing)",
-                    offset=e.offset,
+                    offset=offset,
                     pgno=pgno,
                     prev_pgno=prev,
                 )
@@ -306,7 +330,7 @@ def page_number_defects(header: Header, frames: list[IndexEntry]) -> list[LTXErr
     if snapshot:
         last_needed = commit - 1 if commit == lock else commit
         if prev < last_needed:
-            end = frames[-1].offset + frames[-1].size if frames else HEADER_SIZE
+            end = frames[-1][1] + frames[-1][2] if frames else HEADER_SIZE
             out.append(
                 LTXError(
                     Code.SNAPSHOT_MISSING_PAGES,
@@ -395,6 +419,8 @@ def read_page_index(stream: BinaryIO, size: int) -> tuple[list[IndexEntry], Trai
     try:
         stream.seek(size - tail_len)
         tail = stream.read(tail_len)
+        if len(tail) != tail_len:
+            raise LTXError(Code.TRUNCATED, f"file is shorter than {size} bytes", offset=size)
         (index_len,) = INDEX_SIZE_STRUCT.unpack_from(tail)
         start = size - tail_len - index_len
         if index_len == 0 or start < HEADER_SIZE + PAGE_HEADER_SIZE:

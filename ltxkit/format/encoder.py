@@ -111,6 +111,8 @@ class LTXWriter:
             if post_apply_checksum is None or not post_apply_checksum & CHECKSUM_FLAG:
                 raise EncodeError("an increment with checksum tracking needs its post-apply checksum")
             post = post_apply_checksum
+        if hdr.commit == 0 and post != CHECKSUM_FLAG:  # as the reference: only tracked files may empty a db
+            raise EncodeError("post-apply checksum must be empty for zero-length database")
         tail = TERMINATOR + encode_page_index(self._index) + post.to_bytes(8, "big")
         file_checksum = CHECKSUM_FLAG | crc64(tail, self._crc)
         self._out.write(tail)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import construct as cs
 
@@ -149,6 +150,8 @@ class Header:
     def problems(self) -> list[str]:
         """Every reason the reference implementation would refuse this header (empty when valid)."""
         out: list[str] = []
+        if self.magic != MAGIC:
+            out.append(f"magic {self.magic!r} is not {MAGIC!r}")
         if self.flags & ~VALID_HEADER_FLAGS:
             out.append(f"invalid flags 0x{self.flags:08x}")
         if not is_valid_page_size(self.page_size):
@@ -224,9 +227,11 @@ class Trailer:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
-    """Where a page's frame sits: offset from the start of the file and frame length in bytes."""
+class IndexEntry(NamedTuple):
+    """Where a page's frame sits: offset from the start of the file and frame length in bytes.
+
+    A NamedTuple so the decoder's hot path can collect plain tuples that compare equal to it.
+    """
 
     pgno: int
     offset: int
@@ -269,6 +274,43 @@ def read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
         if b < 0x80:
             return value, pos
         shift += 7
+
+
+def encode_page_index_tuples(entries: list[tuple[int, int, int]]) -> bytes:
+    """`encode_page_index` for (pgno, offset, size) tuples: the decoder's fast path.
+
+    Varints of values below 2**14 (every pgno of small databases, every frame size) come from a
+    lookup table; larger ones are built in a loop.
+    """
+    out = bytearray()
+    small = _SMALL_VARINTS
+    for pgno, offset, size in entries:
+        out += small[pgno] if pgno < 16384 else _uvarint(pgno)
+        out += _uvarint(offset)
+        out += small[size] if size < 16384 else _uvarint(size)
+    out.append(0)
+    return bytes(out) + INDEX_SIZE_STRUCT.pack(len(out))
+
+
+def _uvarint(v: int) -> bytes:
+    if v < 16384:
+        return _SMALL_VARINTS[v]
+    if v < 1 << 21:
+        return bytes(((v & 0x7F) | 0x80, ((v >> 7) & 0x7F) | 0x80, v >> 14))
+    if v < 1 << 28:
+        return bytes(((v & 0x7F) | 0x80, ((v >> 7) & 0x7F) | 0x80, ((v >> 14) & 0x7F) | 0x80, v >> 21))
+    out = bytearray()
+    append_uvarint(out, v)
+    return bytes(out)
+
+
+def _uvarint_slow(value: int) -> bytes:
+    out = bytearray()
+    append_uvarint(out, value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [_uvarint_slow(v) for v in range(16384)]
 
 
 def encode_page_index(entries: list[IndexEntry]) -> bytes:
