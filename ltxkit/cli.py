@@ -408,11 +408,20 @@ def snapshot(
     output: Annotated[Path, typer.Option("--output", "-o", help="LTX file to write.", show_default=False)],
     txid: Annotated[str, typer.Option("--txid", help="TXID the snapshot carries (hex).")] = "1",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
+    checksums: Annotated[
+        bool,
+        typer.Option(
+            "--checksums/--no-checksums",
+            help="Track the database checksum (default). Use --no-checksums for a file you will put in a "
+            "Litestream 0.5.x replica: Litestream cannot restore a tracked file that ends its restore plan.",
+        ),
+    ] = True,
 ) -> None:
-    """Encode a database as an LTX snapshot (checksum tracking on), from one consistent read.
+    """Encode a database as an LTX snapshot, from one consistent read.
 
     The read happens inside one transaction holding the write lock, WAL content included, so a
     live database gives a consistent file. The file is verified before it is published.
+    With checksum tracking (the default) its post-apply checksum equals `ltxkit checksum DB`.
     """
     from ltxkit.snapshot import write_snapshot_file
 
@@ -422,10 +431,10 @@ def snapshot(
     assert max_txid is not None
     if max_txid < 1:
         raise Fail("--txid must be at least 1", EXIT_USAGE)
-    info = write_snapshot_file(db, output, max_txid=max_txid)
+    info = write_snapshot_file(db, output, max_txid=max_txid, checksums=checksums)
     err.print(
-        f"wrote {output}: snapshot TXID {max_txid:016x}, {info.commit} pages of {info.page_size} bytes, "
-        f"post-apply checksum {info.post_apply_checksum:016x}"
+        f"wrote {output}: snapshot TXID {max_txid:016x}, {info.commit} pages of {info.page_size} bytes"
+        + (f", post-apply checksum {info.post_apply_checksum:016x}" if checksums else ", no checksum tracking")
     )
 
 

@@ -157,7 +157,10 @@ def _stage_full_state(
     def pages() -> object:
         return view.pages()
 
-    snap = Header(flags=0, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=txid, timestamp=now)
+    # no checksum tracking: Litestream 0.5.x cannot restore a plan ending in a tracked file
+    snap = Header(
+        flags=FLAG_NO_CHECKSUM, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=txid, timestamp=now
+    )
     plan.new_files.append(_write_staged(staging, pages, snap, SNAPSHOT_LEVEL))
     levels = {0} | {f.level for f in keep if f.level < SNAPSHOT_LEVEL}
     for level in sorted(levels):
@@ -165,9 +168,13 @@ def _stage_full_state(
         start = top + 1
         if start > txid:
             continue
-        flags = 0 if start == 1 else FLAG_NO_CHECKSUM  # an increment's pre-apply checksum is unknown
         hdr = Header(
-            flags=flags, page_size=view.page_size, commit=view.commit, min_txid=start, max_txid=txid, timestamp=now
+            flags=FLAG_NO_CHECKSUM,
+            page_size=view.page_size,
+            commit=view.commit,
+            min_txid=start,
+            max_txid=txid,
+            timestamp=now,
         )
         plan.new_files.append(_write_staged(staging, pages, hdr, level))
 
@@ -213,7 +220,14 @@ def _plan_from_chain(plan: RepairPlan, storage: LocalStorage, keep: list[Replica
     except RestoreError as exc:
         raise RepairError(f"the healthy chain does not restore: {exc.message}") from exc
     view = _FileView(db, result.page_size, result.commit)
-    snap = Header(flags=0, page_size=result.page_size, commit=result.commit, min_txid=1, max_txid=txid, timestamp=now)
+    snap = Header(
+        flags=FLAG_NO_CHECKSUM,
+        page_size=result.page_size,
+        commit=result.commit,
+        min_txid=1,
+        max_txid=txid,
+        timestamp=now,
+    )
     existing = {f.key for f in keep}
     new = NewFile(SNAPSHOT_LEVEL, 1, txid, Path(), now)
     if new.key not in existing:

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter
-from ltxkit.format.schema import Header
+from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header
 from ltxkit.replica.storage import atomic_output
 from ltxkit.sqlite import DatabaseView, consistent_view
 
@@ -24,11 +24,20 @@ class SnapshotInfo:
 
 
 def encode_snapshot(
-    view: DatabaseView, out: BinaryIO, *, max_txid: int, timestamp_ms: int | None = None
+    view: DatabaseView, out: BinaryIO, *, max_txid: int, timestamp_ms: int | None = None, checksums: bool = True
 ) -> SnapshotInfo:
-    """Write every page of `view` as a snapshot (TXIDs 1..max_txid), checksum tracking on."""
+    """Write every page of `view` as a snapshot (TXIDs 1..max_txid).
+
+    With `checksums` the file tracks the database checksum (post-apply checksum set). Litestream
+    0.5.x cannot restore a plan whose last file tracks checksums (its restore compactor writes
+    no-checksum output and refuses to carry a post-apply checksum over), so files meant for a
+    Litestream replica are written with `checksums=False`, as Litestream itself writes them.
+    """
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    header = Header(flags=0, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=max_txid, timestamp=ts)
+    flags = 0 if checksums else FLAG_NO_CHECKSUM
+    header = Header(
+        flags=flags, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=max_txid, timestamp=ts
+    )
     writer = LTXWriter(out, header)
     for pgno, page in view.pages():
         writer.write_page(pgno, page)
@@ -42,6 +51,6 @@ def verify_file(path: Path) -> None:
         LTXReader(fh).read_all()
 
 
-def write_snapshot_file(db: Path, output: Path, *, max_txid: int) -> SnapshotInfo:
+def write_snapshot_file(db: Path, output: Path, *, max_txid: int, checksums: bool = True) -> SnapshotInfo:
     with consistent_view(db) as view, atomic_output(output, check=verify_file) as fh:
-        return encode_snapshot(view, fh, max_txid=max_txid)
+        return encode_snapshot(view, fh, max_txid=max_txid, checksums=checksums)

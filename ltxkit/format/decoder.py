@@ -368,14 +368,14 @@ def _parse_index(data: bytes, base: int) -> tuple[list[IndexEntry], int]:
     return entries, pos + INDEX_SIZE_FIELD_SIZE
 
 
-def _index_difference(stored: list[IndexEntry], frames: list[IndexEntry]) -> str:
+def _index_difference(stored: list[IndexEntry], frames: Sequence[tuple[int, int, int]]) -> str:
     if len(stored) != len(frames):
         return f"page index lists {len(stored)} pages, page block holds {len(frames)}"
     for s, f in zip(stored, frames, strict=True):
-        if s != f:
+        if tuple(s) != tuple(f):
             return (
-                f"page index entry (pgno {s.pgno}, offset {s.offset}, size {s.size}) does not match "
-                f"frame (pgno {f.pgno}, offset {f.offset}, size {f.size})"
+                f"page index entry (pgno {s[0]}, offset {s[1]}, size {s[2]}) does not match "
+                f"frame (pgno {f[0]}, offset {f[1]}, size {f[2]})"
             )
     return "page index does not match page block"
 

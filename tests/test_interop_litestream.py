@@ -1,0 +1,260 @@
+"""Interop with the real Litestream 0.5.x: its files decode, our snapshots restore with it, and
+`ltxkit restore` writes the very bytes `litestream restore` writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ltxkit.format import LTXReader
+from ltxkit.format.schema import format_filename
+from ltxkit.replica.storage import LocalStorage
+from ltxkit.restore import restore_to_path
+from tests import litestream_harness as H
+
+pytestmark = pytest.mark.litestream
+
+PAGE_SIZES = [512, 4096, 65536]
+
+
+@pytest.fixture(scope="module", params=PAGE_SIZES, ids=lambda p: f"page{p}")
+def real_replica(request, tmp_path_factory) -> H.Replica:
+    return H.make_replica(tmp_path_factory.mktemp(f"rep{request.param}"), page_size=request.param)
+
+
+@pytest.fixture(scope="module")
+def vacuum_replica(tmp_path_factory) -> H.Replica:
+    return H.make_replica(tmp_path_factory.mktemp("vac"), page_size=4096, vacuum=True, litestream_checkpoints=True)
+
+
+@pytest.fixture(scope="module")
+def retention_replica(tmp_path_factory) -> H.Replica:
+    return H.make_replica(tmp_path_factory.mktemp("ret"), page_size=4096, retention=True)
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def litestream_restore(rep: H.Replica, out: Path, **kw: object) -> Path:
+    r = H.restore(rep.replica_dir, out, **kw)  # type: ignore[arg-type]
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+# ---- issue 2: every real file decodes, checksums verified; inspect reports it -----------------
+
+
+def test_every_real_file_decodes_with_checksums(real_replica: H.Replica, run_ltxkit) -> None:
+    files = real_replica.files()
+    levels = {f.level for f in files}
+    assert {0, 1, 9} <= levels, levels  # snapshot, L0 increments and compactions are all exercised
+    for f in files:
+        with open(f.path, "rb") as fh:
+            reader = LTXReader(fh)
+            info = reader.read_all()
+        assert reader.header.page_size == real_replica.page_size
+        assert (reader.header.min_txid, reader.header.max_txid) == (f.min_txid, f.max_txid)
+        assert info.trailer.file_checksum >> 63 == 1
+        assert info.defects == []
+    # inspect --json on a snapshot and an increment
+    for f in (files[0], files[-1]):
+        r = run_ltxkit("inspect", f.path, "--json", "--pages")
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        assert doc["header"]["min_txid"] == f"{f.min_txid:016x}"
+        assert doc["header"]["max_txid"] == f"{f.max_txid:016x}"
+        assert doc["header"]["page_size"] == real_replica.page_size
+        assert doc["header"]["flags"] == 2  # Litestream 0.5.x writes no-checksum files
+        assert doc["trailer"]["post_apply_checksum"] == "0000000000000000"
+        assert len(doc["trailer"]["file_checksum"]) == 16
+        assert doc["page_count"] == len(doc["pages"]) > 0
+        assert doc["ok"] is True
+
+
+def test_ltxkit_snapshot_restores_with_litestream(tmp_path: Path, run_ltxkit) -> None:
+    for page_size in (512, 4096):
+        db = H.make_db(tmp_path / f"src{page_size}.db", page_size=page_size, rows=300, row_bytes=300)
+        H.write_rows(db, 20)  # leave content in the WAL: the snapshot must include it
+        replica = tmp_path / f"replica{page_size}"
+        out = replica / "ltx" / "0" / format_filename(1, 1)
+        out.parent.mkdir(parents=True)
+        r = run_ltxkit("snapshot", db, "-o", out, "--no-checksums")
+        assert r.returncode == 0, r.stderr
+        restored = tmp_path / f"restored{page_size}.db"
+        r = H.restore(replica, restored)
+        assert r.returncode == 0, r.stderr
+        # a tracked snapshot of the same state: its post-apply checksum is the database checksum
+        tracked = tmp_path / f"tracked{page_size}.ltx"
+        assert run_ltxkit("snapshot", db, "-o", tracked).returncode == 0
+        doc = json.loads(run_ltxkit("inspect", tracked, "--json").stdout)
+        assert run_ltxkit("checksum", db).stdout.strip() == doc["trailer"]["post_apply_checksum"]
+        H.checkpoint(db, "TRUNCATE")
+        assert restored.read_bytes() == Path(db).read_bytes()
+
+
+def test_litestream_cannot_restore_a_tracked_file_at_the_end_of_its_plan(tmp_path: Path, run_ltxkit) -> None:
+    """Why `snapshot --no-checksums` exists and why repair publishes untracked files: pinned here."""
+    db = H.make_db(tmp_path / "src.db", rows=50)
+    out = tmp_path / "replica" / "ltx" / "0" / format_filename(1, 1)
+    out.parent.mkdir(parents=True)
+    assert run_ltxkit("snapshot", db, "-o", out).returncode == 0
+    r = H.restore(tmp_path / "replica", tmp_path / "x.db")
+    assert r.returncode != 0 and "post-apply checksum not allowed" in r.stderr
+    # ltxkit restores it, and verify has nothing against it
+    assert run_ltxkit("restore", tmp_path / "replica", "-o", tmp_path / "y.db", "--quiet").returncode == 0
+    assert H.logical_dump(tmp_path / "y.db") == H.logical_dump(db)
+
+
+# ---- issue 4: byte-identical restores -------------------------------------------------------
+
+
+def test_restore_latest_byte_identical(real_replica: H.Replica, tmp_path: Path) -> None:
+    ours = tmp_path / "ours.db"
+    restore_to_path(LocalStorage(real_replica.replica_dir), ours)
+    theirs = litestream_restore(real_replica, tmp_path / "theirs.db")
+    assert sha(ours) == sha(theirs)
+    assert H.logical_dump(ours) == H.logical_dump(real_replica.db_path)
+
+
+def test_restore_every_mark_by_txid(real_replica: H.Replica, tmp_path: Path, run_ltxkit) -> None:
+    assert len(real_replica.marks) >= 3
+    for mark in real_replica.marks:
+        ours, theirs = tmp_path / f"o{mark.txid}.db", tmp_path / f"t{mark.txid}.db"
+        r = run_ltxkit("restore", real_replica.replica_dir, "-o", ours, "--txid", f"{mark.txid:016x}", "--quiet")
+        assert r.returncode == 0, r.stderr
+        litestream_restore(real_replica, theirs, txid=mark.txid)
+        assert sha(ours) == sha(theirs), mark
+        assert H.dump_sha256(ours) == mark.dump_sha256
+
+
+def test_restore_by_timestamp(real_replica: H.Replica, tmp_path: Path, run_ltxkit) -> None:
+    mid = real_replica.marks[len(real_replica.marks) // 2]
+    ts = H.rfc3339_ms(mid.timestamp_ms + 1)
+    ours, theirs = tmp_path / "o.db", tmp_path / "t.db"
+    r = run_ltxkit("restore", f"file://{real_replica.replica_dir}", "-o", ours, "--timestamp", ts, "--quiet")
+    assert r.returncode == 0, r.stderr
+    litestream_restore(real_replica, theirs, timestamp=ts)
+    assert sha(ours) == sha(theirs)
+
+
+def test_restore_after_vacuum_shrink(vacuum_replica: H.Replica, tmp_path: Path) -> None:
+    ours = tmp_path / "ours.db"
+    restore_to_path(LocalStorage(vacuum_replica.replica_dir), ours)
+    theirs = litestream_restore(vacuum_replica, tmp_path / "theirs.db")
+    assert sha(ours) == sha(theirs)
+    for mark in vacuum_replica.marks:
+        o, t = tmp_path / f"o{mark.txid}.db", tmp_path / f"t{mark.txid}.db"
+        restore_to_path(LocalStorage(vacuum_replica.replica_dir), o, txid=mark.txid)
+        litestream_restore(vacuum_replica, t, txid=mark.txid)
+        assert sha(o) == sha(t), mark
+
+
+def test_restore_chain_spanning_l9_l2_l1_l0(real_replica: H.Replica, tmp_path: Path, run_ltxkit) -> None:
+    r = run_ltxkit("restore", real_replica.replica_dir, "-o", tmp_path / "x.db", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    from ltxkit.restore import plan_for
+
+    plan = plan_for(LocalStorage(real_replica.replica_dir))
+    levels = [f.level for f in plan]
+    assert levels[0] == 9 and 0 in levels and 1 in levels, levels
+
+
+# ---- issue 3: no false positives, seed shapes named, tree untouched --------------------------
+
+
+def test_verify_clean_on_real_replicas(real_replica: H.Replica, run_ltxkit) -> None:
+    r = run_ltxkit("verify", real_replica.replica_dir, "--format", "json", "--deep")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0, doc["findings"]
+    assert doc["ok"] is True and doc["findings"] == []
+    assert doc["replicas"][0]["snapshots"] >= 1
+
+
+def test_verify_clean_after_vacuum_and_retention(vacuum_replica, retention_replica, run_ltxkit) -> None:
+    for rep in (vacuum_replica, retention_replica):
+        r = run_ltxkit("verify", rep.replica_dir, "--format", "json")
+        doc = json.loads(r.stdout)
+        assert r.returncode == 0, doc["findings"]
+        errors = [f for f in doc["findings"] if f["severity"] == "error"]
+        assert errors == []
+
+
+def test_verify_never_writes(real_replica: H.Replica, run_ltxkit, tmp_path: Path) -> None:
+    before = H.tree_digest(real_replica.replica_dir)
+    for args in ([], ["--deep"], ["--quick"], ["--format", "junit"]):
+        run_ltxkit("verify", real_replica.replica_dir, *args)
+    assert H.tree_digest(real_replica.replica_dir) == before
+
+
+def _codes(doc: dict) -> set[str]:
+    return {f["code"] for f in doc["findings"]}
+
+
+def test_seed_shape_named_before_restore(tmp_path: Path, run_ltxkit) -> None:
+    rep = H.make_seed_shape(tmp_path)
+    r = run_ltxkit("verify", rep.replica_dir, "--format", "json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert "snapshot-nonsequential-pages" in _codes(doc)
+    bad = [f for f in doc["findings"] if f["code"] == "snapshot-nonsequential-pages"]
+    assert Path(bad[0]["path"]).resolve() == Path(rep.damaged_file).resolve()
+    # and Litestream's own restore fails on the same replica
+    lr = H.restore(rep.replica_dir, tmp_path / "lr.db")
+    assert lr.returncode != 0 and "nonsequential" in lr.stderr
+
+
+def test_growth_hole_shape_named_before_restore(tmp_path: Path, run_ltxkit) -> None:
+    rep = H.make_growth_hole_shape(tmp_path)
+    r = run_ltxkit("verify", rep.replica_dir, "--format", "json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert {"growth-pages-missing", "unrestorable"} <= _codes(doc)
+    growth = [f for f in doc["findings"] if f["code"] == "growth-pages-missing"]
+    assert Path(growth[0]["path"]).resolve() == Path(rep.damaged_file).resolve()
+    lr = H.restore(rep.replica_dir, tmp_path / "lr.db")
+    assert lr.returncode != 0 and "nonsequential" in lr.stderr
+
+
+@pytest.mark.parametrize(
+    "maker,code",
+    [(H.make_txid_gap_shape, "txid-gap"), (H.make_truncated_shape, "truncated"),
+     (H.make_flipped_byte_shape, None)],
+    ids=["gap", "truncated", "flipped"],
+)
+def test_other_shapes_named(tmp_path: Path, run_ltxkit, maker, code) -> None:
+    rep = maker(tmp_path)
+    junit = tmp_path / "v.xml"
+    r = run_ltxkit("verify", rep.replica_dir, "--format", "junit", "--output", junit)
+    assert r.returncode == 1
+    assert "<failure" in junit.read_text()
+    doc = json.loads(run_ltxkit("verify", rep.replica_dir, "--format", "json").stdout)
+    codes = _codes(doc)
+    if code:
+        assert code in codes
+    else:
+        assert codes & {"file-checksum-mismatch", "page-decompress-failed"}
+    assert H.restore(rep.replica_dir, tmp_path / "lr.db").returncode != 0
+
+
+def test_damaged_file_among_healthy_ones_is_the_only_one_named(tmp_path: Path, run_ltxkit) -> None:
+    rep = H.make_flipped_byte_shape(tmp_path)
+    files = [f.path for f in rep.files()]
+    r = run_ltxkit("verify", *files, "--format", "json")
+    doc = json.loads(r.stdout)
+    named = {Path(f["path"]).resolve() for f in doc["findings"]}
+    assert named == {Path(rep.damaged_file).resolve()}
+    assert len(doc["files"]) == len(files)
+
+
+def test_restore_refuses_damaged_plan_like_verify(tmp_path: Path, run_ltxkit) -> None:
+    rep = H.make_truncated_shape(tmp_path)
+    out = tmp_path / "o.db"
+    r = run_ltxkit("restore", rep.replica_dir, "-o", out)
+    assert r.returncode == 1 and "truncated" in r.stderr and str(Path(rep.damaged_file).name) in r.stderr
+    assert not out.exists()
+    assert shutil.which("true")  # keep shutil import used for platforms without it

@@ -1,0 +1,76 @@
+"""Litestream's restore plan, reproduced: which files a restore merges, and when it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from ltxkit.format.errors import Code
+from ltxkit.replica.layout import PlanError, ReplicaFile, restore_plan
+
+
+def rf(level: int, lo: int, hi: int, mtime_ms: int | None = None) -> ReplicaFile:
+    return ReplicaFile(level, lo, hi, f"ltx/{level}/{lo:016x}-{hi:016x}.ltx", 100, (mtime_ms or hi) * 1_000_000)
+
+
+def names(plan: list[ReplicaFile]) -> list[tuple[int, int, int]]:
+    return [(f.level, f.min_txid, f.max_txid) for f in plan]
+
+
+def test_plain_l0_chain() -> None:
+    files = [rf(0, 1, 1), rf(0, 2, 2), rf(0, 3, 3)]
+    assert names(restore_plan(files)) == [(0, 1, 1), (0, 2, 2), (0, 3, 3)]
+
+
+def test_snapshot_then_furthest_reaching_file_across_levels() -> None:
+    files = [rf(9, 1, 10), rf(1, 1, 8), rf(1, 9, 14), rf(2, 11, 20), rf(0, 11, 11), rf(0, 21, 21), rf(0, 22, 22)]
+    # after the snapshot (10): L1 9-14 and L2 11-20 both start at or before 11; L2 reaches further
+    assert names(restore_plan(files)) == [(9, 1, 10), (2, 11, 20), (0, 21, 21), (0, 22, 22)]
+
+
+def test_tie_prefers_lower_min_then_higher_level() -> None:
+    files = [rf(0, 1, 1), rf(0, 2, 5), rf(1, 2, 5), rf(2, 1, 5)]
+    assert names(restore_plan(files)) == [(2, 1, 5)]
+    files = [rf(0, 1, 1), rf(0, 2, 5), rf(1, 2, 5)]
+    assert names(restore_plan(files)) == [(0, 1, 1), (1, 2, 5)]
+
+
+def test_txid_target_stops_at_target_and_prefers_older_snapshot() -> None:
+    files = [rf(9, 1, 5), rf(9, 1, 20), rf(0, 1, 1)] + [rf(0, i, i) for i in range(2, 25)]
+    assert names(restore_plan(files, txid=7)) == [(9, 1, 5), (0, 6, 6), (0, 7, 7)]
+    assert names(restore_plan(files, txid=20)) == [(9, 1, 20)]
+    assert names(restore_plan(files))[-1] == (0, 24, 24)
+
+
+def test_timestamp_uses_created_time() -> None:
+    files = [rf(0, 1, 1, 1000), rf(0, 2, 2, 2000), rf(0, 3, 3, 3000)]
+    assert names(restore_plan(files, timestamp_ms=2500)) == [(0, 1, 1), (0, 2, 2)]
+
+
+def test_gap_refuses_latest_restore_like_litestream() -> None:
+    files = [rf(0, 1, 1), rf(0, 2, 2), rf(0, 4, 4)]
+    with pytest.raises(PlanError) as exc:
+        restore_plan(files)
+    assert exc.value.code == Code.TXID_GAP
+    assert exc.value.context["have"] == 2
+    # a point-in-time restore before the gap still works
+    assert names(restore_plan(files, txid=2)) == [(0, 1, 1), (0, 2, 2)]
+
+
+def test_gap_bridged_by_later_snapshot_is_fine() -> None:
+    files = [rf(0, 1, 1), rf(0, 2, 2), rf(0, 4, 4), rf(9, 1, 4), rf(0, 5, 5)]
+    assert names(restore_plan(files)) == [(9, 1, 4), (0, 5, 5)]
+
+
+def test_no_snapshot() -> None:
+    with pytest.raises(PlanError) as exc:
+        restore_plan([rf(0, 5, 5), rf(0, 6, 6)])
+    assert exc.value.code == Code.NO_SNAPSHOT
+    with pytest.raises(PlanError) as exc:
+        restore_plan([])
+    assert exc.value.code == Code.NO_SNAPSHOT
+
+
+def test_target_beyond_chain() -> None:
+    with pytest.raises(PlanError) as exc:
+        restore_plan([rf(0, 1, 1)], txid=9)
+    assert exc.value.code == Code.UNRESTORABLE
