@@ -10,9 +10,13 @@ The steps, each safe to stop after:
    files by rename, and re-list again (backing everything out if a writer appeared meanwhile).
 
 From a live database (`from_db`), the new snapshot carries a TXID above everything in the replica
-and is published at level 9; each level 0..8 in use also gets a full-page file that carries that
-level up to the same TXID, so Litestream's position (its highest level-0 file) and its
-compactions continue contiguously above the repair.
+and is published at level 9. Level 0 gets a single-TXID full-page file at that TXID (Litestream
+takes its position from the newest L0 file), and level 1 plus every other level in use get a
+full-page file that carries them up to the same TXID, so Litestream's compactions continue
+contiguously above the repair once it is restarted.
+
+Files are published without checksum tracking, as Litestream writes them: Litestream 0.5.x
+cannot restore a plan whose last file tracks checksums.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restor
 from ltxkit.replica.storage import LocalStorage, fsync_dir
 from ltxkit.restore import RestoreError, restore_into
 from ltxkit.snapshot import verify_file
-from ltxkit.sqlite import DatabaseView, consistent_view
+from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseView, consistent_view
 from ltxkit.verify.engine import Finding, ReplicaSummary, Severity, check_replica
 
 QUARANTINE_DIR = "quarantine"
@@ -162,12 +166,27 @@ def _stage_full_state(
         flags=FLAG_NO_CHECKSUM, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=txid, timestamp=now
     )
     plan.new_files.append(_write_staged(staging, pages, snap, SNAPSHOT_LEVEL))
-    levels = {0} | {f.level for f in keep if f.level < SNAPSHOT_LEVEL}
-    for level in sorted(levels):
-        top = max((f.max_txid for f in keep if f.level == level), default=0)
-        start = top + 1
-        if start > txid:
-            continue
+    # Level 0 gets a single-TXID file, as Litestream names its own: on restart Litestream adopts the
+    # replica's newest L0 file as its position and checks it against the live WAL. The file claims
+    # to start at the WAL header with salts that differ from the live WAL's, so Litestream sees a
+    # WAL reset and writes a full snapshot at the next TXID instead of guessing an offset.
+    salt1, salt2 = view.wal_salts or (0, 0)
+    l0 = Header(
+        flags=FLAG_NO_CHECKSUM,
+        page_size=view.page_size,
+        commit=view.commit,
+        min_txid=txid,
+        max_txid=txid,
+        timestamp=now,
+        wal_offset=WAL_HEADER_SIZE,
+        wal_salt1=(salt1 ^ 0x5A5A5A5A) or 1,
+        wal_salt2=(salt2 ^ 0xA5A5A5A5) or 1,
+    )
+    plan.new_files.append(_write_staged(staging, pages, l0, 0))
+    # Levels 1..8 (level 1 always) get a full-page file that carries them up to the same TXID, so
+    # Litestream's next compaction into each level starts contiguously above the repair.
+    for level in sorted({1} | {f.level for f in keep if 0 < f.level < SNAPSHOT_LEVEL}):
+        start = max((f.max_txid for f in keep if f.level == level), default=0) + 1
         hdr = Header(
             flags=FLAG_NO_CHECKSUM,
             page_size=view.page_size,

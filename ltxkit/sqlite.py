@@ -44,6 +44,7 @@ class DatabaseView:
     page_size: int
     commit: int
     wal_frames: dict[int, int] = field(default_factory=dict)  # pgno -> file offset of page in WAL
+    wal_salts: tuple[int, int] | None = None  # the WAL header's salts, when there is a WAL
     _db: object = None
     _wal: object = None
 
@@ -143,6 +144,10 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
                 fds.append(shm_fd)
                 view.wal_frames = _read_wal_map(path, wal_fd, shm_fd, page_size)
                 view._wal = wal_fd
+                head = os.pread(wal_fd, WAL_HEADER_SIZE, 0)
+                if len(head) == WAL_HEADER_SIZE:
+                    fields = _WAL_HEADER.unpack(head)
+                    view.wal_salts = (fields[4], fields[5])
         yield view
     except sqlite3.Error as exc:
         raise DatabaseError(f"{path}: {exc}") from exc

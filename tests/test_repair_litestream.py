@@ -1,0 +1,147 @@
+"""`ltxkit repair --rebuild-snapshot` on real Litestream replicas damaged the ways LANDSCAPE.md lists.
+
+Each test ends with the real `litestream restore` and, for the database path, a real
+`litestream replicate` restarted on the repaired replica: the replica must stay usable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ltxkit.format.schema import format_filename
+from ltxkit.repair import RepairError, apply_repair, plan_repair
+from ltxkit.replica.storage import LocalStorage
+from tests import litestream_harness as H
+
+pytestmark = pytest.mark.litestream
+
+SHAPES = {
+    "seed-hole": H.make_seed_shape,
+    "growth-hole": H.make_growth_hole_shape,
+    "missing-l0": H.make_txid_gap_shape,
+    "truncated": H.make_truncated_shape,
+    "flipped-byte": H.make_flipped_byte_shape,
+}
+
+
+def contents(root: Path) -> dict[str, str]:
+    """sha256 -> relative path of every file below root."""
+    out = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for n in names:
+            p = Path(dirpath) / n
+            out[hashlib.sha256(p.read_bytes()).hexdigest()] = str(p.relative_to(root))
+    return out
+
+
+@pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
+def test_repair_from_db_then_replication_resumes(shape: str, tmp_path: Path, run_ltxkit) -> None:
+    rep = SHAPES[shape](tmp_path)
+    replica = rep.replica_dir
+    before = contents(replica)
+    assert run_ltxkit("verify", replica).returncode == 1
+    assert H.restore(replica, tmp_path / "before.db").returncode != 0  # Litestream cannot restore it
+
+    # dry run: a plan, no change
+    r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", rep.db_path, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "dry run" in r.stdout
+    assert contents(replica) == before
+
+    r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", rep.db_path, "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "repaired" in r.stdout
+
+    v = run_ltxkit("verify", replica, "--format", "json", "--deep")
+    assert v.returncode == 0, v.stdout
+    assert all(f["severity"] == "warning" for f in json.loads(v.stdout)["findings"])
+
+    restored = tmp_path / "after.db"
+    lr = H.restore(replica, restored)
+    assert lr.returncode == 0, lr.stderr
+    assert H.integrity_check(restored) == "ok"
+    assert H.logical_dump(restored) == H.logical_dump(rep.db_path)
+
+    # nothing deleted: every original file is still somewhere in the replica, moved ones in quarantine
+    after = contents(replica)
+    for digest, rel in before.items():
+        assert digest in after, f"{rel} vanished"
+        assert after[digest] == rel or after[digest].startswith("quarantine/"), after[digest]
+    moved = [rel for d, rel in before.items() if after[d] != rel]
+    if moved:
+        manifests = list((replica / "quarantine").glob("*/manifest.json"))
+        assert len(manifests) == 1
+        doc = json.loads(manifests[0].read_text())
+        assert sorted(e["original_path"] for e in doc["files"]) == sorted(moved)
+        assert all(e["codes"] for e in doc["files"])
+        assert str(manifests[0].parent) in r.stdout  # the user is told where
+
+    # the replica stays usable: real Litestream resumes on the same database
+    with H.pin_wal(rep.db_path), H.Replicator(rep.db_path, replica, levels=(), snapshot_interval="24h") as ls:
+        ls.sync()
+        H.write_rows(rep.db_path, 7, after_txn=ls.sync)
+        ls.wait_until_caught_up()
+    expected = H.logical_dump(rep.db_path)
+    theirs, ours = tmp_path / "theirs.db", tmp_path / "ours.db"
+    lr = H.restore(replica, theirs)
+    assert lr.returncode == 0, lr.stderr
+    assert H.logical_dump(theirs) == expected
+    r = run_ltxkit("restore", replica, "-o", ours, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert H.logical_dump(ours) == expected
+    assert ours.read_bytes() == theirs.read_bytes()
+    assert run_ltxkit("verify", replica).returncode == 0
+
+
+def test_repair_from_chain_names_lost_txids(tmp_path: Path, run_ltxkit) -> None:
+    rep = H.make_txid_gap_shape(tmp_path)  # L0 3 of 1..6 deleted
+    mark2 = next(m for m in rep.marks if m.txid == 2)
+    r = run_ltxkit("repair", rep.replica_dir, "--rebuild-snapshot", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0000000000000003..0000000000000006" in r.stdout  # the lost TXIDs, named
+    assert run_ltxkit("verify", rep.replica_dir).returncode == 0
+    out = tmp_path / "o.db"
+    lr = H.restore(rep.replica_dir, out)
+    assert lr.returncode == 0, lr.stderr
+    assert H.dump_sha256(out) == mark2.dump_sha256
+    assert (rep.replica_dir / "ltx" / "9" / format_filename(1, 2)).exists()
+
+
+def test_repair_on_healthy_replica_changes_nothing(tmp_path: Path, run_ltxkit) -> None:
+    rep = H.make_once_replica(tmp_path, increments=3)
+    before = H.tree_digest(rep.replica_dir)
+    r = run_ltxkit("repair", rep.replica_dir, "--rebuild-snapshot", "--from-db", rep.db_path, "--yes")
+    assert r.returncode == 0 and "nothing to repair" in r.stdout
+    assert H.tree_digest(rep.replica_dir) == before
+    assert sorted(p.name for p in rep.replica_dir.iterdir()) == ["ltx"]
+
+
+def test_repair_needs_yes_without_a_terminal(tmp_path: Path, run_ltxkit) -> None:
+    rep = H.make_truncated_shape(tmp_path)
+    before = H.tree_digest(rep.replica_dir)
+    r = run_ltxkit("repair", rep.replica_dir, "--rebuild-snapshot", "--from-db", rep.db_path)
+    assert r.returncode == 2 and "--yes" in r.stderr
+    assert H.tree_digest(rep.replica_dir) == before
+    assert sorted(p.name for p in rep.replica_dir.iterdir()) == ["ltx"]  # staging cleaned up
+
+
+def test_repair_backs_out_when_the_replica_changes(tmp_path: Path) -> None:
+    rep = H.make_truncated_shape(tmp_path)
+    storage = LocalStorage(rep.replica_dir)
+    before = H.tree_digest(rep.replica_dir)
+    plan = plan_repair(storage, from_db=Path(rep.db_path))
+    assert plan.needed
+    # a writer (Litestream) uploads a new file between planning and applying
+    newest = max(H.list_ltx(rep.replica_dir, 0), key=lambda n: n.max_txid)
+    intruder = rep.replica_dir / "ltx" / "0" / format_filename(newest.max_txid + 1, newest.max_txid + 1)
+    intruder.write_bytes(newest.path.read_bytes())
+    with pytest.raises(RepairError, match="changed"):
+        apply_repair(storage, plan)
+    intruder.unlink()
+    assert H.tree_digest(rep.replica_dir) == before
+    assert sorted(p.name for p in rep.replica_dir.iterdir()) == ["ltx"]
