@@ -1,0 +1,5 @@
+"""`python -m ltxkit` runs the CLI."""
+
+from ltxkit.cli import main
+
+main()

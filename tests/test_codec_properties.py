@@ -1,0 +1,296 @@
+"""Properties of the codec over generated files.
+
+1. Round trip: any page set the encoder accepts (snapshots and increments, page sizes 512..65536,
+   checksum tracking on or off) decodes to exactly what was written, streaming in any chunk size
+   and through random access.
+2. Damage is never silent and never crashes: after any single-byte change, truncation, insertion
+   or deletion, decoding either raises `LTXError` with a `Code`, or yields exactly the original
+   header, pages, index and trailer. (The second happens: some edits of an LZ4 payload decode to
+   the same page, and the format checksums decompressed content, so such a file *is* the same
+   file.) No other exception type ever escapes, in strict mode, in collection mode, or through
+   random access.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ltxkit.format import (
+    CHECKSUM_FLAG,
+    FLAG_NO_CHECKSUM,
+    Code,
+    Header,
+    LTXError,
+    LTXReader,
+    decode_file,
+    encode_file,
+    lock_pgno,
+    read_page_index,
+)
+from ltxkit.format.decoder import DecodedFile, read_page
+from tests.filespec import FileSpec, flip_byte, insert_bytes, page_bytes, random_page
+
+ALL_PAGE_SIZES = [512 << i for i in range(8)]
+U63 = st.integers(0, 2**63 - 1)
+
+
+@st.composite
+def page_content(draw, page_size: int) -> bytes:
+    kind = draw(st.sampled_from(["zeros", "pattern", "pattern", "random", "text"]))
+    if kind == "zeros":
+        return bytes(page_size)
+    if kind == "random":  # incompressible: the LZ4 block is larger than the page
+        return random_page(page_size, draw(st.integers(0, 2**32)))
+    if kind == "text":
+        return page_bytes(draw(st.integers(1, 2**32 - 1)), page_size, draw(st.integers(0, 9)))
+    fill = draw(st.integers(0, 255))
+    chunk = draw(st.binary(min_size=1, max_size=48))
+    at = draw(st.integers(0, page_size - 1))
+    page = bytearray([fill]) * page_size
+    page[at : at + len(chunk)] = chunk[: page_size - at]
+    return bytes(page)
+
+
+@st.composite
+def ltx_files(
+    draw, page_sizes=ALL_PAGE_SIZES, max_pages: int = 10
+) -> tuple[Header, list[tuple[int, bytes]], int | None]:
+    """(header, pages, post_apply_checksum for tracked increments) the encoder must accept."""
+    page_size = draw(st.sampled_from(page_sizes))
+    lock = lock_pgno(page_size)
+    tracked = draw(st.booleans())
+    snapshot = draw(st.booleans())
+    post = None
+    if snapshot:
+        min_txid = 1
+        commit = draw(st.integers(0 if tracked else 1, max_pages))
+        pgnos = list(range(1, commit + 1))
+        pre = 0
+    else:
+        min_txid = draw(st.one_of(st.integers(2, 1000), st.integers(2, 2**64 - 1)))
+        commit = draw(st.one_of(st.integers(1, 50), st.integers(lock - 2, lock + 2), st.integers(1, 2**32 - 1)))
+        pgnos = sorted(draw(st.sets(st.integers(1, commit).filter(lambda p: p != lock), max_size=max_pages)))
+        pre = CHECKSUM_FLAG | draw(U63) if tracked else 0
+        post = CHECKSUM_FLAG | draw(U63) if tracked else None
+    with_wal = draw(st.booleans())
+    header = Header(
+        flags=0 if tracked else FLAG_NO_CHECKSUM,
+        page_size=page_size,
+        commit=commit,
+        min_txid=min_txid,
+        max_txid=draw(st.integers(min_txid, 2**64 - 1)),
+        timestamp=draw(st.integers(-(2**63), 2**63 - 1)),
+        pre_apply_checksum=pre,
+        wal_offset=draw(st.integers(1, 2**63 - 1)) if with_wal else 0,
+        wal_size=draw(st.integers(0, 2**63 - 1)) if with_wal else 0,
+        wal_salt1=draw(st.integers(0, 2**32 - 1)) if with_wal else 0,
+        wal_salt2=draw(st.integers(0, 2**32 - 1)) if with_wal else 0,
+        node_id=draw(st.integers(0, 2**64 - 1)),
+    )
+    assert header.problems() == []
+    pages = [(p, draw(page_content(page_size))) for p in pgnos]
+    return header, pages, post
+
+
+def _decode_everything(data: bytes, page_size: int) -> DecodedFile:
+    """Decode strictly, check collection mode and random access agree with it, return the result.
+
+    Raises LTXError (and only that) when the data is defective.
+    """
+    found: list[LTXError] = []
+    fatal: LTXError | None = None
+    try:
+        LTXReader(io.BytesIO(data), on_defect=found.append).read_all()
+    except LTXError as exc:
+        assert isinstance(exc.code, Code)
+        fatal = exc
+    first = found[0] if found else fatal
+    # random access must fail the same way (only with LTXError) or read what streaming reads
+    stream = io.BytesIO(data)
+    try:
+        index, _ = read_page_index(stream, len(data))
+        random_pages = [(e.pgno, read_page(stream, e, page_size)) for e in index]
+    except LTXError as exc:
+        assert isinstance(exc.code, Code)
+        random_pages = None
+    try:
+        decoded = decode_file(data)
+    except LTXError as exc:
+        assert first is not None, "strict mode raised although collection mode found nothing"
+        assert (exc.code, exc.offset) == (first.code, first.offset)
+        raise
+    assert first is None, f"collection mode reported {first} but strict mode did not"
+    assert random_pages is None or random_pages == decoded.pages
+    return decoded
+
+
+# ---- round trip -------------------------------------------------------------------------------
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(ltx_files(), st.sampled_from([1, 7, 1000, 4 << 20]))
+def test_round_trip(file, chunk_size):
+    header, pages, post = file
+    data = encode_file(header, pages, post)
+    decoded = _decode_everything(data, header.page_size)
+    assert decoded.header == header
+    assert decoded.pages == pages
+    if not header.no_checksum and not header.is_snapshot:
+        assert decoded.trailer.post_apply_checksum == post
+    reader = LTXReader(io.BytesIO(data), chunk_size=chunk_size)
+    assert list(reader.pages()) == pages
+    assert reader.info is not None and reader.info.trailer == decoded.trailer and reader.info.size == len(data)
+    # the raw test layout agrees with the encoder byte for byte
+    spec = FileSpec(
+        **{
+            k: getattr(header, k)
+            for k in (
+                "page_size",
+                "min_txid",
+                "max_txid",
+                "commit",
+                "flags",
+                "timestamp",
+                "pre_apply_checksum",
+                "wal_offset",
+                "wal_size",
+                "wal_salt1",
+                "wal_salt2",
+                "node_id",
+            )
+        },
+        pages=pages,
+        post_apply_checksum=post,
+    )
+    assert spec.build() == data
+
+
+# ---- damage -----------------------------------------------------------------------------------
+
+SMALL = {"page_sizes": [512, 1024], "max_pages": 5}
+DAMAGE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _same_or_error(original: DecodedFile, mutant: bytes) -> bool:
+    """True when `mutant` decodes to exactly `original`, False when it raises LTXError."""
+    try:
+        decoded = _decode_everything(mutant, original.header.page_size)
+    except LTXError:
+        return False
+    assert decoded.header == original.header
+    assert decoded.pages == original.pages
+    assert decoded.index == original.index
+    assert decoded.trailer == original.trailer
+    return True
+
+
+@DAMAGE
+@given(ltx_files(**SMALL), st.data())
+def test_any_single_byte_change_is_caught_or_harmless(file, data):
+    header, pages, post = file
+    good = encode_file(header, pages, post)
+    original = decode_file(good)
+    offset = data.draw(st.integers(0, len(good) - 1), label="offset")
+    mask = data.draw(st.integers(1, 255), label="xor")
+    _same_or_error(original, flip_byte(good, offset, mask))
+
+
+@DAMAGE
+@given(ltx_files(**SMALL), st.data())
+def test_any_truncation_is_reported_as_truncated(file, data):
+    header, pages, post = file
+    good = encode_file(header, pages, post)
+    cut = data.draw(st.integers(0, len(good) - 1), label="cut")
+    found: list[LTXError] = []
+    try:
+        LTXReader(io.BytesIO(good[:cut]), on_defect=found.append).read_all()
+    except LTXError as exc:
+        assert (exc.code, exc.offset) == (Code.TRUNCATED, cut)
+    else:
+        raise AssertionError(f"a file cut to {cut} of {len(good)} bytes decoded")
+    original = decode_file(good)
+    assert not _same_or_error(original, good[:cut])
+
+
+@DAMAGE
+@given(ltx_files(**SMALL), st.data())
+def test_any_insertion_is_caught_or_harmless(file, data):
+    header, pages, post = file
+    good = encode_file(header, pages, post)
+    original = decode_file(good)
+    offset = data.draw(st.integers(0, len(good)), label="offset")
+    extra = data.draw(st.binary(min_size=1, max_size=16), label="extra")
+    _same_or_error(original, insert_bytes(good, offset, extra))
+
+
+@DAMAGE
+@given(ltx_files(**SMALL), st.data())
+def test_any_deletion_is_caught_or_harmless(file, data):
+    header, pages, post = file
+    good = encode_file(header, pages, post)
+    original = decode_file(good)
+    start = data.draw(st.integers(0, len(good) - 1), label="start")
+    length = data.draw(st.integers(1, 16), label="length")
+    _same_or_error(original, good[:start] + good[start + length :])
+
+
+# ---- exhaustive damage on fixed files: where can an edit go unnoticed? ---------------------------
+
+EXHAUSTIVE_FILES = {
+    "snapshot": FileSpec(commit=3, pages=[1, 2, (3, bytes(512))], timestamp=1_700_000_000_000),
+    "tracked-snapshot": FileSpec(flags=0, commit=2, pages=[1, (2, random_page(512, 7))]),
+    "tracked-increment": FileSpec(
+        flags=0,
+        min_txid=4,
+        max_txid=6,
+        commit=9,
+        pages=[2, 9],
+        wal_offset=32,
+        wal_size=8272,
+        wal_salt1=3,
+        wal_salt2=4,
+        post_apply_checksum=CHECKSUM_FLAG | 77,
+    ),
+}
+
+
+def _payload_ranges(spec: FileSpec) -> list[range]:
+    return [range(f.offset + 10, f.offset + f.size) for f in spec.layout().frames]
+
+
+def test_every_byte_change_every_cut_every_insertion_exhaustively():
+    silent: dict[str, list[int]] = {}
+    for name, spec in EXHAUSTIVE_FILES.items():
+        good = spec.build(valid=True)
+        original = decode_file(good)
+        payload = _payload_ranges(spec)
+        for offset in range(len(good)):
+            for mask in (0x01, 0x10, 0x80, 0xFF):
+                if _same_or_error(original, flip_byte(good, offset, mask)):
+                    # only an LZ4 payload can be edited without changing what the file holds
+                    assert any(offset in r for r in payload), (name, offset, mask)
+                    silent.setdefault(name, []).append(offset)
+        for cut in range(len(good)):
+            assert not _same_or_error(original, good[:cut])
+        for offset in range(len(good) + 1):
+            for extra in (b"\x00", b"\x00" * 6):
+                assert not _same_or_error(original, insert_bytes(good, offset, extra)), (name, offset, extra)
+    # the compressible snapshot has match offsets inside runs of zeros: some edits are harmless
+    assert silent, "expected at least one harmless LZ4 payload edit"
+
+
+def test_random_mutation_storm_on_a_bigger_file():
+    """Many random multi-byte mutations on a 4 KiB-page file: still only LTXError or identity."""
+    rng = random.Random(20240229)
+    spec = FileSpec(page_size=4096, commit=6, pages=[1, 2, (3, random_page(4096, 3)), 4, (5, bytes(4096)), 6])
+    good = spec.build()
+    original = decode_file(good)
+    for _ in range(300):
+        buf = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            buf[rng.randrange(len(buf))] = rng.randrange(256)
+        _same_or_error(original, bytes(buf))
