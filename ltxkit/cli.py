@@ -167,6 +167,8 @@ def inspect(
     from ltxkit.format.decoder import LTXReader
     from ltxkit.format.errors import LTXError
 
+    if file.is_dir():
+        raise Fail(f"{file}: is a directory, not an .ltx file (use `ltxkit verify` for a replica)", EXIT_USAGE)
     if not file.is_file():
         raise Fail(f"{file}: no such file", EXIT_USAGE)
     defects: list[LTXError] = []

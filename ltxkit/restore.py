@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.errors import Code, LTXError
+from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import Storage, atomic_output
 
@@ -59,17 +60,13 @@ def restore_into(
 ) -> RestoreResult:
     """Write the database the plan describes into `out` (a seekable, writable binary file object).
 
-    For embedding: `out` may be any file object; with a real file descriptor pages go via pwrite.
+    For embedding: `out` may be any file object; with a real file descriptor, runs of pages go
+    out with one pwritev each (see `PageSink`).
     """
     if not plan:
         raise RestoreError(Code.NO_SNAPSHOT, "empty restore plan")
-    try:
-        fd: int | None = out.fileno()
-    except (AttributeError, OSError, ValueError):
-        fd = None
-    page_size = 0
+    sink: PageSink | None = None
     commit = 0
-    max_written = 0
     written = bytearray()  # one flag per page: has some file supplied it?
     pages_written = 0
     bytes_read = 0
@@ -86,28 +83,33 @@ def restore_into(
                     raise LTXError(
                         Code.FILENAME_MISMATCH, f"header holds TXIDs {hdr.min_txid:016x}-{hdr.max_txid:016x}"
                     )
-                if page_size and hdr.page_size != page_size:
-                    raise LTXError(Code.PAGE_SIZE_MISMATCH, f"page size {hdr.page_size}, the plan's is {page_size}")
-                page_size = hdr.page_size
-                ps = page_size
+                if sink is None:
+                    sink = PageSink(out, hdr.page_size)
+                elif hdr.page_size != sink.page_size:
+                    raise LTXError(
+                        Code.PAGE_SIZE_MISMATCH, f"page size {hdr.page_size}, the plan's is {sink.page_size}"
+                    )
                 if len(written) < hdr.commit + 1:
                     written.extend(bytes(hdr.commit + 1 - len(written)))
+                write = sink.write
+                file_commit = hdr.commit
                 for pgno, page in reader.pages():
-                    if fd is not None:
-                        os.pwrite(fd, page, (pgno - 1) * ps)
-                    else:
-                        out.seek((pgno - 1) * ps)
-                        out.write(page)
+                    if pgno > file_commit:  # the decoder names this only after the last page
+                        raise LTXError(
+                            Code.PAGE_BEYOND_COMMIT, f"page {pgno} is beyond commit {file_commit}", pgno=pgno
+                        )
+                    write(pgno, page)
                     written[pgno] = 1
-                    if pgno > max_written:
-                        max_written = pgno
                     pages_written += 1
                     if progress is not None and pages_written & 1023 == 0:
-                        progress(bytes_read, pages_written)
-                commit = hdr.commit
+                        progress(bytes_read + reader.position, pages_written)
+                commit = file_commit
                 bytes_read += reader.info.size if reader.info else 0
             except LTXError as exc:
                 raise RestoreError(exc.code, f"{f.key}: {exc}", f.key) from exc
+    assert sink is not None
+    sink.flush()
+    page_size = sink.page_size
     lock = (0x40000000 // page_size) + 1
     missing = [p for p in range(1, commit + 1) if p != lock and not written[p]]
     if missing:
@@ -116,11 +118,7 @@ def restore_into(
             f"the plan's files do not hold page {missing[0]} of {commit}"
             f" ({len(missing)} pages missing): Litestream's restore fails the same way",
         )
-    size = commit * page_size
-    if fd is not None:
-        os.ftruncate(fd, size)
-    else:
-        out.truncate(size)
+    out.truncate(commit * page_size)
     if progress is not None:
         progress(bytes_read, pages_written)
     return RestoreResult(plan, plan[-1].max_txid, page_size, commit, pages_written, bytes_read)

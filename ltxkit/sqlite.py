@@ -13,6 +13,7 @@ so our own descriptors are closed only after SQLite has let go of its locks.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import struct
@@ -119,8 +120,8 @@ def _read_wal_map(path: Path, wal_fd: int, shm_fd: int, page_size: int) -> dict[
 def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> Iterator[DatabaseView]:
     """Hold the database still (write lock) and yield a `DatabaseView` of its committed state."""
     path = Path(db_path)
-    if not path.is_file():
-        raise DatabaseError(f"{path}: no such database file")
+    if not path.is_file():  # an OSError: the CLI reports it as "could not run" (exit 2)
+        raise FileNotFoundError(errno.ENOENT, "no such database file", str(path))
     with path.open("rb") as fh:
         if fh.read(16) not in (b"SQLite format 3\x00", b""):
             raise DatabaseError(f"{path}: not a SQLite database")

@@ -74,3 +74,4 @@ def test_target_beyond_chain() -> None:
     with pytest.raises(PlanError) as exc:
         restore_plan([rf(0, 1, 1)], txid=9)
     assert exc.value.code == Code.UNRESTORABLE
+

@@ -100,7 +100,7 @@ class LTXReader:
         self._on_defect = on_defect or _raise
         self._chunk = chunk_size
         self._verify = verify_checksums
-        self._buf: bytes = b""
+        self._buf: bytes | bytearray = b""
         self._pos = 0
         self._base = 0  # file offset of _buf[0]
         self.defects: list[LTXError] = []
@@ -108,6 +108,11 @@ class LTXReader:
         head = self._take(HEADER_SIZE, allow_short=True)
         self.header = parse_header(head)
         self._crc = crc64(head)
+
+    @property
+    def position(self) -> int:
+        """Bytes read from the stream so far (for progress reports)."""
+        return self._base + len(self._buf)
 
     # ---- buffered input ---------------------------------------------------------------------
 
@@ -117,23 +122,38 @@ class LTXReader:
         except OSError as exc:
             raise LTXError(Code.UNREADABLE, f"read failed: {exc}", offset=self._base + len(self._buf)) from exc
 
+    def _readinto(self, view: memoryview) -> int:
+        try:
+            readinto = getattr(self._stream, "readinto", None)
+            if readinto is None:
+                data = self._stream.read(len(view)) or b""
+                view[: len(data)] = data
+                return len(data)
+            return readinto(view) or 0
+        except OSError as exc:
+            raise LTXError(Code.UNREADABLE, f"read failed: {exc}", offset=self._base + len(self._buf)) from exc
+
     def _fill(self, need: int) -> bool:
-        """Make `need` bytes available at _pos; False when the stream ends first."""
+        """Make `need` bytes available at _pos; False when the stream ends first.
+
+        Reads straight into a fresh buffer behind the few bytes left over, so a chunk is copied
+        once (kernel to buffer), and the hot path slices it through a memoryview without copying.
+        """
         have = len(self._buf) - self._pos
         if have >= need:
             return True
-        parts = [self._buf[self._pos :]]
+        new = bytearray(max(need, have + self._chunk))
+        new[:have] = self._buf[self._pos :]
         self._base += self._pos
         self._pos = 0
-        want = max(need - have, self._chunk)
-        while have < need:
-            data = self._read(want)
-            if not data:
-                break
-            parts.append(data)
-            have += len(data)
-            want = need - have
-        self._buf = b"".join(parts)
+        with memoryview(new) as view:
+            while have < need:
+                n = self._readinto(view[have:])
+                if not n:
+                    break
+                have += n
+        del new[have:]  # at the end of the stream the buffer holds less than asked for
+        self._buf = new
         return have >= need
 
     def _take(self, n: int, *, allow_short: bool = False) -> bytes:
@@ -143,7 +163,7 @@ class LTXReader:
                 f"file ends {n - (len(self._buf) - self._pos)} bytes early",
                 offset=self._base + len(self._buf),
             )
-        out = self._buf[self._pos : self._pos + n]
+        out = bytes(self._buf[self._pos : self._pos + n])
         self._pos += len(out)
         return out
 
@@ -175,6 +195,7 @@ class LTXReader:
         append = frames.append
         buf, pos = self._buf, self._pos
         buf_len = len(buf)
+        view = memoryview(buf)
         while True:
             if buf_len - pos < prefix_size:
                 self._pos = pos
@@ -184,6 +205,7 @@ class LTXReader:
                     )
                 buf, pos = self._buf, self._pos
                 buf_len = len(buf)
+                view = memoryview(buf)
             pgno, flags, size = unpack_prefix(buf, pos)
             if flags != PAGE_FLAG_SIZE or pgno == 0:
                 frame_off = self._base + pos
@@ -204,9 +226,10 @@ class LTXReader:
                     )
                 buf, pos = self._buf, self._pos
                 buf_len = len(buf)
+                view = memoryview(buf)
                 end = pos + prefix_size + size
             try:
-                page = decompress(buf[pos + prefix_size : end], uncompressed_size=page_size)
+                page = decompress(view[pos + prefix_size : end], uncompressed_size=page_size)
             except _LZ4Error as exc:
                 raise LTXError(
                     Code.PAGE_DECOMPRESS_FAILED,
@@ -222,7 +245,7 @@ class LTXReader:
                     pgno=pgno,
                 )
             if verify:
-                crc = crc64_(page, crc64_(buf[pos : pos + prefix_size], crc))
+                crc = crc64_(page, crc64_(view[pos : pos + prefix_size], crc))
             if track and pgno != lock:
                 db_sum = CHECKSUM_FLAG | (db_sum ^ page_checksum(pgno, page))
             append((pgno, self._base + pos, end - pos))
@@ -238,7 +261,7 @@ class LTXReader:
 
     def _finish(self, frames: list[tuple[int, int, int]], crc: int, db_sum: int | None) -> None:
         index_off = self._base + self._pos
-        rest = self._buf[self._pos :] + self._read_all()
+        rest = bytes(self._buf[self._pos :]) + self._read_all()
         self._buf, self._pos, self._base = b"", 0, index_off + len(rest)
         expected = encode_page_index_tuples(frames)
         if rest[: len(expected)] == expected:  # the common case: no varint parsing needed

@@ -8,6 +8,7 @@ Litestream's own choice of files (CalcRestorePlan), so ltxkit restores and verif
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 from ltxkit.format.errors import Code
@@ -81,15 +82,32 @@ class PlanError(Exception):
         self.context = context
 
 
-def _better(curr: ReplicaFile, new: ReplicaFile) -> bool:
-    """Litestream's tie-break: reach furthest, then start earliest, then higher level, then older."""
-    if new.max_txid != curr.max_txid:
-        return new.max_txid > curr.max_txid
-    if new.min_txid != curr.min_txid:
-        return new.min_txid < curr.min_txid
-    if new.level != curr.level:
-        return new.level > curr.level
-    return new.mtime_ns < curr.mtime_ns
+def _extend_chain(plan: list[ReplicaFile], candidates: list[ReplicaFile], current: int, txid: int | None) -> int:
+    """Append to `plan` Litestream's furthest-reaching files from `current` on; return where it ends.
+
+    Litestream rescans every file at each step; a replica of many small L0 files makes that
+    quadratic. Since `current` only grows, a file that may start the next step stays eligible by
+    its start for good: sweep the files by min_txid into a heap ordered by Litestream's preference
+    (reach furthest, then start earliest, then higher level, then older), and drop the ones that
+    no longer reach past `current` as they surface.
+    """
+    by_start = sorted(candidates, key=lambda f: f.min_txid)
+    heap: list[tuple[int, int, int, int, int, ReplicaFile]] = []
+    i = 0
+    while True:
+        while i < len(by_start) and by_start[i].min_txid <= current + 1:
+            f = by_start[i]
+            heapq.heappush(heap, (-f.max_txid, f.min_txid, -f.level, f.mtime_ns, i, f))
+            i += 1
+        while heap and heap[0][5].max_txid <= current:
+            heapq.heappop(heap)
+        if not heap:
+            return current
+        best = heapq.heappop(heap)[5]
+        plan.append(best)
+        current = best.max_txid
+        if txid is not None and current >= txid:
+            return current
 
 
 def restore_plan(
@@ -125,22 +143,7 @@ def restore_plan(
         current = snapshot.max_txid
     lower = [f for f in files if f.level < SNAPSHOT_LEVEL]
     if txid is None or current < txid:
-        while True:
-            best = None
-            for f in lower:
-                if (
-                    f.min_txid <= current + 1
-                    and f.max_txid > current
-                    and eligible(f)
-                    and (best is None or _better(best, f))
-                ):
-                    best = f
-            if best is None:
-                break
-            plan.append(best)
-            current = best.max_txid
-            if txid is not None and current >= txid:
-                break
+        current = _extend_chain(plan, [f for f in lower if eligible(f)], current, txid)
     if plan and txid is None and timestamp_ms is None:
         beyond = [f for f in lower if f.min_txid > current + 1]
         if beyond:
@@ -154,6 +157,13 @@ def restore_plan(
                 key=nxt.key,
             )
     if not plan:
+        if files and (txid is not None or timestamp_ms is not None):
+            target = f"TXID {txid:016x}" if txid is not None else "that time"
+            raise PlanError(
+                Code.NO_SNAPSHOT,
+                f"no file that a restore can start from ends at or before {target}",
+                key=min(files, key=lambda f: f.min_txid).key,
+            )
         if files:
             first = min(files, key=lambda f: f.min_txid)
             raise PlanError(

@@ -141,7 +141,7 @@ class LocalStorage:
 
 
 def open_replica(location: str) -> LocalStorage:
-    """A replica given as a directory path or a `file://` URL."""
+    """A replica given as a directory path or a `file://` URL; it must hold Litestream's `ltx/`."""
     if "://" in location:
         url = urlparse(location)
         if url.scheme != "file":
@@ -150,4 +150,6 @@ def open_replica(location: str) -> LocalStorage:
     path = Path(location)
     if not path.is_dir():
         raise ReplicaNotFound(f"{location}: not a directory")
+    if not (path / "ltx").is_dir():
+        raise ReplicaNotFound(f"{location}: not a replica (no ltx/ directory)")
     return LocalStorage(path)

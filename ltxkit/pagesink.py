@@ -1,0 +1,91 @@
+"""Writing pages at their offsets in a database file, cheaply.
+
+A restore writes every page of a database once, mostly in ascending runs (a snapshot is one long
+run). One `pwrite` per page costs a system call per page, and one `fsync` at the end waits for
+the whole file to reach the disk at once. `PageSink` instead gathers each run of consecutive
+pages into one `pwritev`, and on Linux asks the kernel to start writing back every few MiB
+(`sync_file_range(SYNC_FILE_RANGE_WRITE)`, asynchronous), so the final fsync finds little left.
+The fsync itself stays: durability is not traded for speed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from typing import BinaryIO
+
+_MAX_RUN = 256  # pages per pwritev: well under IOV_MAX (1024)
+_WRITEBACK_EVERY = 8 << 20  # bytes between writeback kicks
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _load_sync_file_range():  # type: ignore[no-untyped-def]
+    """libc's sync_file_range, or None where it does not exist (not Linux, no libc found)."""
+    if not hasattr(os, "pwritev") or os.uname().sysname != "Linux":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+class PageSink:
+    """Write `page_size`-byte pages by page number into `out` (any seekable binary file object).
+
+    Call `write(pgno, page)` for each page, then `flush()`. With a real file descriptor, runs of
+    consecutive pages go out as one `pwritev`; otherwise pages are written with seek + write.
+    """
+
+    def __init__(self, out: BinaryIO, page_size: int) -> None:
+        self._out = out
+        self.page_size = page_size
+        try:
+            self._fd: int | None = out.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
+        if self._fd is not None:
+            out.flush()
+        self._run: list[bytes] = []
+        self._run_start = 0  # pgno of self._run[0]
+        self._next = 0  # pgno that would extend the run
+        self._unsynced = 0
+
+    def write(self, pgno: int, page: bytes) -> None:
+        if pgno == self._next and len(self._run) < _MAX_RUN:
+            self._run.append(page)
+            self._next += 1
+            return
+        self.flush()
+        self._run = [page]
+        self._run_start = pgno
+        self._next = pgno + 1
+
+    def flush(self) -> None:
+        run = self._run
+        if not run:
+            return
+        offset = (self._run_start - 1) * self.page_size
+        if self._fd is None:
+            self._out.seek(offset)
+            for page in run:
+                self._out.write(page)
+        else:
+            done = os.pwritev(self._fd, run, offset)
+            want = len(run) * self.page_size
+            while done < want:  # a short write: finish it plainly
+                done += os.pwrite(self._fd, b"".join(run)[done:], offset + done)
+            self._unsynced += want
+            if _sync_file_range is not None and self._unsynced >= _WRITEBACK_EVERY:
+                # start writing back what is written so far; never waits, never fails the restore
+                _sync_file_range(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+                self._unsynced = 0
+        self._run = []
+        self._next = 0

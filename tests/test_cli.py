@@ -1,0 +1,403 @@
+"""The `ltxkit` command line as a user sees it: real subprocesses, exit codes, stdout/stderr, files.
+
+Exit codes: 0 ok, 1 defects / refused for a reason about the data, 2 could not run. Errors are one
+line on stderr starting "ltxkit: ", never a traceback (unless --debug).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import struct
+import subprocess
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from ltxkit import __version__
+from ltxkit.format.checksum import CHECKSUM_FLAG, crc64
+from tests.filespec import FileSpec, page_bytes, random_page
+from tests.replica_builder import simple_chain
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "corrupt"
+FILES = FIXTURES / "files"
+REPLICAS = FIXTURES / "replicas"
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def run_all(run: Run, commands: Sequence[Sequence[object]]) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent CLI invocations concurrently (each is still its own subprocess)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda args: run(*args), commands))
+
+
+def assert_one_line_error(r: subprocess.CompletedProcess[str], *, naming: str | None = None) -> None:
+    where = f"{r.args[3:]}: rc={r.returncode} stdout={r.stdout!r} stderr={r.stderr!r}"
+    assert r.returncode != 0, where
+    assert "Traceback" not in r.stdout + r.stderr, where
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ltxkit: "), where
+    if naming is not None:
+        assert naming in lines[0], where
+
+
+# ---- inspect ------------------------------------------------------------------------------------
+
+PAGE = 1024
+PAGES = {
+    2: random_page(PAGE, 7),  # incompressible: the LZ4 block is larger than the page
+    5: page_bytes(5, PAGE, salt=3),
+    9: bytes(range(256)) * (PAGE // 256),
+}
+SPEC = FileSpec(
+    page_size=PAGE,
+    min_txid=0x1A2B,
+    max_txid=0x1A2F,
+    commit=12,
+    pages=sorted(PAGES.items()),
+    flags=0,  # checksum tracking on: the pre-apply checksum is set
+    timestamp=1_767_225_600_123,
+    pre_apply_checksum=CHECKSUM_FLAG | 0x0123_4567_89AB_CDEF,
+    wal_offset=32 + 7 * (24 + PAGE),
+    wal_size=3 * (24 + PAGE),
+    wal_salt1=0xA1B2C3D4,
+    wal_salt2=0x0BADF00D,
+    node_id=0xFEED_0000_0000_BEEF,
+)
+
+
+@pytest.fixture(scope="module")
+def ltx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("inspect") / f"{SPEC.min_txid:016x}-{SPEC.max_txid:016x}.ltx"
+    path.write_bytes(SPEC.build(valid=True))
+    return path
+
+
+def frames_of(data: bytes) -> list[tuple[int, int, int]]:
+    """(pgno, offset, frame length) of every frame, walking the page block by hand."""
+    out, off = [], 100
+    while True:
+        pgno, flags = struct.unpack_from(">IH", data, off)
+        if pgno == 0 and flags == 0:
+            return out
+        (size,) = struct.unpack_from(">I", data, off + 6)
+        out.append((pgno, off, 10 + size))
+        off += 10 + size
+
+
+def test_inspect_valid_file(run_ltxkit: Run, ltx_file: Path) -> None:
+    data = ltx_file.read_bytes()
+    text, full, absent = run_all(
+        run_ltxkit,
+        [
+            ("inspect", ltx_file),
+            ("inspect", ltx_file, "--json", "--pages", "--page", 2),
+            ("inspect", ltx_file, "--page", 3),
+        ],
+    )
+    # text: the TXID range, the kind
+    assert text.returncode == 0, text.stderr
+    assert "0000000000001a2b" in text.stdout and "0000000000001a2f" in text.stdout
+    assert "increment" in text.stdout and text.stderr == ""
+
+    # --json: every header field, the trailer, the page count
+    assert full.returncode == 0, full.stderr
+    doc = json.loads(full.stdout)
+    assert doc["header"] == {
+        "flags": 0,
+        "page_size": PAGE,
+        "commit": 12,
+        "min_txid": "0000000000001a2b",
+        "max_txid": "0000000000001a2f",
+        "timestamp": 1_767_225_600_123,
+        "pre_apply_checksum": "8123456789abcdef",
+        "wal_offset": SPEC.wal_offset,
+        "wal_size": SPEC.wal_size,
+        "wal_salt1": 0xA1B2C3D4,
+        "wal_salt2": 0x0BADF00D,
+        "node_id": "feed00000000beef",
+    }
+    post, file_sum = struct.unpack(">QQ", data[-16:])
+    assert doc["trailer"] == {"post_apply_checksum": f"{post:016x}", "file_checksum": f"{file_sum:016x}"}
+    assert post & CHECKSUM_FLAG and file_sum & CHECKSUM_FLAG
+    assert doc["page_count"] == len(PAGES)
+    assert doc["size"] == len(data) and doc["ok"] is True and doc["defects"] == []
+    assert doc["is_snapshot"] is False and doc["timestamp_iso"] == "2026-01-01T00:00:00.123Z"
+
+    # --pages: where each frame really is
+    listed = [(p["pgno"], p["offset"], p["size"]) for p in doc["pages"]]
+    assert listed == frames_of(data)
+    assert [p for p, _, _ in listed] == sorted(PAGES) and listed[0][1] == 100
+    assert listed[0][2] > PAGE  # the incompressible page is stored as written
+
+    # --page N: the decoded bytes
+    assert doc["page"] == {"pgno": 2, "hex": PAGES[2].hex()}
+
+    # --page for a page the file does not hold
+    assert absent.returncode == 1
+    assert_one_line_error(absent, naming=str(ltx_file))
+    assert "page 3" in absent.stderr
+
+
+def test_inspect_damaged_fixtures(run_ltxkit: Run) -> None:
+    manifest = json.loads((FIXTURES / "manifest.json").read_text())["fixtures"]
+    names = ["truncated-page", "bad-magic"]
+    *texts, as_json = run_all(
+        run_ltxkit,
+        [("inspect", FILES / f"{n}.ltx") for n in names] + [("inspect", FILES / "multiple-defects.ltx", "--json")],
+    )
+    for name, r in zip(names, texts, strict=True):
+        assert r.returncode == 1, (name, r.stderr)
+        assert "Traceback" not in r.stdout + r.stderr
+        for code in manifest[f"files/{name}.ltx"]["codes"]:
+            assert f"{code}:" in r.stdout + r.stderr, (name, code, r.stdout, r.stderr)
+    assert as_json.returncode == 1
+    doc = json.loads(as_json.stdout)
+    assert doc["ok"] is False and doc["page_count"] == 3
+    assert [(d["code"], d["offset"]) for d in doc["defects"]] == [("page-order", 140), ("page-beyond-commit", 180)]
+
+
+def test_inspect_unreadable_inputs(run_ltxkit: Run, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.ltx"
+    empty.write_bytes(b"")
+    noise = tmp_path / "noise.ltx"
+    noise.write_bytes(b"\x00" + random.Random(1).randbytes(4095))
+    adir = tmp_path / "adir"
+    adir.mkdir()
+    paths = [tmp_path / "missing.ltx", adir, empty, noise]
+    for path, r in zip(paths, run_all(run_ltxkit, [("inspect", p) for p in paths]), strict=True):
+        assert_one_line_error(r, naming=str(path))
+        assert r.stdout == ""
+
+
+# ---- one-line errors everywhere -----------------------------------------------------------------
+
+
+def test_errors_are_one_line_without_traceback(run_ltxkit: Run, tmp_path: Path) -> None:
+    simple_chain(tmp_path / "r", n=2)
+    notdb = tmp_path / "not.db"
+    notdb.write_bytes(b"this is not a database" * 50)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "readme.txt").write_text("no replica here")
+    cases: list[tuple[tuple[object, ...], int | None, str | None]] = [
+        (("verify", tmp_path / "missing"), 2, str(tmp_path / "missing")),
+        (("restore", tmp_path / "r", "-o", tmp_path / "o1.db", "--txid", "zz"), 2, "--txid"),
+        (("restore", plain, "-o", tmp_path / "o2.db"), None, None),
+        (("snapshot", notdb, "-o", tmp_path / "s.ltx"), None, str(notdb)),
+        (("checksum", tmp_path / "missing.db"), None, str(tmp_path / "missing.db")),
+        (("repair", tmp_path / "r"), 2, "--rebuild-snapshot"),
+        (("verify", FILES / "valid-snapshot.ltx", "--quick", "--deep"), 2, "--quick"),
+    ]
+    results = run_all(run_ltxkit, [args for args, _, _ in cases])
+    for (args, code, naming), r in zip(cases, results, strict=True):
+        assert_one_line_error(r, naming=naming)
+        if code is not None:
+            assert r.returncode == code, (args, r.stderr)
+    # nothing was written by the refused commands
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not.db", "plain", "r"]
+
+
+def test_debug_shows_traceback(run_ltxkit: Run, tmp_path: Path) -> None:
+    r = run_ltxkit("--debug", "checksum", tmp_path / "missing.db")
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr and "missing.db" in r.stderr
+
+
+def test_missing_database_is_exit_2(run_ltxkit: Run, tmp_path: Path) -> None:
+    r = run_ltxkit("checksum", tmp_path / "missing.db")
+    assert r.returncode == 2, r.stderr
+
+
+def test_restore_non_replica_names_the_directory(run_ltxkit: Run, tmp_path: Path) -> None:
+    r = run_ltxkit("restore", tmp_path, "-o", tmp_path / "out.db")
+    assert_one_line_error(r, naming=str(tmp_path))
+
+
+# ---- verify ---------------------------------------------------------------------------------------
+
+
+def test_verify_healthy_and_damaged_synthetic_replica(run_ltxkit: Run, tmp_path: Path) -> None:
+    simple_chain(tmp_path / "r", n=5)
+    r = run_ltxkit("verify", tmp_path / "r")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "latest restorable TXID: 0000000000000005" in r.stdout
+    victim = tmp_path / "r" / "ltx" / "0" / f"{3:016x}-{3:016x}.ltx"
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0x01  # file checksum
+    victim.write_bytes(bytes(data))
+    r = run_ltxkit("verify", tmp_path / "r", "--format", "json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    by_code = {f["code"]: f["path"] for f in doc["findings"]}
+    assert by_code["file-checksum-mismatch"] == str(victim)
+    assert set(by_code) <= {"file-checksum-mismatch", "unrestorable"}
+
+
+def test_fail_on_warning(run_ltxkit: Run) -> None:
+    default, strict = run_all(
+        run_ltxkit,
+        [("verify", REPLICAS / "stray-file"), ("verify", REPLICAS / "stray-file", "--fail-on", "warning")],
+    )
+    assert default.returncode == 0 and "stray-file" in default.stdout
+    assert strict.returncode == 1 and "stray-file" in strict.stdout
+
+
+def test_junit_report(run_ltxkit: Run, tmp_path: Path) -> None:
+    simple_chain(tmp_path / "r", n=3)
+    files = [FILES / "bad-magic.ltx", FILES / "valid-snapshot.ltx"]
+    replicas = [REPLICAS / "healthy", REPLICAS / "txid-gap", REPLICAS / "stray-file", tmp_path / "r"]
+    r = run_ltxkit("verify", *files, *replicas, "--format", "junit")
+    assert r.returncode == 1, r.stderr
+    suites = ET.fromstring(r.stdout)
+    cases = [(s.get("name"), c.get("name"), c.find("failure") is not None) for s in suites for c in s]
+    expected = [("files", str(f), f.name == "bad-magic.ltx") for f in files]
+    for rep in replicas:
+        expected.append((str(rep), "replica", rep.name == "txid-gap"))
+        keys = sorted(p.relative_to(rep).as_posix() for p in (rep / "ltx").rglob("*.ltx"))
+        expected += [(str(rep), key, False) for key in keys]
+    assert sorted(cases) == sorted(expected)
+    for s in suites:
+        assert int(s.get("tests")) == len(s) and int(s.get("failures")) == sum(c.find("failure") is not None for c in s)
+    failure = suites.find("testsuite[@name='files']/testcase/failure")
+    assert failure is not None and failure.get("type") == "bad-magic"
+
+
+def test_output_file(run_ltxkit: Run, tmp_path: Path) -> None:
+    args = ("verify", REPLICAS / "healthy", REPLICAS / "txid-gap")
+    as_json, as_text = run_all(
+        run_ltxkit,
+        [(*args, "--format", "json", "--output", tmp_path / "v.json"), (*args, "-o", tmp_path / "v.txt")],
+    )
+    for r in (as_json, as_text):
+        assert r.returncode == 1 and r.stdout == "" and r.stderr == ""
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert [f["code"] for f in doc["findings"]] == ["txid-gap"]
+    text = (tmp_path / "v.txt").read_text()
+    assert "txid-gap" in text and "FAILED" in text
+
+
+def test_quick_still_finds_structural_defects(run_ltxkit: Run) -> None:
+    paths = [REPLICAS / "txid-gap", FILES / "bad-magic.ltx", FILES / "page-order.ltx", FILES / "valid-snapshot.ltx"]
+    r = run_ltxkit("verify", "--quick", *paths, "--format", "json")
+    assert r.returncode == 1, r.stderr
+    found = sorted((f["code"], f["path"]) for f in json.loads(r.stdout)["findings"])
+    assert found == sorted([("txid-gap", str(paths[0])), ("bad-magic", str(paths[1])), ("page-order", str(paths[2]))])
+
+
+# ---- checksum and snapshot on a real database ---------------------------------------------------
+
+
+def db_checksum_of_file(data: bytes) -> tuple[int, int]:
+    """(LTX database checksum, page count) of a SQLite file, computed from FORMAT.md."""
+    page_size = int.from_bytes(data[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    assert len(data) % page_size == 0
+    lock = 0x40000000 // page_size + 1
+    total = CHECKSUM_FLAG
+    for i in range(len(data) // page_size):
+        pgno = i + 1
+        if pgno != lock:
+            page = data[i * page_size : pgno * page_size]
+            total = CHECKSUM_FLAG | (total ^ (CHECKSUM_FLAG | crc64(page, crc64(pgno.to_bytes(4, "big")))))
+    return total, len(data) // page_size
+
+
+def test_checksum_and_snapshot_of_a_wal_database(run_ltxkit: Run, tmp_path: Path) -> None:
+    assert crc64(b"123456789") == 0xB90956C775A41001  # CRC-64/GO-ISO check value
+    db = tmp_path / "app.db"
+    db.touch()
+    # Read the file through one descriptor opened before SQLite's: closing any descriptor of a file
+    # drops this process's POSIX locks on it, and the CLI would then checkpoint and delete the WAL.
+    fd = os.open(db, os.O_RDONLY)
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+        conn.executemany("INSERT INTO t (body) VALUES (?)", [(f"row {i} " * 20,) for i in range(300)])
+        conn.commit()
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.executemany("UPDATE t SET body = ? WHERE id = ?", [(f"new {i}", i) for i in range(1, 300, 7)])
+        conn.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 900,) for _ in range(40)])
+        conn.commit()
+        assert Path(f"{db}-wal").stat().st_size > 0  # the latest state lives partly in the WAL
+        stale, _ = db_checksum_of_file(os.pread(fd, 1 << 24, 0))
+
+        r = run_ltxkit("checksum", db)
+        assert r.returncode == 0, r.stderr
+        value = r.stdout.strip()
+        assert len(value) == 16 and int(value, 16) & CHECKSUM_FLAG and value == value.lower()
+
+        out = tmp_path / "snap.ltx"
+        r = run_ltxkit("snapshot", db, "-o", out, "--txid", "2a")
+        assert r.returncode == 0, r.stderr
+
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert Path(f"{db}-wal").stat().st_size == 0
+        page_count = conn.execute("PRAGMA page_count").fetchone()[0]
+    finally:
+        conn.close()
+        os.close(fd)
+    want, pages = db_checksum_of_file(db.read_bytes())
+    assert pages == page_count
+    assert int(value, 16) == want
+    assert stale != want  # so the checksum really read the WAL
+
+    r = run_ltxkit("inspect", out, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["is_snapshot"] is True and doc["ok"] is True
+    assert doc["header"]["commit"] == page_count and doc["page_count"] == page_count
+    assert doc["header"]["min_txid"] == "0000000000000001" and doc["header"]["max_txid"] == "000000000000002a"
+    assert doc["trailer"]["post_apply_checksum"] == value
+
+
+def test_snapshot_refuses_existing_output(run_ltxkit: Run, tmp_path: Path) -> None:
+    db = tmp_path / "small.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (1)")
+    conn.commit()
+    conn.close()
+    out = tmp_path / "out.ltx"
+    out.write_bytes(b"precious")
+    r = run_ltxkit("snapshot", db, "-o", out)
+    assert r.returncode == 1
+    assert_one_line_error(r, naming=str(out))
+    assert "already exists" in r.stderr
+    assert out.read_bytes() == b"precious"
+
+    r = run_ltxkit("snapshot", db, "-o", out, "--force")
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    assert data[:4] == b"LTX1" and struct.unpack_from(">I", data, 12)[0] == 2  # commit: 2 pages
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ltx", "small.db"]  # no temp file left
+
+
+# ---- help and version ---------------------------------------------------------------------------
+
+HELP = {
+    "inspect": ["--json", "--pages", "--page"],
+    "verify": ["--format", "--output", "--fail-on", "--quick", "--deep"],
+    "restore": ["--output", "--txid", "--timestamp", "--force", "--dry-run", "--integrity-check"],
+    "snapshot": ["--output", "--txid", "--force", "--checksums"],
+    "checksum": ["--json"],
+    "repair": ["--rebuild-snapshot", "--from-db", "--dry-run", "--yes"],
+}
+
+
+def test_help_and_version(run_ltxkit: Run) -> None:
+    commands = [(cmd, "--help") for cmd in HELP] + [("--version",)]
+    *per_command, version = run_all(run_ltxkit, commands)
+    for (cmd, options), r in zip(HELP.items(), per_command, strict=True):
+        assert r.returncode == 0, (cmd, r.stderr)
+        for option in options:
+            assert option in r.stdout, (cmd, option)
+    assert version.returncode == 0 and version.stdout.strip() == f"ltxkit {__version__}"
