@@ -99,6 +99,7 @@ class LTXReader:
         self._stream = stream
         self._on_defect = on_defect or _raise
         self._chunk = chunk_size
+        self._next_chunk = min(64 << 10, chunk_size)
         self._verify = verify_checksums
         self._buf: bytes | bytearray = b""
         self._pos = 0
@@ -142,7 +143,8 @@ class LTXReader:
         have = len(self._buf) - self._pos
         if have >= need:
             return True
-        new = bytearray(max(need, have + self._chunk))
+        new = bytearray(max(need, have + self._next_chunk))
+        self._next_chunk = min(self._next_chunk * 4, self._chunk)  # small files stay cheap
         new[:have] = self._buf[self._pos :]
         self._base += self._pos
         self._pos = 0
@@ -299,9 +301,11 @@ class LTXReader:
         self.info = FileInfo(self.header, trailer, stored, index_off + len(rest), len(frames), self.defects)
 
     def _read_all(self) -> bytes:
+        """The rest of the stream: the page index and trailer. One read to the end, sized by the
+        file object itself (a fixed large read size would allocate that much per small file)."""
         parts = []
         while True:
-            data = self._read(self._chunk)
+            data = self._read(-1)
             if not data:
                 return b"".join(parts)
             parts.append(data)
