@@ -340,26 +340,28 @@ def bench_verify(ctx: Context) -> None:
     replica = ctx.replica.replica
     page_bytes, file_bytes = _page_bytes(replica)
     log(f"full verify: ltxkit verify {replica.name} --format json ({file_bytes / 1e6:.0f} MB of LTX files)")
-    runs = [_verify(ctx, replica) for _ in range(2)]
-    best = min(runs, key=lambda r: r[0].seconds)
-    ctx.add(
-        Row(
-            "verify",
-            "full verify of the replica (CLI, best of 2)",
-            "MB/s",
-            mb_per_s(page_bytes, best[0].seconds),
-            goal=GOAL_DECODE_MBS,
-            note=f"{page_bytes / 1e6:.0f} MB of pages in {file_bytes / 1e6:.0f} MB of LTX files; "
-            "the goal is the decoder's, CLI start-up included",
-            extra={
-                "page_bytes": page_bytes,
-                "file_bytes": file_bytes,
-                "seconds": [r[0].seconds for r in runs],
-                "ok": best[1].get("ok"),
-                "rss_kib": best[0].max_rss_kib,
-            },
+    for label, extra in (("one process per core (default)", ()), ("one process (-j 1)", ("-j", "1"))):
+        runs = [_verify(ctx, replica, *extra) for _ in range(2)]
+        best = min(runs, key=lambda r: r[0].seconds)
+        ctx.add(
+            Row(
+                "verify",
+                f"full verify of the replica, {label} (CLI, best of 2)",
+                "MB/s",
+                mb_per_s(page_bytes, best[0].seconds),
+                goal=GOAL_DECODE_MBS,
+                note=f"{page_bytes / 1e6:.0f} MB of pages in {file_bytes / 1e6:.0f} MB of LTX files; "
+                "the goal is the decoder's, CLI start-up included",
+                extra={
+                    "page_bytes": page_bytes,
+                    "file_bytes": file_bytes,
+                    "seconds": [r[0].seconds for r in runs],
+                    "ok": best[1].get("ok"),
+                    "rss_kib": best[0].max_rss_kib,
+                    "args": list(extra),
+                },
+            )
         )
-    )
 
 
 # ---- 5. many small files ------------------------------------------------------------------------------

@@ -273,6 +273,10 @@ def verify(
     deep: Annotated[
         bool, typer.Option("--deep", help="Also restore the latest state to a temp dir and run integrity_check.")
     ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes that decode a replica's files (default: one per core)."),
+    ] = None,
 ) -> None:
     """Name every defect in LTX files and replicas, each with a stable code.
 
@@ -285,19 +289,22 @@ def verify(
     Examples:  ltxkit verify /backups/app.db-replica
                ltxkit verify file:///backups/app --format junit -o verify.xml
     """
-    from ltxkit.verify.engine import Severity, VerifyUsageError, total_bytes, verify_paths
+    from ltxkit.verify.engine import Severity, VerifyUsageError, default_jobs, total_bytes, verify_paths
     from ltxkit.verify.report import render_json, render_junit, render_text
 
     if quick and deep:
         raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
     progress = _progress(fmt == OutputFormat.text and output is None)
+    workers = jobs or default_jobs()
     try:
         if progress is not None:
             with progress:
                 task = progress.add_task("verifying", total=total_bytes(paths))
-                report = verify_paths(paths, quick=quick, deep=deep, progress=lambda _p, n: progress.advance(task, n))
+                report = verify_paths(
+                    paths, quick=quick, deep=deep, jobs=workers, progress=lambda _p, n: progress.advance(task, n)
+                )
         else:
-            report = verify_paths(paths, quick=quick, deep=deep)
+            report = verify_paths(paths, quick=quick, deep=deep, jobs=workers)
     except VerifyUsageError as exc:
         raise Fail(str(exc), EXIT_USAGE) from None
     severity = Severity(fail_on.value)
