@@ -289,8 +289,9 @@ def verify(
     Examples:  ltxkit verify /backups/app.db-replica
                ltxkit verify file:///backups/app --format junit -o verify.xml
     """
-    from ltxkit.verify.engine import Severity, VerifyUsageError, default_jobs, total_bytes, verify_paths
+    from ltxkit.verify.engine import Severity, VerifyUsageError, total_bytes, verify_paths
     from ltxkit.verify.report import render_json, render_junit, render_text
+    from ltxkit.workers import default_jobs
 
     if quick and deep:
         raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
@@ -347,6 +348,10 @@ def restore(
         IntegrityMode, typer.Option("--integrity-check", help="Check the restored database before publishing it.")
     ] = IntegrityMode.none,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes that decode a large file (default: one per core)."),
+    ] = None,
 ) -> None:
     """Restore a database from a replica: the same bytes `litestream restore` writes.
 
@@ -362,6 +367,7 @@ def restore(
     from ltxkit.replica.storage import atomic_output, open_replica
     from ltxkit.restore import plan_for, restore_into
     from ltxkit.verify.engine import integrity_check
+    from ltxkit.workers import default_jobs
 
     if txid is not None and timestamp is not None:
         raise Fail("use --txid or --timestamp, not both", EXIT_USAGE)
@@ -388,15 +394,16 @@ def restore(
                 raise Fail(f"{output}: restored database fails integrity_check: {problems[0]}; nothing written")
 
     started = time.perf_counter()
+    workers = jobs or default_jobs()
     progress = _progress(not quiet)
     total = sum(f.size for f in plan)
     with atomic_output(output, check=check) as fh:
         if progress is not None:
             with progress:
                 task = progress.add_task("restoring", total=total)
-                result = restore_into(storage, plan, fh, lambda b, _p: progress.update(task, completed=b))
+                result = restore_into(storage, plan, fh, lambda b, _p: progress.update(task, completed=b), jobs=workers)
         else:
-            result = restore_into(storage, plan, fh)
+            result = restore_into(storage, plan, fh, jobs=workers)
     for suffix in ("-wal", "-shm"):  # a stale WAL would be replayed into the new database
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{output}{suffix}")

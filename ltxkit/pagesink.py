@@ -10,6 +10,7 @@ The fsync itself stays: durability is not traded for speed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -38,21 +39,25 @@ _sync_file_range = _load_sync_file_range()
 
 
 class PageSink:
-    """Write `page_size`-byte pages by page number into `out` (any seekable binary file object).
+    """Write `page_size`-byte pages by page number into `out` (a seekable binary file object, or a
+    file descriptor).
 
     Call `write(pgno, page)` for each page, then `flush()`. With a real file descriptor, runs of
     consecutive pages go out as one `pwritev`; otherwise pages are written with seek + write.
     """
 
-    def __init__(self, out: BinaryIO, page_size: int) -> None:
-        self._out = out
+    def __init__(self, out: BinaryIO | int, page_size: int) -> None:
         self.page_size = page_size
-        try:
-            self._fd: int | None = out.fileno()
-        except (AttributeError, OSError, ValueError):
-            self._fd = None
-        if self._fd is not None:
-            out.flush()
+        self._out: BinaryIO | None = None
+        self._fd: int | None = None
+        if isinstance(out, int):  # a bare descriptor: a restore worker process writes through one
+            self._fd = out
+        else:
+            self._out = out
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                self._fd = out.fileno()
+            if self._fd is not None:
+                out.flush()
         self._run: list[bytes] = []
         self._run_start = 0  # pgno of self._run[0]
         self._next = 0  # pgno that would extend the run
@@ -74,6 +79,7 @@ class PageSink:
             return
         offset = (self._run_start - 1) * self.page_size
         if self._fd is None:
+            assert self._out is not None
             self._out.seek(offset)
             for page in run:
                 self._out.write(page)

@@ -12,15 +12,19 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ltxkit.format.decoder import LTXReader
+from ltxkit.format.decoder import LTXReader, SpanResult
 from ltxkit.format.errors import Code, LTXError
+from ltxkit.format.schema import HEADER_SIZE, Header
+from ltxkit.format.spans import find_cuts, join_spans, read_ends
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import Storage, atomic_output
+from ltxkit.workers import can_fork, fork_pool
 
 Progress = Callable[[int, int], None]  # (bytes of LTX read so far, pages written so far)
 
@@ -55,13 +59,61 @@ def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ms: int | N
         ) from exc
 
 
+SPLIT_MIN_BYTES = 32 << 20  # a file smaller than this is decoded in one process
+
+
+def _decode_span_into(storage: Storage, key: str, header: Header, start: int, end: int, fd: int) -> SpanResult:
+    """Decode the frames in [start, end) of one file and write its pages through `fd`."""
+    with storage.open(key) as stream:
+        reader = LTXReader.span(stream, header, start, end)
+        sink = PageSink(fd, header.page_size)
+        for pgno, page in reader.pages():
+            sink.write(pgno, page)
+        sink.flush()
+    assert reader.span_result is not None
+    return reader.span_result
+
+
+def _restore_file_in_spans(
+    storage: Storage, f: ReplicaFile, fd: int, jobs: int, page_size: int | None
+) -> tuple[Header, list[int]] | None:
+    """Decode one large file in up to `jobs` spans at once (the caller takes the first) and prove
+    it whole (`join_spans`). None when it cannot be done so: the caller then decodes the file the
+    ordinary way, which names any defect; so nothing here decides what is damaged."""
+    try:
+        with storage.open(f.key) as stream:
+            ends = read_ends(stream, f.size)
+        _check_names(ends.header, f)
+        _check_page_size(ends.header, page_size)
+        cuts = find_cuts(ends, jobs)
+        if not cuts:
+            return None
+        bounds = list(zip([HEADER_SIZE, *cuts], [*cuts, ends.frames_end], strict=True))
+        with fork_pool(len(bounds) - 1) as pool:  # forked after `fd` was opened: the workers share it
+            others = [
+                pool.submit(_decode_span_into, storage, f.key, ends.header, start, end, fd) for start, end in bounds[1:]
+            ]
+            results = [_decode_span_into(storage, f.key, ends.header, *bounds[0], fd)]
+            results += [fut.result() for fut in others]
+        frames = join_spans(ends, results)
+    except (LTXError, OSError, BrokenExecutor):  # a worker that died: decode in one process instead
+        return None
+    return ends.header, [frame[0] for frame in frames]
+
+
 def restore_into(
-    storage: Storage, plan: list[ReplicaFile], out: BinaryIO, progress: Progress | None = None
+    storage: Storage,
+    plan: list[ReplicaFile],
+    out: BinaryIO,
+    progress: Progress | None = None,
+    *,
+    jobs: int = 1,
 ) -> RestoreResult:
     """Write the database the plan describes into `out` (a seekable, writable binary file object).
 
     For embedding: `out` may be any file object; with a real file descriptor, runs of pages go
-    out with one pwritev each (see `PageSink`).
+    out with one pwritev each (see `PageSink`). With `jobs` > 1 a large local file is decoded by
+    that many processes at once (files still apply one after another, so newer pages win).
     """
     if not plan:
         raise RestoreError(Code.NO_SNAPSHOT, "empty restore plan")
@@ -71,6 +123,25 @@ def restore_into(
     pages_written = 0
     bytes_read = 0
     for f in plan:
+        fd = _file_descriptor(out)
+        if jobs > 1 and fd is not None and f.size >= SPLIT_MIN_BYTES and can_fork():
+            if sink is not None:
+                sink.flush()  # older pages must land before this file's workers write newer ones
+            done = _restore_file_in_spans(storage, f, fd, jobs, sink.page_size if sink else None)
+            if done is not None:
+                hdr, pgnos = done
+                if sink is None:
+                    sink = PageSink(out, hdr.page_size)
+                if len(written) < hdr.commit + 1:
+                    written.extend(bytes(hdr.commit + 1 - len(written)))
+                for pgno in pgnos:
+                    written[pgno] = 1
+                pages_written += len(pgnos)
+                commit = hdr.commit
+                bytes_read += f.size
+                if progress is not None:
+                    progress(bytes_read, pages_written)
+                continue
         try:
             stream = storage.open(f.key)
         except OSError as exc:
@@ -79,16 +150,10 @@ def restore_into(
             try:
                 reader = LTXReader(stream)
                 hdr = reader.header
-                if (hdr.min_txid, hdr.max_txid) != (f.min_txid, f.max_txid):
-                    raise LTXError(
-                        Code.FILENAME_MISMATCH, f"header holds TXIDs {hdr.min_txid:016x}-{hdr.max_txid:016x}"
-                    )
+                _check_names(hdr, f)
+                _check_page_size(hdr, sink.page_size if sink else None)
                 if sink is None:
                     sink = PageSink(out, hdr.page_size)
-                elif hdr.page_size != sink.page_size:
-                    raise LTXError(
-                        Code.PAGE_SIZE_MISMATCH, f"page size {hdr.page_size}, the plan's is {sink.page_size}"
-                    )
                 if len(written) < hdr.commit + 1:
                     written.extend(bytes(hdr.commit + 1 - len(written)))
                 write = sink.write
@@ -124,6 +189,24 @@ def restore_into(
     return RestoreResult(plan, plan[-1].max_txid, page_size, commit, pages_written, bytes_read)
 
 
+def _check_names(hdr: Header, f: ReplicaFile) -> None:
+    if (hdr.min_txid, hdr.max_txid) != (f.min_txid, f.max_txid):
+        raise LTXError(Code.FILENAME_MISMATCH, f"header holds TXIDs {hdr.min_txid:016x}-{hdr.max_txid:016x}")
+
+
+def _check_page_size(hdr: Header, page_size: int | None) -> None:
+    if page_size is not None and hdr.page_size != page_size:
+        raise LTXError(Code.PAGE_SIZE_MISMATCH, f"page size {hdr.page_size}, the plan's is {page_size}")
+
+
+def _file_descriptor(out: BinaryIO) -> int | None:
+    try:
+        out.flush()
+        return out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def restore_to_path(
     storage: Storage,
     output: Path,
@@ -132,6 +215,7 @@ def restore_to_path(
     timestamp_ms: int | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> RestoreResult:
     """Restore atomically to `output`: temp file beside it, fsync, rename, fsync the directory."""
     output = Path(output)
@@ -139,7 +223,7 @@ def restore_to_path(
         raise FileExistsError(f"{output}: already exists (use --force to replace it)")
     plan = plan_for(storage, txid=txid, timestamp_ms=timestamp_ms)
     with atomic_output(output) as f:
-        result = restore_into(storage, plan, f, progress)
+        result = restore_into(storage, plan, f, progress, jobs=jobs)
     # a stale WAL beside the new database would be replayed into it by SQLite
     for suffix in ("-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):

@@ -32,6 +32,8 @@ from ltxkit.format import (
     read_page_index,
 )
 from ltxkit.format.decoder import DecodedFile, read_page
+from ltxkit.format.schema import HEADER_SIZE
+from ltxkit.format.spans import find_cuts, join_spans, read_ends
 from tests.filespec import FileSpec, flip_byte, insert_bytes, page_bytes, random_page
 
 ALL_PAGE_SIZES = [512 << i for i in range(8)]
@@ -117,15 +119,74 @@ def _decode_everything(data: bytes, page_size: int) -> DecodedFile:
     except LTXError as exc:
         assert isinstance(exc.code, Code)
         random_pages = None
+    split = _decode_in_spans(data)
     try:
         decoded = decode_file(data)
     except LTXError as exc:
         assert first is not None, "strict mode raised although collection mode found nothing"
         assert (exc.code, exc.offset) == (first.code, first.offset)
+        assert split is None, "the span decoder accepted a file the streaming decoder refuses"
         raise
     assert first is None, f"collection mode reported {first} but strict mode did not"
     assert random_pages is None or random_pages == decoded.pages
+    assert split == decoded.pages, "the span decoder disagrees with the streaming decoder"
     return decoded
+
+
+def _decode_in_spans(data: bytes) -> list[tuple[int, bytes]] | None:
+    """Decode as a parallel restore does: cut where `find_cuts` says (for 2 and 3 parts), decode
+    each span on its own, prove the file with `join_spans`. The pages, or None when it refuses the
+    file (with LTXError only, and the same way for every number of parts)."""
+    results = []
+    for parts in (1, 2, 3):
+        stream = io.BytesIO(data)
+        try:
+            ends = read_ends(stream, len(data))
+            results.append(_join(stream, ends, find_cuts(ends, parts)))
+        except LTXError as exc:
+            assert isinstance(exc.code, Code)
+            results.append(None)
+    assert results[0] == results[1] == results[2]
+    return results[0]
+
+
+def _join(stream: io.BytesIO, ends, cuts: list[int]) -> list[tuple[int, bytes]]:  # type: ignore[no-untyped-def]
+    bounds = list(zip([HEADER_SIZE, *cuts], [*cuts, ends.frames_end], strict=True))
+    pages: list[tuple[int, bytes]] = []
+    spans = []
+    for start, end in bounds:
+        reader = LTXReader.span(stream, ends.header, start, end)
+        pages.extend(reader.pages())
+        assert reader.span_result is not None
+        spans.append(reader.span_result)
+    frames = join_spans(ends, spans)
+    assert [f[0] for f in frames] == [p for p, _ in pages]
+    return pages
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ltx_files(page_sizes=[512, 1024, 4096], max_pages=24), st.data())
+def test_spans_cut_anywhere_decode_the_same_or_refuse(file, data):
+    """Cuts at any frame boundaries give the streaming decoder's pages; a cut anywhere else is refused."""
+    header, pages, post = file
+    good = encode_file(header, pages, post)
+    frames = decode_file(good).index
+    ends = read_ends(io.BytesIO(good), len(good))
+    boundaries = [e.offset for e in frames[1:]]
+    if boundaries:
+        cuts = sorted(data.draw(st.sets(st.sampled_from(boundaries), max_size=3), label="cuts"))
+        assert _join(io.BytesIO(good), ends, cuts) == pages
+    inside = [o for e in frames for o in range(e.offset + 1, e.offset + e.size)]
+    if inside:
+        wrong = data.draw(st.sampled_from(inside), label="wrong cut")
+        try:
+            _join(io.BytesIO(good), ends, [wrong])
+        except LTXError as exc:
+            assert isinstance(exc.code, Code)
+        else:
+            raise AssertionError(f"a cut inside a frame at {wrong} was accepted")
+    if len(frames) >= 16:  # enough entries after the middle for find_cuts to prove its alignment
+        assert find_cuts(ends, 2), "find_cuts found no cut in a healthy file"
 
 
 # ---- round trip -------------------------------------------------------------------------------

@@ -32,3 +32,52 @@ def database_checksum(pages: Iterable[tuple[int, bytes]], lock_page: int) -> int
         if pgno != lock_page:
             total = CHECKSUM_FLAG | (total ^ page_checksum(pgno, data))
     return total
+
+
+# ---- combining CRCs of adjacent pieces ----------------------------------------------------------
+# crc(A + B) from crc(A), crc(B) and len(B), without reading A again: what lets two processes
+# checksum the two halves of one file. The method is zlib's crc32_combine, carried over to the
+# 64-bit reflected ISO polynomial: multiply crc(A) by x^(8*len(B)) modulo the polynomial, then XOR
+# crc(B). Init and xorout (all ones) cancel out, exactly as they do for CRC-32.
+
+_POLY_REFLECTED = 0xD800000000000000  # x^64 + x^4 + x^3 + x + 1, bit-reversed
+_X0 = 1 << 63  # the polynomial "1" in the reflected representation
+
+
+def _multmodp(a: int, b: int) -> int:
+    """a * b modulo the polynomial (both reflected)."""
+    m = _X0
+    p = 0
+    while True:
+        if a & m:
+            p ^= b
+            if a & (m - 1) == 0:
+                return p
+        m >>= 1
+        b = (b >> 1) ^ _POLY_REFLECTED if b & 1 else b >> 1
+
+
+def _x2n_table() -> list[int]:
+    table = [_X0 >> 1]  # x^1
+    for _ in range(63):
+        table.append(_multmodp(table[-1], table[-1]))  # x^(2^k)
+    return table
+
+
+_X2N = _x2n_table()
+
+
+def _x2nmodp(n: int, k: int) -> int:
+    """x^(n * 2^k) modulo the polynomial."""
+    p = _X0
+    while n:
+        if n & 1:
+            p = _multmodp(_X2N[k & 63], p)
+        n >>= 1
+        k += 1
+    return p
+
+
+def crc64_combine(crc_a: int, crc_b: int, len_b: int) -> int:
+    """The CRC of A followed by B, given crc(A), crc(B) and the byte length of B."""
+    return _multmodp(_x2nmodp(len_b, 3), crc_a) ^ crc_b

@@ -35,6 +35,7 @@ from ltxkit.format.schema import (
     Header,
     IndexEntry,
     Trailer,
+    encode_index_varints,
     encode_page_index_tuples,
     read_uvarint,
 )
@@ -63,6 +64,43 @@ def parse_header(data: bytes | memoryview) -> Header:
     if problems:
         raise LTXError(Code.BAD_HEADER, "; ".join(problems), offset=0)
     return header
+
+
+@dataclass(frozen=True, slots=True)
+class SpanResult:
+    """What one span of frames held: (pgno, offset, size) per frame, and the CRC of the span alone."""
+
+    frames: list[tuple[int, int, int]]
+    crc: int  # CRC of the frames' prefixes and decompressed pages, in order, starting from nothing
+    length: int  # bytes that CRC covers
+    page_sum: int  # checksum-tracked snapshots: the database checksum of the span's pages; else 0
+    index_varints: bytes  # these frames' part of the page index, encoded (built where the span is read)
+
+
+class _Window:
+    """Bytes [start, end) of a seekable stream, as a stream of their own."""
+
+    def __init__(self, stream: BinaryIO, start: int, end: int) -> None:
+        try:
+            stream.seek(start)
+        except OSError as exc:
+            raise LTXError(Code.UNREADABLE, f"seek failed: {exc}", offset=start) from exc
+        self._stream = stream
+        self._left = end - start
+
+    def readinto(self, view: memoryview) -> int:
+        n = min(len(view), self._left)
+        if n <= 0:
+            return 0
+        got = self._stream.readinto(view[:n]) or 0  # type: ignore[attr-defined]
+        self._left -= got
+        return got
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._stream.read(n) if n > 0 else b""
+        self._left -= len(data)
+        return data
 
 
 @dataclass(slots=True)
@@ -104,11 +142,39 @@ class LTXReader:
         self._buf: bytes | bytearray = b""
         self._pos = 0
         self._base = 0  # file offset of _buf[0]
+        self._span = False
         self.defects: list[LTXError] = []
         self.info: FileInfo | None = None
+        self.span_result: SpanResult | None = None
         head = self._take(HEADER_SIZE, allow_short=True)
         self.header = parse_header(head)
         self._crc = crc64(head)
+
+    @classmethod
+    def span(cls, stream: BinaryIO, header: Header, start: int, end: int) -> LTXReader:
+        """A reader for just the frames in bytes [start, end) of a file whose header is known.
+
+        For decoding one file in several processes: `pages()` yields the span's pages and stops
+        cleanly where the span ends (a frame that crosses `end` is an error); afterwards
+        `span_result` holds the CRC of the span alone and what it held, for `spans.join_spans`.
+        No index, trailer or page-number checks run here: they need the whole file.
+        """
+        reader = cls.__new__(cls)
+        reader._stream = _Window(stream, start, end)
+        reader._on_defect = _raise
+        reader._chunk = DEFAULT_CHUNK
+        reader._next_chunk = DEFAULT_CHUNK
+        reader._verify = True
+        reader._buf = b""
+        reader._pos = 0
+        reader._base = start
+        reader._span = True
+        reader.defects = []
+        reader.info = None
+        reader.span_result = None
+        reader.header = header
+        reader._crc = 0
+        return reader
 
     @property
     def position(self) -> int:
@@ -202,6 +268,15 @@ class LTXReader:
             if buf_len - pos < prefix_size:
                 self._pos = pos
                 if not self._fill(prefix_size):
+                    if self._span and self._pos == len(self._buf):  # the span ends on a frame boundary
+                        self.span_result = SpanResult(
+                            frames,
+                            crc,
+                            len(frames) * (prefix_size + page_size),
+                            db_sum if track else 0,
+                            encode_index_varints(frames),
+                        )
+                        return
                     raise LTXError(
                         Code.TRUNCATED, "file ends inside the page block", offset=self._base + len(self._buf)
                     )
@@ -212,6 +287,8 @@ class LTXReader:
             if flags != PAGE_FLAG_SIZE or pgno == 0:
                 frame_off = self._base + pos
                 if pgno == 0 and flags == 0:
+                    if self._span:
+                        raise LTXError(Code.INDEX_MISMATCH, "the page block ends inside a span", offset=frame_off)
                     crc = crc64_(buf[pos : pos + PAGE_HEADER_SIZE], crc)
                     self._pos = pos + PAGE_HEADER_SIZE
                     break

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -276,8 +277,8 @@ def read_uvarint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def encode_page_index_tuples(entries: list[tuple[int, int, int]]) -> bytes:
-    """`encode_page_index` for (pgno, offset, size) tuples: the decoder's fast path.
+def encode_index_varints(entries: Sequence[tuple[int, int, int]]) -> bytes:
+    """The varint triples of a page index, without its closing 0 and size field.
 
     Varints of values below 2**14 (every pgno of small databases, every frame size) come from a
     lookup table; larger ones are built in a loop.
@@ -288,8 +289,13 @@ def encode_page_index_tuples(entries: list[tuple[int, int, int]]) -> bytes:
         out += small[pgno] if pgno < 16384 else _uvarint(pgno)
         out += _uvarint(offset)
         out += small[size] if size < 16384 else _uvarint(size)
-    out.append(0)
-    return bytes(out) + INDEX_SIZE_STRUCT.pack(len(out))
+    return bytes(out)
+
+
+def encode_page_index_tuples(entries: Sequence[tuple[int, int, int]]) -> bytes:
+    """`encode_page_index` for (pgno, offset, size) tuples: the decoder's fast path."""
+    out = encode_index_varints(entries) + b"\x00"
+    return out + INDEX_SIZE_STRUCT.pack(len(out))
 
 
 def _uvarint(v: int) -> bytes:

@@ -10,6 +10,7 @@ Nothing here writes inside a replica or next to a verified file.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import os
@@ -26,6 +27,7 @@ from ltxkit.format.errors import FATAL_CODES, Code, LTXError
 from ltxkit.format.schema import Header, Trailer, lock_pgno, parse_filename
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import LocalStorage, ReplicaNotFound, Storage, open_replica
+from ltxkit.workers import can_fork, fork_pool
 
 
 class Severity(StrEnum):
@@ -255,17 +257,13 @@ def _check_files(
     parallel = (
         jobs > 1
         and not quick
+        and can_fork()
         and isinstance(storage, LocalStorage)
         and len(files) > 1
         and sum(f.size for f in files) >= PARALLEL_MIN_BYTES
     )
     if parallel:
-        import concurrent.futures
-        import multiprocessing
-
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else methods[0])
-        with concurrent.futures.ProcessPoolExecutor(max_workers=min(jobs, len(files)), mp_context=ctx) as pool:
+        with fork_pool(min(jobs, len(files))) as pool:
             futures = [pool.submit(_check_one, storage, label, f, quick) for f in sorted(files, key=lambda f: -f.size)]
             for fut in concurrent.futures.as_completed(futures):
                 fc = fut.result()
@@ -279,15 +277,6 @@ def _check_files(
         if progress is not None:
             progress(fc.path, f.size)
     return checks
-
-
-def default_jobs() -> int:
-    """Worker processes for a full verify: one per core the process may use, at most 8."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
 
 
 def check_replica(
@@ -316,7 +305,7 @@ def check_replica(
         _check_chain([f for f in usable if f.level == level], checks, add, label)
     _check_latest(listing, checks, summary, label)
     if deep and summary.latest_txid is not None and not any(f.severity == Severity.ERROR for f in summary.findings):
-        _deep_check(storage, listing, summary, label)
+        _deep_check(storage, listing, summary, label, jobs)
     return summary
 
 
@@ -490,7 +479,7 @@ def _check_gaps(listing: Listing, summary: ReplicaSummary, label: str, *, plan_o
         cur = max(cur, hi)
 
 
-def _deep_check(storage: Storage, listing: Listing, summary: ReplicaSummary, label: str) -> None:
+def _deep_check(storage: Storage, listing: Listing, summary: ReplicaSummary, label: str, jobs: int) -> None:
     from ltxkit.restore import RestoreError, restore_into  # restore builds on verify's neighbours
 
     plan = restore_plan(listing.files)
@@ -498,7 +487,7 @@ def _deep_check(storage: Storage, listing: Listing, summary: ReplicaSummary, lab
         db = Path(tmp) / "latest.db"
         try:
             with db.open("wb") as out:
-                restore_into(storage, plan, out)
+                restore_into(storage, plan, out, jobs=jobs)
         except RestoreError as exc:
             summary.findings.append(Finding(Code.UNRESTORABLE, label, exc.message))
             return

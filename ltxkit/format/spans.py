@@ -1,0 +1,162 @@
+"""Decoding one LTX file as several spans of frames at once.
+
+`LTXReader` reads a file front to back, so one large snapshot keeps one core busy. Here the file
+is cut into spans at frame boundaries, each span is decoded on its own (`LTXReader.span`, the same
+hot path, in another process), and `join_spans` then proves the whole file as strictly as the
+streaming decoder does:
+
+- the spans' CRCs are joined with `crc64_combine` into the file checksum and compared;
+- the frames the spans read, taken together, must be exactly what the stored page index lists
+  (compared by encoding them, byte for byte), ending where the terminator begins;
+- the page-number rules (order, commit, lock page, snapshot holes) run over all the frames;
+- a checksum-tracked snapshot's pages must give its post-apply checksum.
+
+Where to cut is read from the page index without parsing all of it (`find_cuts`). A cut in the
+wrong place can only make a span fail; callers then decode the file the ordinary way, so a cut is
+an optimisation, never a source of verdicts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, crc64_combine
+from ltxkit.format.decoder import SpanResult, page_number_defects, parse_header
+from ltxkit.format.errors import Code, LTXError
+from ltxkit.format.schema import (
+    HEADER_SIZE,
+    INDEX_SIZE_FIELD_SIZE,
+    INDEX_SIZE_STRUCT,
+    PAGE_HEADER_SIZE,
+    TERMINATOR,
+    TRAILER_SIZE,
+    Header,
+    Trailer,
+    read_uvarint,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileEnds:
+    """A file's header and everything after its page block, read without touching the frames."""
+
+    header: Header
+    header_bytes: bytes
+    frames_end: int  # offset of the terminator: where the page block's frames stop
+    index_varints: bytes  # the stored page index, without its closing 0 and size field
+    checksummed_tail: bytes  # terminator, index, size field, post-apply checksum (the CRC's last input)
+    trailer: Trailer
+    size: int
+
+
+def _read_exactly(stream: BinaryIO, offset: int, n: int) -> bytes:
+    try:
+        stream.seek(offset)
+        data = stream.read(n) or b""
+    except OSError as exc:
+        raise LTXError(Code.UNREADABLE, f"read failed: {exc}", offset=offset) from exc
+    if len(data) != n:
+        raise LTXError(Code.TRUNCATED, f"file ends {n - len(data)} bytes early", offset=offset + len(data))
+    return data
+
+
+def read_ends(stream: BinaryIO, size: int) -> FileEnds:
+    """Header and tail of a seekable file of `size` bytes."""
+    least = HEADER_SIZE + PAGE_HEADER_SIZE + 1 + INDEX_SIZE_FIELD_SIZE + TRAILER_SIZE
+    if size < least:
+        raise LTXError(Code.TRUNCATED, f"file is only {size} bytes", offset=size)
+    head = _read_exactly(stream, 0, HEADER_SIZE)
+    header = parse_header(head)
+    size_field_at = size - TRAILER_SIZE - INDEX_SIZE_FIELD_SIZE
+    (index_len,) = INDEX_SIZE_STRUCT.unpack(_read_exactly(stream, size_field_at, INDEX_SIZE_FIELD_SIZE))
+    frames_end = size_field_at - index_len - PAGE_HEADER_SIZE
+    if index_len == 0 or frames_end < HEADER_SIZE:
+        raise LTXError(Code.INDEX_MISMATCH, f"page index size field {index_len} is impossible", offset=size_field_at)
+    tail = _read_exactly(stream, frames_end, size - frames_end)
+    varints_end = PAGE_HEADER_SIZE + index_len - 1
+    if tail[:PAGE_HEADER_SIZE] != TERMINATOR or tail[varints_end] != 0:
+        raise LTXError(Code.INDEX_MISMATCH, "the page index is not where its size field says", offset=frames_end)
+    trailer = Trailer.unpack(tail[-TRAILER_SIZE:])
+    problems = trailer.problems(header)
+    if problems:
+        raise LTXError(Code.BAD_TRAILER, "; ".join(problems), offset=size - TRAILER_SIZE)
+    return FileEnds(header, head, frames_end, tail[PAGE_HEADER_SIZE:varints_end], tail[: len(tail) - 8], trailer, size)
+
+
+def find_cuts(ends: FileEnds, parts: int) -> list[int]:
+    """Frame offsets that cut the page block into about `parts` equal spans ([] when none is found).
+
+    LEB128 varints end at bytes below 0x80, so any byte position in the index can be moved to the
+    start of a varint. Which of the three fields of an entry that varint is follows from the
+    entries themselves: only the right alignment makes each entry's offset + size the next
+    entry's offset, four entries in a row.
+    """
+    data = ends.index_varints
+    cuts: list[int] = []
+    for k in range(1, parts):
+        pos = len(data) * k // parts
+        while 0 < pos < len(data) and data[pos - 1] >= 0x80:
+            pos += 1
+        cut = _entry_offset_at(data, pos, ends.frames_end)
+        if cut is not None and (not cuts or cut > cuts[-1]):
+            cuts.append(cut)
+    return cuts
+
+
+def _entry_offset_at(data: bytes, pos: int, frames_end: int) -> int | None:
+    for skip in range(3):
+        try:
+            p = pos
+            for _ in range(skip):
+                _, p = read_uvarint(data, p)
+            triples = []
+            for _ in range(4):
+                pgno, p = read_uvarint(data, p)
+                offset, p = read_uvarint(data, p)
+                size, p = read_uvarint(data, p)
+                triples.append((pgno, offset, size))
+        except (IndexError, OverflowError):
+            continue
+        chained = all(a[1] + a[2] == b[1] and a[0] < b[0] for a, b in itertools.pairwise(triples))
+        if chained and HEADER_SIZE < triples[0][1] < frames_end:
+            return triples[0][1]
+    return None
+
+
+def join_spans(ends: FileEnds, spans: Sequence[SpanResult]) -> list[tuple[int, int, int]]:
+    """Prove the file from its spans (in file order); return all its frames. Raises LTXError."""
+    frames = [frame for span in spans for frame in span.frames]
+    last_end = frames[-1][1] + frames[-1][2] if frames else HEADER_SIZE
+    if last_end != ends.frames_end or (frames and frames[0][1] != HEADER_SIZE):
+        raise LTXError(Code.INDEX_MISMATCH, "the spans do not cover the page block", offset=last_end)
+    if b"".join(span.index_varints for span in spans) != ends.index_varints:
+        raise LTXError(Code.INDEX_MISMATCH, "page index does not match the page block", offset=ends.frames_end)
+    crc = crc64(ends.header_bytes)
+    page_sum = 0
+    for span in spans:
+        crc = crc64_combine(crc, span.crc, span.length)
+        page_sum ^= span.page_sum
+    crc = crc64(ends.checksummed_tail, crc)
+    actual = CHECKSUM_FLAG | crc
+    if actual != ends.trailer.file_checksum:
+        raise LTXError(
+            Code.FILE_CHECKSUM_MISMATCH,
+            f"file checksum {ends.trailer.file_checksum:016x} stored, {actual:016x} computed",
+            offset=ends.size - 8,
+        )
+    defects = page_number_defects(ends.header, frames)
+    if defects:
+        raise defects[0]
+    header = ends.header
+    if header.is_snapshot and not header.no_checksum:
+        db_sum = CHECKSUM_FLAG | page_sum
+        if db_sum != ends.trailer.post_apply_checksum:
+            raise LTXError(
+                Code.POST_APPLY_CHECKSUM_MISMATCH,
+                f"post-apply checksum {ends.trailer.post_apply_checksum:016x} stored, pages give {db_sum:016x}",
+                offset=ends.size - TRAILER_SIZE,
+            )
+    return frames

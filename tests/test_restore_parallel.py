@@ -1,0 +1,75 @@
+"""Restore with several processes per large file: same bytes, same refusals, as with one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ltxkit import restore as restore_mod
+from ltxkit.replica.storage import LocalStorage
+from ltxkit.restore import RestoreError, restore_to_path
+from tests.filespec import flip_byte
+from tests.replica_builder import Db, write_ltx
+
+
+def build(root: Path) -> Db:
+    """A 300-page snapshot, then increments that overwrite, grow and shrink: every file splits."""
+    db = Db()
+    db.write(list(range(1, 301)))
+    write_ltx(root, 0, 1, 1, dict(db.pages), db.commit)
+    write_ltx(root, 0, 2, 2, db.write(list(range(50, 251, 3))), db.commit)
+    write_ltx(root, 0, 3, 3, db.write(list(range(1, 341))), db.commit)  # grows to 340
+    write_ltx(root, 0, 4, 4, db.write(list(range(10, 200, 2)), commit=260), 260)  # shrinks
+    return db
+
+
+@pytest.fixture
+def split_everything(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every file large enough to split, and record which ones really were split."""
+    monkeypatch.setattr(restore_mod, "SPLIT_MIN_BYTES", 0)
+    split: list[str] = []
+    real = restore_mod._restore_file_in_spans
+
+    def spy(storage, f, fd, jobs, page_size):  # type: ignore[no-untyped-def]
+        done = real(storage, f, fd, jobs, page_size)
+        if done is not None:
+            split.append(f.key)
+        return done
+
+    monkeypatch.setattr(restore_mod, "_restore_file_in_spans", spy)
+    return split
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_parallel_restore_gives_the_model_bytes(tmp_path: Path, jobs: int, split_everything: list[str]) -> None:
+    db = build(tmp_path / "r")
+    out = tmp_path / "out.db"
+    restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=jobs)
+    assert out.read_bytes() == db.image()
+    assert len(split_everything) == 4  # every file went through the span path
+    for txid in (1, 2, 3):
+        one, many = tmp_path / f"one{txid}.db", tmp_path / f"many{txid}.db"
+        restore_to_path(LocalStorage(tmp_path / "r"), one, txid=txid, jobs=1)
+        restore_to_path(LocalStorage(tmp_path / "r"), many, txid=txid, jobs=jobs)
+        assert one.read_bytes() == many.read_bytes()
+
+
+@pytest.mark.parametrize("where", ["first-half", "second-half", "index", "trailer"])
+def test_damage_is_refused_with_the_same_code(tmp_path: Path, where: str, split_everything: list[str]) -> None:
+    build(tmp_path / "r")
+    victim = tmp_path / "r" / "ltx" / "0" / f"{3:016x}-{3:016x}.ltx"
+    data = victim.read_bytes()
+    offset = {"first-half": len(data) // 4, "second-half": len(data) * 3 // 4, "index": len(data) - 40,
+              "trailer": len(data) - 3}[where]
+    victim.write_bytes(flip_byte(data, offset, 0x40))
+    codes = []
+    for jobs in (1, 2):
+        out = tmp_path / f"out{jobs}.db"
+        with pytest.raises(RestoreError) as err:
+            restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=jobs)
+        assert not out.exists()
+        assert err.value.key == "ltx/0/0000000000000003-0000000000000003.ltx"
+        codes.append(err.value.code)
+    assert codes[0] == codes[1]
+    assert victim.name not in " ".join(split_everything)  # the damaged file fell back to one process
