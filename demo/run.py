@@ -37,7 +37,7 @@ def sh(*args: object, expect: int | None = 0) -> subprocess.CompletedProcess[str
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for stream in (r.stdout, r.stderr):
         if stream.strip():
-            console.print(stream.rstrip(), markup=False)
+            console.print(stream.rstrip(), markup=False, soft_wrap=True)
     console.print(f"[dim](exit {r.returncode})[/dim]")
     if expect is not None and r.returncode != expect:
         console.print(f"[red]demo: expected exit {expect}[/red]")
