@@ -105,13 +105,16 @@ def main_options(
     _state["debug"] = debug
 
 
-def _progress(enabled: bool) -> Progress | None:
+def _progress(enabled: bool, *, pages: bool = False) -> Progress | None:
+    """A progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
     if not enabled or not sys.stderr.isatty():
         return None
+    extra = [TextColumn("{task.fields[pages]:,} pages")] if pages else []
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
+        *extra,
         TimeRemainingColumn(),
         console=err,
         transient=True,
@@ -395,13 +398,15 @@ def restore(
 
     started = time.perf_counter()
     workers = jobs or default_jobs()
-    progress = _progress(not quiet)
+    progress = _progress(not quiet, pages=True)
     total = sum(f.size for f in plan)
     with atomic_output(output, check=check) as fh:
         if progress is not None:
             with progress:
-                task = progress.add_task("restoring", total=total)
-                result = restore_into(storage, plan, fh, lambda b, _p: progress.update(task, completed=b), jobs=workers)
+                task = progress.add_task("restoring", total=total, pages=0)
+                result = restore_into(
+                    storage, plan, fh, lambda b, p: progress.update(task, completed=b, pages=p), jobs=workers
+                )
         else:
             result = restore_into(storage, plan, fh, jobs=workers)
     for suffix in ("-wal", "-shm"):  # a stale WAL would be replayed into the new database

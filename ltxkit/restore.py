@@ -10,6 +10,7 @@ nothing is left at the output path.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor
@@ -62,20 +63,36 @@ def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ms: int | N
 SPLIT_MIN_BYTES = 32 << 20  # a file smaller than this is decoded in one process
 
 
-def _decode_span_into(storage: Storage, key: str, header: Header, start: int, end: int, fd: int) -> SpanResult:
-    """Decode the frames in [start, end) of one file and write its pages through `fd`."""
+def _decode_span_into(
+    storage: Storage,
+    key: str,
+    header: Header,
+    start: int,
+    end: int,
+    fd: int,
+    progress: Progress | None = None,
+) -> SpanResult:
+    """Decode the frames in [start, end) of one file and write its pages through `fd`;
+    `progress(bytes, pages)` of this span every 1024 pages, where the caller wants it."""
     with storage.open(key) as stream:
         reader = LTXReader.span(stream, header, start, end)
         sink = PageSink(fd, header.page_size)
-        for pgno, page in reader.pages():
+        for n, (pgno, page) in enumerate(reader.pages(), 1):
             sink.write(pgno, page)
+            if progress is not None and n & 1023 == 0:
+                progress(reader.position - start, n)
         sink.flush()
     assert reader.span_result is not None
     return reader.span_result
 
 
 def _restore_file_in_spans(
-    storage: Storage, f: ReplicaFile, fd: int, jobs: int, page_size: int | None
+    storage: Storage,
+    f: ReplicaFile,
+    fd: int,
+    jobs: int,
+    page_size: int | None,
+    progress: Progress | None = None,
 ) -> tuple[Header, list[int]] | None:
     """Decode one large file in up to `jobs` spans at once (the caller takes the first) and prove
     it whole (`join_spans`). None when it cannot be done so: the caller then decodes the file the
@@ -93,7 +110,9 @@ def _restore_file_in_spans(
             others = [
                 pool.submit(_decode_span_into, storage, f.key, ends.header, start, end, fd) for start, end in bounds[1:]
             ]
-            results = [_decode_span_into(storage, f.key, ends.header, *bounds[0], fd)]
+            scale = len(bounds)  # the caller's own span stands for all of them in progress reports
+            report = None if progress is None else lambda b, p: progress(b * scale, p * scale)
+            results = [_decode_span_into(storage, f.key, ends.header, *bounds[0], fd, report)]
             results += [fut.result() for fut in others]
         frames = join_spans(ends, results)
     except (LTXError, OSError, BrokenExecutor):  # a worker that died: decode in one process instead
@@ -127,7 +146,10 @@ def restore_into(
         if jobs > 1 and fd is not None and f.size >= SPLIT_MIN_BYTES and can_fork():
             if sink is not None:
                 sink.flush()  # older pages must land before this file's workers write newer ones
-            done = _restore_file_in_spans(storage, f, fd, jobs, sink.page_size if sink else None)
+            report = None
+            if progress is not None:
+                report = functools.partial(_offset_progress, progress, bytes_read, pages_written, f.size)
+            done = _restore_file_in_spans(storage, f, fd, jobs, sink.page_size if sink else None, report)
             if done is not None:
                 hdr, pgnos = done
                 if sink is None:
@@ -187,6 +209,10 @@ def restore_into(
     if progress is not None:
         progress(bytes_read, pages_written)
     return RestoreResult(plan, plan[-1].max_txid, page_size, commit, pages_written, bytes_read)
+
+
+def _offset_progress(progress: Progress, bytes_before: int, pages_before: int, size: int, b: int, p: int) -> None:
+    progress(bytes_before + min(b, size), pages_before + p)
 
 
 def _check_names(hdr: Header, f: ReplicaFile) -> None:

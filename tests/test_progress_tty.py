@@ -1,0 +1,67 @@
+"""Progress bars appear on a terminal and never in pipes or logs (verify and restore)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.replica_builder import simple_chain
+
+CLI = [sys.executable, "-c", "from ltxkit.cli import main; main()"]
+ESCAPES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def run_with_tty_stderr(*args: str) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal; return (exit code, stdout, terminal text)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    proc.wait(timeout=60)
+    os.close(master)
+    return proc.returncode, out, ESCAPES.sub(b"", seen).decode(errors="replace")
+
+
+def test_restore_shows_bytes_and_pages_on_a_terminal_only(tmp_path: Path) -> None:
+    db = simple_chain(tmp_path / "r", n=5)
+    rc, _out, tty = run_with_tty_stderr("restore", str(tmp_path / "r"), "-o", str(tmp_path / "a.db"))
+    assert rc == 0
+    assert "restoring" in tty and re.search(r"\d+ pages", tty), tty
+    assert (tmp_path / "a.db").read_bytes() == db.image()
+    piped = subprocess.run([*CLI, "restore", str(tmp_path / "r"), "-o", str(tmp_path / "b.db")],
+                           capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0
+    assert "restoring" not in piped.stderr and "\x1b[" not in piped.stderr
+    assert piped.stderr.startswith("restored TXID 0000000000000005")
+    rc, _out, tty = run_with_tty_stderr("restore", str(tmp_path / "r"), "-o", str(tmp_path / "c.db"), "--quiet")
+    assert rc == 0 and tty.strip() == ""
+
+
+def test_verify_progress_on_a_terminal_only(tmp_path: Path) -> None:
+    simple_chain(tmp_path / "r", n=5)
+    rc, out, tty = run_with_tty_stderr("verify", str(tmp_path / "r"))
+    assert rc == 0 and "no defects found" in out
+    assert "verifying" in tty
+    piped = subprocess.run([*CLI, "verify", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and piped.stderr == ""
+    rc, out, tty = run_with_tty_stderr("verify", str(tmp_path / "r"), "--format", "json")
+    assert rc == 0 and tty.strip() == ""  # machine output: no bar even on a terminal
