@@ -31,8 +31,8 @@ def split_everything(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     split: list[str] = []
     real = restore_mod._restore_file_in_spans
 
-    def spy(storage, f, fd, jobs, page_size):  # type: ignore[no-untyped-def]
-        done = real(storage, f, fd, jobs, page_size)
+    def spy(storage, f, *args):  # type: ignore[no-untyped-def]
+        done = real(storage, f, *args)
         if done is not None:
             split.append(f.key)
         return done
