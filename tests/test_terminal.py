@@ -1,4 +1,5 @@
-"""Progress bars appear on a terminal and never in pipes or logs (verify and restore)."""
+"""On a terminal: progress bars (verify, restore) appear there and never in pipes or logs; repair asks
+before it moves anything."""
 
 from __future__ import annotations
 
@@ -65,3 +66,59 @@ def test_verify_progress_on_a_terminal_only(tmp_path: Path) -> None:
     assert piped.returncode == 0 and piped.stderr == ""
     rc, out, tty = run_with_tty_stderr("verify", str(tmp_path / "r"), "--format", "json")
     assert rc == 0 and tty.strip() == ""  # machine output: no bar even on a terminal
+
+
+def run_on_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run the CLI with stdin, stdout and stderr on one pseudo-terminal, typing `answer` at the prompt."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*CLI, *args], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    typed = False
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not typed and b"apply this repair?" in seen:
+                os.write(master, answer)
+                typed = True
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=60)
+    os.close(master)
+    return proc.returncode, ESCAPES.sub(b"", seen).decode(errors="replace")
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_repair_asks_on_a_terminal_before_moving_anything(tmp_path: Path) -> None:
+    import shutil
+
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "corrupt" / "replicas" / "txid-gap"
+    replica = tmp_path / "replica"
+    shutil.copytree(fixture, replica)
+    before = tree(replica)
+    rc, screen = run_on_terminal(["repair", str(replica), "--rebuild-snapshot"], b"n\n")
+    assert "apply this repair?" in screen and "nothing changed" in screen
+    assert rc == 1
+    assert tree(replica) == before
+    rc, screen = run_on_terminal(["repair", str(replica), "--rebuild-snapshot"], b"y\n")
+    assert rc == 0, screen
+    assert "repaired" in screen
+    after = tree(replica)
+    assert "ltx/9/0000000000000001-0000000000000002.ltx" in after
+    moved = {k for k in after if k.startswith("quarantine/")}
+    assert {k.rsplit("/", 1)[-1] for k in moved} >= {
+        "0000000000000004-0000000000000004.ltx",
+        "0000000000000005-0000000000000005.ltx",
+    }
+    for name, data in before.items():  # nothing was deleted: every original file is somewhere
+        assert name in after or any(k.endswith(name.rsplit("/", 1)[-1]) and after[k] == data for k in moved)
