@@ -95,16 +95,21 @@ def _restore_file_in_spans(
     progress: Progress | None = None,
 ) -> tuple[Header, list[int]] | None:
     """Decode one large file in up to `jobs` spans at once (the caller takes the first) and prove
-    it whole (`join_spans`). None when it cannot be done so: the caller then decodes the file the
-    ordinary way, which names any defect; so nothing here decides what is damaged."""
+    it whole (`join_spans`). None when that cannot start: the caller decodes the file the ordinary
+    way, which names any defect, so nothing here decides what is damaged. `_StartOver` when it
+    failed after pages were written: a span cut in the wrong place may have written a page where
+    this file has none, so the caller restores again from scratch in one process."""
     try:
         with storage.open(f.key) as stream:
             ends = read_ends(stream, f.size)
         _check_names(ends.header, f)
         _check_page_size(ends.header, page_size)
         cuts = find_cuts(ends, jobs)
-        if not cuts:
-            return None
+    except (LTXError, OSError):
+        return None
+    if not cuts:
+        return None
+    try:
         bounds = list(zip([HEADER_SIZE, *cuts], [*cuts, ends.frames_end], strict=True))
         with fork_pool(len(bounds) - 1) as pool:  # forked after `fd` was opened: the workers share it
             others = [
@@ -115,9 +120,13 @@ def _restore_file_in_spans(
             results = [_decode_span_into(storage, f.key, ends.header, *bounds[0], fd, report)]
             results += [fut.result() for fut in others]
         frames = join_spans(ends, results)
-    except (LTXError, OSError, BrokenExecutor):  # a worker that died: decode in one process instead
-        return None
+    except (LTXError, OSError, BrokenExecutor) as exc:  # BrokenExecutor: a worker died
+        raise _StartOver from exc
     return ends.header, [frame[0] for frame in frames]
+
+
+class _StartOver(Exception):
+    """A split decode failed after writing: restore again, in one process."""
 
 
 def restore_into(
@@ -142,14 +151,19 @@ def restore_into(
     pages_written = 0
     bytes_read = 0
     for f in plan:
-        fd = _file_descriptor(out)
-        if jobs > 1 and fd is not None and f.size >= SPLIT_MIN_BYTES and can_fork():
+        fd = _file_descriptor(out) if jobs > 1 and f.size >= SPLIT_MIN_BYTES and can_fork() else None
+        if fd is not None:
             if sink is not None:
                 sink.flush()  # older pages must land before this file's workers write newer ones
             report = None
             if progress is not None:
                 report = functools.partial(_offset_progress, progress, bytes_read, pages_written, f.size)
-            done = _restore_file_in_spans(storage, f, fd, jobs, sink.page_size if sink else None, report)
+            try:
+                done = _restore_file_in_spans(storage, f, fd, jobs, sink.page_size if sink else None, report)
+            except _StartOver:
+                out.seek(0)
+                out.truncate(0)
+                return restore_into(storage, plan, out, progress, jobs=1)
             if done is not None:
                 hdr, pgnos = done
                 if sink is None:

@@ -73,3 +73,23 @@ def test_damage_is_refused_with_the_same_code(tmp_path: Path, where: str, split_
         codes.append(err.value.code)
     assert codes[0] == codes[1]
     assert victim.name not in " ".join(split_everything)  # the damaged file fell back to one process
+
+
+def test_a_cut_in_the_wrong_place_starts_over_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a span fails after pages were written, the restore begins again: no stray page survives."""
+    db = build(tmp_path / "r")
+    monkeypatch.setattr(restore_mod, "SPLIT_MIN_BYTES", 0)
+    real_cuts = restore_mod.find_cuts
+    monkeypatch.setattr(restore_mod, "find_cuts", lambda ends, parts: [c + 7 for c in real_cuts(ends, parts)])
+    calls: list[int] = []
+    real_restore_into = restore_mod.restore_into
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs.get("jobs", 1))
+        return real_restore_into(*args, **kwargs)
+
+    monkeypatch.setattr(restore_mod, "restore_into", counting)
+    out = tmp_path / "out.db"
+    restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=2)
+    assert out.read_bytes() == db.image()
+    assert calls == [2, 1]  # the parallel attempt, then the one-process restart
