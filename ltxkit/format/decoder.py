@@ -134,21 +134,27 @@ class LTXReader:
         chunk_size: int = DEFAULT_CHUNK,
         verify_checksums: bool = True,
     ) -> None:
-        self._stream = stream
-        self._on_defect = on_defect or _raise
-        self._chunk = chunk_size
-        self._next_chunk = min(64 << 10, chunk_size)
-        self._verify = verify_checksums
-        self._buf: bytes | bytearray = b""
-        self._pos = 0
-        self._base = 0  # file offset of _buf[0]
-        self._span = False
-        self.defects: list[LTXError] = []
-        self.info: FileInfo | None = None
-        self.span_result: SpanResult | None = None
+        self._init_state(stream, on_defect or _raise, chunk_size, verify_checksums, base=0, span=False)
+        self._next_chunk = min(64 << 10, chunk_size)  # small files stay cheap
         head = self._take(HEADER_SIZE, allow_short=True)
         self.header = parse_header(head)
         self._crc = crc64(head)
+
+    def _init_state(
+        self, stream: BinaryIO, on_defect: DefectHandler, chunk_size: int, verify: bool, *, base: int, span: bool
+    ) -> None:
+        self._stream = stream
+        self._on_defect = on_defect
+        self._chunk = chunk_size
+        self._next_chunk = chunk_size
+        self._verify = verify
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self._base = base  # file offset of _buf[0]
+        self._span = span
+        self.defects: list[LTXError] = []
+        self.info: FileInfo | None = None
+        self.span_result: SpanResult | None = None
 
     @classmethod
     def span(cls, stream: BinaryIO, header: Header, start: int, end: int) -> LTXReader:
@@ -160,20 +166,9 @@ class LTXReader:
         No index, trailer or page-number checks run here: they need the whole file.
         """
         reader = cls.__new__(cls)
-        reader._stream = _Window(stream, start, end)
-        reader._on_defect = _raise
-        reader._chunk = DEFAULT_CHUNK
-        reader._next_chunk = DEFAULT_CHUNK
-        reader._verify = True
-        reader._buf = b""
-        reader._pos = 0
-        reader._base = start
-        reader._span = True
-        reader.defects = []
-        reader.info = None
-        reader.span_result = None
+        reader._init_state(_Window(stream, start, end), _raise, DEFAULT_CHUNK, True, base=start, span=True)
         reader.header = header
-        reader._crc = 0
+        reader._crc = 0  # the span's own CRC, joined to the others by crc64_combine
         return reader
 
     @property
@@ -210,7 +205,7 @@ class LTXReader:
         if have >= need:
             return True
         new = bytearray(max(need, have + self._next_chunk))
-        self._next_chunk = min(self._next_chunk * 4, self._chunk)  # small files stay cheap
+        self._next_chunk = min(self._next_chunk * 4, self._chunk)
         new[:have] = self._buf[self._pos :]
         self._base += self._pos
         self._pos = 0
