@@ -11,8 +11,7 @@ The fsync itself stays: durability is not traded for speed.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
+import functools
 import os
 from typing import BinaryIO
 
@@ -21,21 +20,24 @@ _WRITEBACK_EVERY = 8 << 20  # bytes between writeback kicks
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range():  # type: ignore[no-untyped-def]
-    """libc's sync_file_range, or None where it does not exist (not Linux, no libc found)."""
+@functools.cache
+def _sync_file_range():  # type: ignore[no-untyped-def]
+    """libc's sync_file_range, or None where it does not exist (not Linux, no libc symbols).
+
+    Looked up on first use, in the symbols already loaded (`CDLL(None)`): `ctypes.util.find_library`
+    runs ldconfig in a subprocess, tens of milliseconds of every restore's start-up.
+    """
     if not hasattr(os, "pwritev") or os.uname().sysname != "Linux":
         return None
+    import ctypes
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     fn.restype = ctypes.c_int
     return fn
-
-
-_sync_file_range = _load_sync_file_range()
 
 
 class PageSink:
@@ -89,9 +91,11 @@ class PageSink:
             while done < want:  # a short write: finish it plainly
                 done += os.pwrite(self._fd, b"".join(run)[done:], offset + done)
             self._unsynced += want
-            if _sync_file_range is not None and self._unsynced >= _WRITEBACK_EVERY:
-                # start writing back what is written so far; never waits, never fails the restore
-                _sync_file_range(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+            if self._unsynced >= _WRITEBACK_EVERY:
                 self._unsynced = 0
+                start_writeback = _sync_file_range()
+                if start_writeback is not None:
+                    # start writing back what is written so far; never waits, never fails the restore
+                    start_writeback(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
         self._run = []
         self._next = 0

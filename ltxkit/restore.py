@@ -13,7 +13,6 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable
-from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -25,7 +24,7 @@ from ltxkit.format.spans import find_cuts, join_spans, read_ends
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import Storage, atomic_output
-from ltxkit.workers import can_fork, fork_pool
+from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call
 
 Progress = Callable[[int, int], None]  # (bytes of LTX read so far, pages written so far)
 
@@ -111,16 +110,19 @@ def _restore_file_in_spans(
         return None
     try:
         bounds = list(zip([HEADER_SIZE, *cuts], [*cuts, ends.frames_end], strict=True))
-        with fork_pool(len(bounds) - 1) as pool:  # forked after `fd` was opened: the workers share it
-            others = [
-                pool.submit(_decode_span_into, storage, f.key, ends.header, start, end, fd) for start, end in bounds[1:]
-            ]
+        others: list[Forked] = []
+        try:
+            for start, end in bounds[1:]:  # forked after `fd` was opened: the children write through it
+                others.append(fork_call(_decode_span_into, storage, f.key, ends.header, start, end, fd))
             scale = len(bounds)  # the caller's own span stands for all of them in progress reports
             report = None if progress is None else lambda b, p: progress(b * scale, p * scale)
             results = [_decode_span_into(storage, f.key, ends.header, *bounds[0], fd, report)]
-            results += [fut.result() for fut in others]
+        finally:
+            for child in others:
+                child.wait()  # every child done writing before anyone goes on, whatever happened here
+        results += [child.result() for child in others]
         frames = join_spans(ends, results)
-    except (LTXError, OSError, BrokenExecutor) as exc:  # BrokenExecutor: a worker died
+    except (LTXError, OSError, WorkerDied) as exc:
         raise _StartOver from exc
     return ends.header, [frame[0] for frame in frames]
 

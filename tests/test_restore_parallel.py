@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,30 @@ def test_a_cut_in_the_wrong_place_starts_over_in_one_process(tmp_path: Path, mon
     restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=2)
     assert out.read_bytes() == db.image()
     assert calls == [2, 1]  # the parallel attempt, then the one-process restart
+
+
+def test_a_worker_that_dies_makes_the_restore_start_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A span worker killed mid-way (here it exits without a result) never leaves a half-written database."""
+    db = build(tmp_path / "r")
+    monkeypatch.setattr(restore_mod, "SPLIT_MIN_BYTES", 0)
+    parent = os.getpid()
+    real_span = restore_mod._decode_span_into
+
+    def dying(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent:
+            os._exit(9)  # like a kill: no result, no exception
+        return real_span(*args, **kwargs)
+
+    monkeypatch.setattr(restore_mod, "_decode_span_into", dying)
+    calls: list[int] = []
+    real_restore_into = restore_mod.restore_into
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(kwargs.get("jobs", 1))
+        return real_restore_into(*args, **kwargs)
+
+    monkeypatch.setattr(restore_mod, "restore_into", counting)
+    out = tmp_path / "out.db"
+    restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=2)
+    assert out.read_bytes() == db.image()
+    assert calls == [2, 1]
