@@ -16,6 +16,8 @@ import os
 from typing import BinaryIO
 
 _MAX_RUN = 256  # pages per pwritev: well under IOV_MAX (1024)
+_SHORT_RUN = 8  # runs shorter than this are held back (see PageSink)
+_PENDING_BYTES = 16 << 20  # held-back page data written out past this
 _WRITEBACK_EVERY = 8 << 20  # bytes between writeback kicks
 _SYNC_FILE_RANGE_WRITE = 2
 
@@ -46,6 +48,12 @@ class PageSink:
 
     Call `write(pgno, page)` for each page, then `flush()`. With a real file descriptor, runs of
     consecutive pages go out as one `pwritev`; otherwise pages are written with seek + write.
+
+    Short runs (an L0 file's few scattered pages) are held back in a map instead, newest copy
+    winning, and written in page order when the map grows past `_PENDING_BYTES` or at `flush()`:
+    a restore through thousands of small files rewrites the same hot pages over and over, and
+    this writes each of them once. A long run written directly drops any older held copy of its
+    pages first, so newest still wins.
     """
 
     def __init__(self, out: BinaryIO | int, page_size: int) -> None:
@@ -64,38 +72,75 @@ class PageSink:
         self._run_start = 0  # pgno of self._run[0]
         self._next = 0  # pgno that would extend the run
         self._unsynced = 0
+        self._pending: dict[int, bytes] = {}
+        self._pending_max = max(1, _PENDING_BYTES // page_size)
 
     def write(self, pgno: int, page: bytes) -> None:
         if pgno == self._next and len(self._run) < _MAX_RUN:
             self._run.append(page)
             self._next += 1
             return
-        self.flush()
+        self._end_run()
         self._run = [page]
         self._run_start = pgno
         self._next = pgno + 1
 
     def flush(self) -> None:
+        """Write everything written so far, held-back pages included."""
+        self._end_run()
+        self._write_pending()
+
+    def _end_run(self) -> None:
         run = self._run
         if not run:
             return
-        offset = (self._run_start - 1) * self.page_size
+        start = self._run_start
+        self._run = []
+        self._next = 0
+        pending = self._pending
+        if len(run) < _SHORT_RUN:
+            for i, page in enumerate(run):
+                pending[start + i] = page
+            if len(pending) >= self._pending_max:
+                self._write_pending()
+            return
+        if pending:
+            for pgno in range(start, start + len(run)):
+                pending.pop(pgno, None)
+        self._write_run(start, run)
+
+    def _write_pending(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = {}
+        run: list[bytes] = []
+        start = prev = -1
+        for pgno in sorted(pending):
+            if pgno != prev + 1 or len(run) >= _MAX_RUN:
+                if run:
+                    self._write_run(start, run)
+                run, start = [], pgno
+            run.append(pending[pgno])
+            prev = pgno
+        self._write_run(start, run)
+
+    def _write_run(self, start: int, run: list[bytes]) -> None:
+        offset = (start - 1) * self.page_size
         if self._fd is None:
             assert self._out is not None
             self._out.seek(offset)
             for page in run:
                 self._out.write(page)
-        else:
-            done = os.pwritev(self._fd, run, offset)
-            want = len(run) * self.page_size
-            while done < want:  # a short write: finish it plainly
-                done += os.pwrite(self._fd, b"".join(run)[done:], offset + done)
-            self._unsynced += want
-            if self._unsynced >= _WRITEBACK_EVERY:
-                self._unsynced = 0
-                start_writeback = _sync_file_range()
-                if start_writeback is not None:
-                    # start writing back what is written so far; never waits, never fails the restore
-                    start_writeback(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
-        self._run = []
-        self._next = 0
+            return
+        done = os.pwritev(self._fd, run, offset)
+        want = len(run) * self.page_size
+        while done < want:  # a short write: finish it plainly
+            done += os.pwrite(self._fd, b"".join(run)[done:], offset + done)
+        self._unsynced += want
+        if self._unsynced >= _WRITEBACK_EVERY:
+            self._unsynced = 0
+            start_writeback = _sync_file_range()
+            if start_writeback is not None:
+                # start writing back what is written so far; never waits, never fails the restore
+                start_writeback(self._fd, 0, 0, _SYNC_FILE_RANGE_WRITE)

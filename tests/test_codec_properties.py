@@ -98,6 +98,20 @@ def ltx_files(
     return header, pages, post
 
 
+Outcome = tuple[list[tuple[int, bytes]], list[tuple[str, int | None]], tuple[str, int | None] | None]
+
+
+def _outcome(make_reader) -> Outcome:
+    """(pages yielded, defects collected, the fatal error) of one collection-mode decode."""
+    pages: list[tuple[int, bytes]] = []
+    found: list[LTXError] = []
+    try:
+        pages.extend(make_reader(found.append).pages())
+    except LTXError as exc:
+        return pages, [(str(e.code), e.offset) for e in found], (str(exc.code), exc.offset)
+    return pages, [(str(e.code), e.offset) for e in found], None
+
+
 def _decode_everything(data: bytes, page_size: int) -> DecodedFile:
     """Decode strictly, check collection mode and random access agree with it, return the result.
 
@@ -105,12 +119,19 @@ def _decode_everything(data: bytes, page_size: int) -> DecodedFile:
     """
     found: list[LTXError] = []
     fatal: LTXError | None = None
+    streamed: list[tuple[int, bytes]] = []
     try:
-        LTXReader(io.BytesIO(data), on_defect=found.append).read_all()
+        streamed.extend(LTXReader(io.BytesIO(data), on_defect=found.append).pages())
     except LTXError as exc:
         assert isinstance(exc.code, Code)
         fatal = exc
     first = found[0] if found else fatal
+    # a whole file in memory (restore's small-file path) decodes exactly as the stream does
+    assert _outcome(lambda keep: LTXReader.from_bytes(data, on_defect=keep)) == (
+        streamed,
+        [(str(e.code), e.offset) for e in found],
+        None if fatal is None else (str(fatal.code), fatal.offset),
+    )
     # random access must fail the same way (only with LTXError) or read what streaming reads
     stream = io.BytesIO(data)
     try:

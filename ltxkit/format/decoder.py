@@ -103,6 +103,19 @@ class _Window:
         return data
 
 
+class _Exhausted:
+    """A stream with nothing left to read: behind a reader whose bytes are all in memory already."""
+
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+    def readinto(self, view: memoryview) -> int:
+        return 0
+
+
+_EXHAUSTED: BinaryIO = _Exhausted()  # type: ignore[assignment]
+
+
 @dataclass(slots=True)
 class FileInfo:
     """What a fully decoded file holds, without its pages."""
@@ -139,6 +152,22 @@ class LTXReader:
         head = self._take(HEADER_SIZE, allow_short=True)
         self.header = parse_header(head)
         self._crc = crc64(head)
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, on_defect: DefectHandler | None = None, verify_checksums: bool = True
+    ) -> LTXReader:
+        """A reader over a whole file already in memory: no stream and no copy into a buffer.
+
+        For small files read in one call (`Storage.read_all`); same checks, same errors.
+        """
+        reader = cls.__new__(cls)
+        reader._init_state(_EXHAUSTED, on_defect or _raise, DEFAULT_CHUNK, verify_checksums, base=0, span=False)
+        reader._buf = data
+        head = reader._take(HEADER_SIZE, allow_short=True)
+        reader.header = parse_header(head)
+        reader._crc = crc64(head)
+        return reader
 
     def _init_state(
         self, stream: BinaryIO, on_defect: DefectHandler, chunk_size: int, verify: bool, *, base: int, span: bool
