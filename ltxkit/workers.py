@@ -42,7 +42,7 @@ def fork_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
 
 
 class WorkerDied(Exception):
-    """A forked worker ended without handing back a result (killed, or the result would not pickle)."""
+    """A forked worker ended without handing anything back (killed, or it exited before sending)."""
 
 
 class Forked:

@@ -76,27 +76,37 @@ def test_damage_is_refused_with_the_same_code(tmp_path: Path, where: str, split_
     assert victim.name not in " ".join(split_everything)  # the damaged file fell back to one process
 
 
-def test_a_cut_in_the_wrong_place_starts_over_in_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The `jobs` of every `restore_into` call, in order (a restart calls it again with 1)."""
+    seen: list[int] = []
+    real_restore_into = restore_mod.restore_into
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs.get("jobs", 1))
+        return real_restore_into(*args, **kwargs)
+
+    monkeypatch.setattr(restore_mod, "restore_into", counting)
+    return seen
+
+
+def test_a_cut_in_the_wrong_place_starts_over_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[int]
+) -> None:
     """If a span fails after pages were written, the restore begins again: no stray page survives."""
     db = build(tmp_path / "r")
     monkeypatch.setattr(restore_mod, "SPLIT_MIN_BYTES", 0)
     real_cuts = restore_mod.find_cuts
     monkeypatch.setattr(restore_mod, "find_cuts", lambda ends, parts: [c + 7 for c in real_cuts(ends, parts)])
-    calls: list[int] = []
-    real_restore_into = restore_mod.restore_into
-
-    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(kwargs.get("jobs", 1))
-        return real_restore_into(*args, **kwargs)
-
-    monkeypatch.setattr(restore_mod, "restore_into", counting)
     out = tmp_path / "out.db"
     restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=2)
     assert out.read_bytes() == db.image()
     assert calls == [2, 1]  # the parallel attempt, then the one-process restart
 
 
-def test_a_worker_that_dies_makes_the_restore_start_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_that_dies_makes_the_restore_start_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: list[int]
+) -> None:
     """A span worker killed mid-way (here it exits without a result) never leaves a half-written database."""
     db = build(tmp_path / "r")
     monkeypatch.setattr(restore_mod, "SPLIT_MIN_BYTES", 0)
@@ -109,14 +119,6 @@ def test_a_worker_that_dies_makes_the_restore_start_over(tmp_path: Path, monkeyp
         return real_span(*args, **kwargs)
 
     monkeypatch.setattr(restore_mod, "_decode_span_into", dying)
-    calls: list[int] = []
-    real_restore_into = restore_mod.restore_into
-
-    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(kwargs.get("jobs", 1))
-        return real_restore_into(*args, **kwargs)
-
-    monkeypatch.setattr(restore_mod, "restore_into", counting)
     out = tmp_path / "out.db"
     restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=2)
     assert out.read_bytes() == db.image()
