@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ltxkit import restore as restore_mod
 from ltxkit.format.errors import Code
 from ltxkit.replica.storage import LocalStorage
 from ltxkit.restore import RestoreError, plan_for, restore_into, restore_to_path
@@ -26,6 +27,15 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.fixture(params=["whole", "streamed"])
+def read_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways a planned file is read: whole in one call (small files) or streamed (large ones)."""
+    if request.param == "streamed":
+        monkeypatch.setattr(restore_mod, "WHOLE_READ_MAX_BYTES", -1)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("read_mode")
 def test_restore_latest_matches_model(tmp_path: Path) -> None:
     db = simple_chain(tmp_path / "r", n=6)
     out = tmp_path / "out.db"
@@ -34,6 +44,7 @@ def test_restore_latest_matches_model(tmp_path: Path) -> None:
     assert out.read_bytes() == db.image()
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_restore_into_any_file_object(tmp_path: Path) -> None:
     db = simple_chain(tmp_path / "r", n=4)
     storage = LocalStorage(tmp_path / "r")
@@ -42,6 +53,7 @@ def test_restore_into_any_file_object(tmp_path: Path) -> None:
     assert buf.getvalue() == db.image()
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_shrink_drops_pages_above_final_commit(tmp_path: Path) -> None:
     root = tmp_path / "r"
     db = Db()
@@ -57,6 +69,7 @@ def test_shrink_drops_pages_above_final_commit(tmp_path: Path) -> None:
     assert len(out.read_bytes()) == 12 * 512
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_point_in_time_txid(tmp_path: Path) -> None:
     root = tmp_path / "r"
     db = Db()
@@ -73,6 +86,7 @@ def test_point_in_time_txid(tmp_path: Path) -> None:
         assert out.read_bytes() == images[t], t
 
 
+@pytest.mark.usefixtures("read_mode")
 def test_damaged_file_in_plan_leaves_nothing(tmp_path: Path) -> None:
     simple_chain(tmp_path / "r", n=4)
     victim = tmp_path / "r" / "ltx" / "0" / f"{3:016x}-{3:016x}.ltx"
