@@ -185,7 +185,7 @@ def restore_into(
                 continue
         whole = f.size <= WHOLE_READ_MAX_BYTES
         try:
-            source = storage.read_all(f.key) if whole else storage.open(f.key)
+            source = storage.read_bytes(f.key) if whole else storage.open(f.key)
         except OSError as exc:
             raise RestoreError(Code.UNREADABLE, f"{f.key}: cannot open: {exc.strerror or exc}", f.key) from exc
         with contextlib.nullcontext() if whole else source:  # type: ignore[attr-defined]

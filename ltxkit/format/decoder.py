@@ -13,7 +13,6 @@ No `struct`, `lz4` or I/O exception escapes: each is turned into an `LTXError` w
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -159,7 +158,7 @@ class LTXReader:
     ) -> LTXReader:
         """A reader over a whole file already in memory: no stream and no copy into a buffer.
 
-        For small files read in one call (`Storage.read_all`); same checks, same errors.
+        For small files read in one call (`Storage.read_bytes`); same checks, same errors.
         """
         reader = cls.__new__(cls)
         reader._init_state(_EXHAUSTED, on_defect or _raise, DEFAULT_CHUNK, verify_checksums, base=0, span=False)
@@ -521,7 +520,7 @@ class DecodedFile:
 
 def decode_file(data: bytes) -> DecodedFile:
     """Decode a whole in-memory file strictly (any defect raises)."""
-    reader = LTXReader(io.BytesIO(data))
+    reader = LTXReader.from_bytes(data)
     pages = list(reader.pages())
     assert reader.info is not None
     return DecodedFile(reader.header, reader.info.trailer, reader.info.index, pages)

@@ -34,7 +34,7 @@ class Storage(Protocol):
 
     def open(self, key: str) -> BinaryIO: ...
 
-    def read_all(self, key: str) -> bytes: ...
+    def read_bytes(self, key: str) -> bytes: ...
 
     def write_atomic(
         self,
@@ -129,7 +129,7 @@ class LocalStorage:
         # plain string joins: a restore or verify opens every file of the replica (10,000s of them)
         return open(os.path.join(self.root_label, *key.split("/")), "rb")
 
-    def read_all(self, key: str) -> bytes:
+    def read_bytes(self, key: str) -> bytes:
         """The whole file, without a file object (about half the cost of `open` + `read` for the
         small L0 files a replica holds thousands of)."""
         fd = os.open(os.path.join(self.root_label, *key.split("/")), os.O_RDONLY)
