@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code
-from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename
+from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
 from ltxkit.replica.storage import LocalStorage, fsync_dir
 from ltxkit.restore import RestoreError, restore_into
@@ -205,7 +205,7 @@ class _FileView:
         self.path, self.page_size, self.commit = path, page_size, commit
 
     def pages(self) -> object:
-        lock = 0x40000000 // self.page_size + 1
+        lock = lock_pgno(self.page_size)
         with self.path.open("rb") as fh:
             for pgno in range(1, self.commit + 1):
                 data = fh.read(self.page_size)

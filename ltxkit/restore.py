@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from ltxkit.format.decoder import LTXReader, SpanResult
 from ltxkit.format.errors import Code, LTXError
-from ltxkit.format.schema import HEADER_SIZE, Header
+from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno
 from ltxkit.format.spans import find_cuts, join_spans, read_ends
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
@@ -171,10 +171,8 @@ def restore_into(
                 return restore_into(storage, plan, out, progress, jobs=1)
             if done is not None:
                 hdr, pgnos = done
-                if sink is None:
-                    sink = PageSink(out, hdr.page_size)
-                if len(written) < hdr.commit + 1:
-                    written.extend(bytes(hdr.commit + 1 - len(written)))
+                sink = sink or PageSink(out, hdr.page_size)
+                _cover(written, hdr.commit)
                 for pgno in pgnos:
                     written[pgno] = 1
                 pages_written += len(pgnos)
@@ -194,10 +192,8 @@ def restore_into(
                 hdr = reader.header
                 _check_names(hdr, f)
                 _check_page_size(hdr, sink.page_size if sink else None)
-                if sink is None:
-                    sink = PageSink(out, hdr.page_size)
-                if len(written) < hdr.commit + 1:
-                    written.extend(bytes(hdr.commit + 1 - len(written)))
+                sink = sink or PageSink(out, hdr.page_size)
+                _cover(written, hdr.commit)
                 write = sink.write
                 file_commit = hdr.commit
                 for pgno, page in reader.pages():
@@ -217,7 +213,7 @@ def restore_into(
     assert sink is not None
     sink.flush()
     page_size = sink.page_size
-    lock = (0x40000000 // page_size) + 1
+    lock = lock_pgno(page_size)
     missing = [p for p in range(1, commit + 1) if p != lock and not written[p]]
     if missing:
         raise RestoreError(
@@ -229,6 +225,12 @@ def restore_into(
     if progress is not None:
         progress(bytes_read, pages_written)
     return RestoreResult(plan, plan[-1].max_txid, page_size, commit, pages_written, bytes_read)
+
+
+def _cover(written: bytearray, commit: int) -> None:
+    """Make room for one flag per page up to `commit` (index 0 unused)."""
+    if len(written) < commit + 1:
+        written.extend(bytes(commit + 1 - len(written)))
 
 
 def _offset_progress(progress: Progress, bytes_before: int, pages_before: int, size: int, b: int, p: int) -> None:

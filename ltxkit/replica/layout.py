@@ -157,22 +157,18 @@ def restore_plan(
                 key=nxt.key,
             )
     if not plan:
-        if files and (txid is not None or timestamp_ms is not None):
+        if not files:
+            raise PlanError(Code.NO_SNAPSHOT, "replica holds no LTX files")
+        first = min(files, key=lambda f: f.min_txid)
+        if txid is not None or timestamp_ms is not None:
             target = f"TXID {txid:016x}" if txid is not None else "that time"
-            raise PlanError(
-                Code.NO_SNAPSHOT,
-                f"no file that a restore can start from ends at or before {target}",
-                key=min(files, key=lambda f: f.min_txid).key,
-            )
-        if files:
-            first = min(files, key=lambda f: f.min_txid)
-            raise PlanError(
-                Code.NO_SNAPSHOT,
+            why = f"no file that a restore can start from ends at or before {target}"
+        else:
+            why = (
                 f"no snapshot to start from: the oldest file starts at TXID "
-                f"{first.min_txid:016x} and there is no level-9 snapshot",
-                key=first.key,
+                f"{first.min_txid:016x} and there is no level-9 snapshot"
             )
-        raise PlanError(Code.NO_SNAPSHOT, "replica holds no LTX files")
+        raise PlanError(Code.NO_SNAPSHOT, why, key=first.key)
     if txid is not None and current < txid:
         raise PlanError(
             Code.UNRESTORABLE, f"TXID {txid:016x} is not available (the chain reaches {current:016x})", have=current
