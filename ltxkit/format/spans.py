@@ -12,8 +12,9 @@ streaming decoder does:
 - a checksum-tracked snapshot's pages must give its post-apply checksum.
 
 Where to cut is read from the page index without parsing all of it (`find_cuts`). A cut in the
-wrong place can only make a span fail; callers then decode the file the ordinary way, so a cut is
-an optimisation, never a source of verdicts.
+wrong place can only make a span fail; a caller then falls back to the ordinary streaming decode
+(restore starts over in one process, since a span may already have written pages), so a cut is an
+optimisation, never a source of verdicts.
 """
 
 from __future__ import annotations
