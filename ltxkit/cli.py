@@ -299,10 +299,21 @@ def verify(
         FailOn.error
     ),
     quick: Annotated[
-        bool, typer.Option("--quick", help="Structure only: names, headers, indexes, trailers, chain.")
+        bool,
+        typer.Option(
+            "--quick", help="Headers, indexes, trailers and the chain only: no page is read, no content check."
+        ),
     ] = (False),
+    structure_only: Annotated[
+        bool,
+        typer.Option(
+            "--structure-only",
+            help="Decode and check every file and the chain, but skip the content check (for very large replicas).",
+        ),
+    ] = False,
     deep: Annotated[
-        bool, typer.Option("--deep", help="Also restore the latest state to a temp dir and run integrity_check.")
+        bool,
+        typer.Option("--deep", help="Content check with the full PRAGMA integrity_check instead of quick_check."),
     ] = False,
     jobs: Annotated[
         int | None,
@@ -315,10 +326,19 @@ def verify(
     replica (TXID chain, snapshots, growth pages, and that the latest restore plan holds every page),
     following Litestream's own restore plan. Never writes inside a replica.
 
+    Then checks content: well-formed files can still restore to a corrupt database, so verify
+    restores the latest restore point into a temporary file (in $TMPDIR, removed afterwards) and
+    runs SQLite's PRAGMA quick_check on it. That costs one restore (about as long as
+    `ltxkit restore`, and the database's size in temporary disk space). If it fails, verify
+    searches the restore points and reports the last TXID that passes, the first that fails and
+    the file that brought the damage in. --structure-only skips it and says so; --deep runs the
+    full integrity_check.
+
     Exit 0 clean, 1 defects at or above --fail-on, 2 could not run.
 
     Examples:  ltxkit verify /backups/app.db-replica
                ltxkit verify file:///backups/app --format junit -o verify.xml
+               ltxkit verify /backups/huge-replica --structure-only
     """
     from ltxkit.verify.engine import Severity, VerifyUsageError, total_bytes, verify_paths
     from ltxkit.verify.report import render_json, render_junit, render_text
@@ -326,6 +346,9 @@ def verify(
 
     if quick and deep:
         raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
+    if structure_only and deep:
+        raise Fail("--structure-only and --deep cannot be used together", EXIT_USAGE)
+    content = not (quick or structure_only)
     progress = _progress(fmt == OutputFormat.text and output is None)
     workers = jobs or default_jobs()
     try:
@@ -333,10 +356,16 @@ def verify(
             with progress:
                 task = progress.add_task("verifying", total=total_bytes(paths))
                 report = verify_paths(
-                    paths, quick=quick, deep=deep, jobs=workers, progress=lambda _p, n: progress.advance(task, n)
+                    paths,
+                    quick=quick,
+                    content=content,
+                    deep=deep,
+                    jobs=workers,
+                    progress=lambda _p, n: progress.advance(task, n),
+                    note=lambda line: progress.update(task, description=line),
                 )
         else:
-            report = verify_paths(paths, quick=quick, deep=deep, jobs=workers)
+            report = verify_paths(paths, quick=quick, content=content, deep=deep, jobs=workers)
     except VerifyUsageError as exc:
         raise Fail(str(exc), EXIT_USAGE) from None
     severity = Severity(fail_on.value)
@@ -423,7 +452,7 @@ def restore(
 
     def check(tmp: Path) -> None:
         if integrity != IntegrityMode.none:
-            from ltxkit.verify.engine import integrity_check
+            from ltxkit.sqlite import integrity_check
 
             problems = integrity_check(tmp, quick=integrity == IntegrityMode.quick)
             if problems:

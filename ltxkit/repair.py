@@ -39,7 +39,7 @@ from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restor
 from ltxkit.replica.storage import LocalStorage, fsync_dir
 from ltxkit.restore import RestoreError, restore_into
 from ltxkit.snapshot import verify_file
-from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseView, consistent_view
+from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseView, consistent_view, integrity_check
 from ltxkit.verify.engine import Finding, ReplicaSummary, Severity, check_replica
 
 QUARANTINE_DIR = "quarantine"
@@ -106,13 +106,37 @@ def _condemned(summary: ReplicaSummary) -> dict[str, list[Finding]]:
     return out
 
 
+def _condemned_by_content(summary: ReplicaSummary) -> dict[str, list[Finding]]:
+    """When restores fail SQLite's check: every file from the first bad restore point on."""
+    verdict = summary.content
+    if verdict is None or verdict.ok or verdict.first_bad is None:
+        return {}
+    bad = verdict.first_bad
+    why = (
+        f"restore points from TXID {bad.txid:016x} on fail {verdict.mode.pragma} "
+        f"({bad.said}); the damage came in with {bad.last_key}"
+    )
+    return {
+        f.key: [Finding(Code.INTEGRITY_CHECK_FAILED, f.key, why, {"first_bad_txid": bad.txid})]
+        for f in summary.listing.files
+        if f.max_txid >= bad.txid
+    }
+
+
 def plan_repair(storage: LocalStorage, *, from_db: Path | None, now_ms: int | None = None) -> RepairPlan:
-    """Decide what to build and what to move; build and verify the new files in staging."""
-    summary = check_replica(storage, storage.root_label)
+    """Decide what to build and what to move; build and verify the new files in staging.
+
+    The replica is verified with its content checked, so a replica whose files are sound but
+    whose restores are corrupt is repaired too: from the database, or from the chain up to the
+    last restore point SQLite accepts.
+    """
+    summary = check_replica(storage, storage.root_label, content=True)
     plan = RepairPlan(before=summary)
     if not _errors(summary):
         return plan
     plan.quarantine = _condemned(summary)
+    for key, why in _condemned_by_content(summary).items():
+        plan.quarantine.setdefault(key, []).extend(why)
     listing = summary.listing
     keep = [f for f in listing.files if f.key not in plan.quarantine]
     now = int(time.time() * 1000) if now_ms is None else now_ms
@@ -151,8 +175,27 @@ def _plan_from_db(
     txid = listing.max_txid + 1
     plan.txid = txid
     plan.source = f"database {db}"
+    problems = integrity_check(db, live=True)
+    if problems:
+        raise RepairError(
+            f"{db} itself fails integrity_check ({problems[0]}): it cannot be the source of a sound snapshot"
+        )
     with consistent_view(db) as view:
+        want = _replica_page_size(plan.before)
+        if want is not None and view.page_size != want:
+            raise RepairError(
+                f"{db} has {view.page_size}-byte pages, the replica {want}-byte pages: is it the replica's database?"
+            )
         _stage_full_state(plan, view, keep, txid, now, staging)
+
+
+def _replica_page_size(summary: ReplicaSummary) -> int | None:
+    """The latest restore point's page size, else the newest readable file's."""
+    if summary.page_size is not None:
+        return summary.page_size
+    readable = [fc for fc in summary.files if fc.header is not None]
+    newest = max(readable, key=lambda fc: (fc.header.max_txid, fc.level or 0), default=None)  # type: ignore[union-attr]
+    return newest.header.page_size if newest is not None and newest.header is not None else None
 
 
 def _stage_full_state(
@@ -215,6 +258,12 @@ class _FileView:
 
 def _plan_from_chain(plan: RepairPlan, storage: LocalStorage, keep: list[ReplicaFile], now: int, staging: Path) -> None:
     listing = plan.before.listing
+    verdict = plan.before.content
+    if verdict is not None and not verdict.ok and verdict.last_good is None:
+        raise RepairError(
+            f"no restore point passes {verdict.mode.pragma}, so the chain holds nothing sound to rebuild "
+            "from: use --from-db with the live database"
+        )
     try:
         chain = restore_plan(keep)
     except PlanError as exc:
@@ -310,7 +359,7 @@ def apply_repair(storage: LocalStorage, plan: RepairPlan) -> RepairResult:
         discard(plan)
         raise
     discard(plan)
-    after = check_replica(storage, storage.root_label)
+    after = check_replica(storage, storage.root_label, content=True)
     return RepairResult(plan, qroot if manifest else None, after)
 
 

@@ -159,3 +159,23 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
             conn.close()
         for fd in fds:
             os.close(fd)
+
+
+def integrity_check(db: Path, *, quick: bool = False, live: bool = False) -> list[str]:
+    """PRAGMA integrity_check (or quick_check); returns SQLite's complaints (empty: ok).
+
+    A restored file nobody else uses is opened immutable, so nothing is written beside it. A
+    `live` database is opened read-only through SQLite's locks instead, so its WAL counts and
+    other connections go on (a read-only connection never checkpoints or removes the WAL).
+    """
+    uri = f"file:{db}?mode=ro" + ("" if live else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30)
+        try:
+            rows = conn.execute("PRAGMA quick_check" if quick else "PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [str(exc)]
+    msgs = [r[0] for r in rows]
+    return [] if msgs == ["ok"] else msgs

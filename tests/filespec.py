@@ -14,7 +14,9 @@ shows exactly that defect. `build(valid=True)` goes through `ltxkit.format.encod
 same bytes.
 
 `pages` items are a page number (content from `page_bytes`), a `(pgno, bytes)` pair, or a `Frame`
-for frame-level damage (flags, size prefix, raw LZ4 payload).
+for frame-level damage (flags, size prefix, raw LZ4 payload). `legacy_pages=True` writes every
+plain page as Litestream <= 0.5.15 did (flags 0, an LZ4 frame, no size prefix); a `Frame` with
+`flags=PAGE_FLAG_LZ4_FRAME` does so for one page, its `payload` then replacing the LZ4 frame.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import lz4.block
+import lz4.frame
 
 from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, database_checksum
 from ltxkit.format.encoder import encode_file
@@ -35,7 +38,9 @@ from ltxkit.format.schema import (
     HEADER_STRUCT,
     INDEX_SIZE_STRUCT,
     MAGIC,
+    PAGE_FLAG_LZ4_FRAME,
     PAGE_FLAG_SIZE,
+    PAGE_HEADER_STRUCT,
     TERMINATOR,
     TRAILER_STRUCT,
     Header,
@@ -52,6 +57,7 @@ __all__ = [
     "corrupt_region",
     "flip_byte",
     "insert_bytes",
+    "legacy_frame_payload",
     "page_bytes",
     "pages_of",
     "random_page",
@@ -69,6 +75,13 @@ def page_bytes(pgno: int, page_size: int, salt: int = 0) -> bytes:
 def random_page(page_size: int, seed: int) -> bytes:
     """Incompressible content (LZ4 payload larger than the page), fixed by `seed`."""
     return random.Random(seed).randbytes(page_size)
+
+
+def legacy_frame_payload(page: bytes) -> bytes:
+    """An LZ4 frame as superfly/ltx v0.5.1 wrote each page (64 KiB blocks, content checksum)."""
+    return lz4.frame.compress(
+        page, block_size=lz4.frame.BLOCKSIZE_MAX64KB, content_checksum=True, block_linked=False, store_size=False
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +163,7 @@ class FileSpec:
     post_apply_checksum: int | None = None
     file_checksum: int | None = None
     trailing: bytes = b""  # appended after the trailer
+    legacy_pages: bool = False  # plain pages as LZ4 frames (flags 0), as Litestream <= 0.5.15 wrote
 
     # ---- derived values -----------------------------------------------------------------------
 
@@ -158,10 +172,9 @@ class FileSpec:
         for item in self.pages:
             if isinstance(item, Frame):
                 frame = item
-            elif isinstance(item, int):
-                frame = Frame(item)
             else:
-                frame = Frame(item[0], item[1])
+                pgno, data = (item, None) if isinstance(item, int) else item
+                frame = Frame(pgno, data, PAGE_FLAG_LZ4_FRAME if self.legacy_pages else PAGE_FLAG_SIZE)
             if frame.data is None:
                 frame = Frame(
                     frame.pgno,
@@ -225,7 +238,7 @@ class FileSpec:
         if self.trailing:
             raw_only.append("trailing")
         if not all(f.is_plain for f in self.frames()):
-            raw_only.append("pages (damaged Frame)")
+            raw_only.append("pages (damaged or LZ4-frame Frame)")
         if raw_only:
             raise ValueError(f"the encoder cannot write {', '.join(raw_only)}; use build(valid=False)")
         header = self.header()
@@ -245,11 +258,17 @@ class FileSpec:
         for frame in self.frames():
             data = frame.data
             assert data is not None
-            payload = frame.payload if frame.payload is not None else lz4.block.compress(data, store_size=False)
-            size = len(payload) if frame.size is None else frame.size
-            prefix = FRAME_PREFIX_STRUCT.pack(frame.pgno, frame.flags, size)
-            if frame.payload is not None:
-                data = _try_decompress(frame.payload, self.page_size, data)
+            if frame.flags == PAGE_FLAG_LZ4_FRAME and frame.pgno != 0:
+                payload = frame.payload if frame.payload is not None else legacy_frame_payload(data)
+                prefix = PAGE_HEADER_STRUCT.pack(frame.pgno, frame.flags)
+                if frame.payload is not None:
+                    data = _try_decompress_frame(frame.payload, data)
+            else:
+                payload = frame.payload if frame.payload is not None else lz4.block.compress(data, store_size=False)
+                size = len(payload) if frame.size is None else frame.size
+                prefix = FRAME_PREFIX_STRUCT.pack(frame.pgno, frame.flags, size)
+                if frame.payload is not None:
+                    data = _try_decompress(frame.payload, self.page_size, data)
             crc = crc64(data, crc64(prefix, crc))
             written.append(IndexEntry(frame.pgno, len(out), len(prefix) + len(payload)))
             pages.append((frame.pgno, data))
@@ -299,6 +318,13 @@ class FileSpec:
             body.append(0)
         size = len(body) if self.index_size is None else self.index_size
         return bytes(body) + INDEX_SIZE_STRUCT.pack(size)
+
+
+def _try_decompress_frame(payload: bytes, fallback: bytes) -> bytes:
+    try:
+        return lz4.frame.decompress(payload)
+    except RuntimeError:
+        return fallback
 
 
 def _try_decompress(payload: bytes, page_size: int, fallback: bytes) -> bytes:

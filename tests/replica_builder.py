@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ltxkit.format import LTXWriter
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
+from tests.sqlite_pages import sound_page
 
 PAGE = 512
 
@@ -30,12 +31,22 @@ class Db:
     pages: dict[int, bytes] = field(default_factory=dict)
     commit: int = 0
     txid: int = 0
+    sound: bool = False  # every state a database SQLite accepts (`tests.sqlite_pages`)
 
     def write(self, pgnos: list[int], commit: int | None = None) -> dict[int, bytes]:
         self.txid += 1
-        changed = {p: page_bytes(p, self.txid, self.page_size) for p in pgnos}
+        new_commit = max(self.commit, max(pgnos, default=0)) if commit is None else commit
+        touched = set(pgnos)
+        if self.sound and new_commit != self.commit:  # SQLite rewrites its header and freelist
+            touched |= {1, 2} & set(range(1, new_commit + 1))
+        changed = {
+            p: sound_page(p, self.page_size, new_commit, self.txid, page_bytes(p, self.txid, self.page_size))
+            if self.sound
+            else page_bytes(p, self.txid, self.page_size)
+            for p in sorted(touched)
+        }
         self.pages.update(changed)
-        self.commit = max(self.commit, max(pgnos, default=0)) if commit is None else commit
+        self.commit = new_commit
         for p in [p for p in self.pages if p > self.commit]:
             del self.pages[p]
         return changed
@@ -75,8 +86,9 @@ def write_ltx(
 
 
 def simple_chain(root: Path, n: int = 5, page_size: int = PAGE) -> Db:
-    """Snapshot at TXID 1 (8 pages), then n-1 single-TXID increments at level 0."""
-    db = Db(page_size=page_size)
+    """Snapshot at TXID 1 (8 pages), then n-1 single-TXID increments at level 0; every state is a
+    database SQLite accepts, so `ltxkit verify`'s content check passes on it."""
+    db = Db(page_size=page_size, sound=True)
     db.write(list(range(1, 9)))
     write_ltx(root, 0, 1, 1, dict(db.pages), db.commit, page_size=page_size)
     for i in range(2, n + 1):

@@ -263,7 +263,7 @@ def test_trailing_bytes():
         (Frame(2, flags=0x3), 1),  # an unknown flag next to the known one
         (Frame(2, flags=0x8001), 1),
         (Frame(2, flags=0x2), 1),  # the size flag missing, another one set
-        (Frame(2, flags=0x0), 1),  # a legacy LZ4-frame page (unsupported)
+        (Frame(0, flags=0x0), 0),  # page number 0 without flags is the terminator only at the end
     ],
 )
 def test_bad_page_header(frame, position):
@@ -271,9 +271,101 @@ def test_bad_page_header(frame, position):
     pages[position] = frame
     spec = FileSpec(min_txid=2, commit=3, pages=pages)
     layout = spec.layout()
-    err = assert_defect(layout.data, Code.BAD_PAGE_HEADER, layout.frames[position].offset, pgno=frame.pgno)
-    if frame.flags == 0:
-        assert "legacy" in err.message
+    if frame.pgno == 0 and frame.flags == 0:  # the reader sees a terminator, then a page index that is not one
+        assert codes(layout.data)[-1] in (Code.INDEX_MISMATCH, Code.TRUNCATED)
+        return
+    assert_defect(layout.data, Code.BAD_PAGE_HEADER, layout.frames[position].offset, pgno=frame.pgno)
+
+
+# ---- legacy pages: an LZ4 frame per page (Litestream 0.5.0-0.5.15, superfly/ltx v0.5.1) -------
+
+
+@pytest.mark.parametrize("page_size", [512, 4096, 65536])
+def test_legacy_pages_round_trip_stream_bytes_spans_and_random_access(page_size):
+    pages = [(1, page_bytes(1, page_size)), (2, random_page(page_size, 2)), (3, bytes(page_size))]
+    spec = FileSpec(page_size=page_size, commit=3, pages=pages, legacy_pages=True)
+    data = spec.build()
+    block_sizes = [10 + len(lz4.block.compress(p, store_size=False)) for _, p in pages]
+    assert [f.size for f in spec.layout().frames] != block_sizes
+    assert decode_file(data).pages == pages
+    for chunk in (1, 7, 4096):
+        assert list(LTXReader(io.BytesIO(data), chunk_size=chunk).pages()) == pages
+    stream = io.BytesIO(data)
+    index, _ = read_page_index(stream, len(data))
+    assert [(e.pgno, read_page(stream, e, page_size)) for e in index] == pages
+
+
+def test_legacy_and_block_pages_in_one_file_and_tracked_snapshot():
+    import lz4.frame
+
+    with_size_and_block_sums = lz4.frame.compress(page_bytes(4, 512), block_checksum=True, store_size=True)
+    spec = FileSpec(
+        flags=0, commit=4, pages=[1, Frame(2, flags=0), 3, Frame(4, page_bytes(4, 512), 0, with_size_and_block_sums)]
+    )
+    decoded = decode_file(spec.build())
+    assert decoded.pages == spec.page_list()
+    assert decoded.trailer.post_apply_checksum == database_checksum(spec.page_list(), lock_pgno(512))
+
+
+def _legacy(payload: bytes | None = None, data: bytes | None = None) -> Frame:
+    return Frame(2, data=data, flags=0, payload=payload)
+
+
+def _frame_of(page: bytes, **kw) -> bytes:
+    """An LZ4 frame of `page`; without a stored size its descriptor checksum is byte 6."""
+    import lz4.frame
+
+    return lz4.frame.compress(page, **{"store_size": False, **kw})
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b"\xff" * 20, "bad magic"),
+        (_frame_of(page_bytes(2, 256)), "decodes to 256 bytes"),  # half a page
+        (_frame_of(page_bytes(2, 1024)), "decodes to 1024 bytes"),  # two pages
+        (_frame_of(page_bytes(2, 512), content_checksum=True)[:-4] + b"\0\0\0\0", "does not decode"),
+        (_frame_of(page_bytes(2, 512), block_checksum=True)[:-9] + b"\1" + b"\0" * 8, "does not decode"),
+        (_frame_of(page_bytes(2, 512))[:6] + b"\0" + _frame_of(page_bytes(2, 512))[7:], "does not decode"),
+        (b"\x04\x22\x4d\x18\x40\x40\xc0" + (0x7FFF0000).to_bytes(4, "little") + bytes(8), "larger than any page"),
+        (b"\x04\x22\x4d\x18\x00\x40\xc0" + bytes(8), "descriptor is invalid"),  # version 00
+        (b"\x04\x22\x4d\x18\x41\x40\xc0" + bytes(12), "needs a dictionary"),
+    ],
+)
+def test_legacy_page_that_is_not_exactly_one_page_is_decompress_failed(payload, why):
+    spec = FileSpec(min_txid=2, commit=3, pages=[1, _legacy(payload), 3], legacy_pages=True)
+    layout = spec.layout()
+    err = assert_defect(layout.data, Code.PAGE_DECOMPRESS_FAILED, layout.frames[1].offset, pgno=2)
+    assert why in err.message
+
+
+def test_legacy_frame_cut_short_is_truncated_wherever_the_file_ends():
+    data = FileSpec(min_txid=2, commit=3, pages=[1, 2, 3], legacy_pages=True).build()
+    for cut in range(HEADER_SIZE, len(data)):
+        found, fatal = collect(data[:cut])
+        assert found == [] and fatal is not None
+        assert (fatal.code, fatal.offset) == (Code.TRUNCATED, cut), (cut, str(fatal))
+
+
+def test_legacy_page_content_checksum_is_checked():
+    page = page_bytes(2, 512)
+    payload = bytearray(_frame_of(page, content_checksum=True, store_size=False))
+    payload[-1] ^= 0x01  # the frame's own xxhash of the page
+    spec = FileSpec(min_txid=2, commit=3, pages=[1, _legacy(bytes(payload), page), 3], legacy_pages=True)
+    err = assert_defect(spec.build(), Code.PAGE_DECOMPRESS_FAILED, spec.layout().frames[1].offset, pgno=2)
+    assert "contentChecksum" in err.message
+
+
+def test_legacy_random_access_refuses_an_entry_that_does_not_end_with_its_frame():
+    spec = FileSpec(min_txid=2, commit=3, pages=[1, 2, 3], legacy_pages=True)
+    data = spec.build()
+    entry = spec.layout().frames[1]
+    with pytest.raises(LTXError) as info:
+        read_page(io.BytesIO(data), IndexEntry(entry.pgno, entry.offset, entry.size - 1), 512)
+    assert info.value.code == Code.INDEX_MISMATCH
+    with pytest.raises(LTXError) as info:
+        read_page(io.BytesIO(data), IndexEntry(entry.pgno, entry.offset, entry.size + 3), 512)
+    assert info.value.code == Code.INDEX_MISMATCH
 
 
 @pytest.mark.parametrize(

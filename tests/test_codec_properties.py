@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -32,9 +33,9 @@ from ltxkit.format import (
     read_page_index,
 )
 from ltxkit.format.decoder import DecodedFile, read_page
-from ltxkit.format.schema import HEADER_SIZE
+from ltxkit.format.schema import HEADER_SIZE, PAGE_FLAG_LZ4_FRAME, PAGE_FLAG_SIZE
 from ltxkit.format.spans import find_cuts, join_spans, read_ends
-from tests.filespec import FileSpec, flip_byte, insert_bytes, page_bytes, random_page
+from tests.filespec import FileSpec, Frame, flip_byte, insert_bytes, page_bytes, random_page
 
 ALL_PAGE_SIZES = [512 << i for i in range(8)]
 U63 = st.integers(0, 2**63 - 1)
@@ -227,28 +228,50 @@ def test_round_trip(file, chunk_size):
     assert list(reader.pages()) == pages
     assert reader.info is not None and reader.info.trailer == decoded.trailer and reader.info.size == len(data)
     # the raw test layout agrees with the encoder byte for byte
-    spec = FileSpec(
-        **{
-            k: getattr(header, k)
-            for k in (
-                "page_size",
-                "min_txid",
-                "max_txid",
-                "commit",
-                "flags",
-                "timestamp",
-                "pre_apply_checksum",
-                "wal_offset",
-                "wal_size",
-                "wal_salt1",
-                "wal_salt2",
-                "node_id",
-            )
-        },
-        pages=pages,
-        post_apply_checksum=post,
-    )
-    assert spec.build() == data
+    assert _spec_of(header, pages, post).build() == data
+
+
+_SPEC_FIELDS = (
+    "page_size",
+    "min_txid",
+    "max_txid",
+    "commit",
+    "flags",
+    "timestamp",
+    "pre_apply_checksum",
+    "wal_offset",
+    "wal_size",
+    "wal_salt1",
+    "wal_salt2",
+    "node_id",
+)
+
+
+def _spec_of(header: Header, pages: list, post: int | None) -> FileSpec:
+    return FileSpec(**{k: getattr(header, k) for k in _SPEC_FIELDS}, pages=pages, post_apply_checksum=post)
+
+
+def _legacy_build(file, data) -> bytes:  # type: ignore[no-untyped-def]
+    """The file as Litestream <= 0.5.15 wrote it (LZ4-frame pages), or with both page forms mixed."""
+    header, pages, post = file
+    mixed = data.draw(st.booleans(), label="mixed")
+    frame_pages = [
+        Frame(pgno, page, PAGE_FLAG_LZ4_FRAME if not mixed or data.draw(st.booleans()) else PAGE_FLAG_SIZE)
+        for pgno, page in pages
+    ]
+    return _spec_of(header, frame_pages, post).build()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(ltx_files(max_pages=8), st.data())
+def test_legacy_round_trip(file, data):
+    header, pages, _post = file
+    good = _legacy_build(file, data)
+    decoded = _decode_everything(good, header.page_size)
+    assert decoded.header == header
+    assert decoded.pages == pages
+    chunk = data.draw(st.sampled_from([1, 7, 1000]), label="chunk")
+    assert list(LTXReader(io.BytesIO(good), chunk_size=chunk).pages()) == pages
 
 
 # ---- damage -----------------------------------------------------------------------------------
@@ -318,6 +341,26 @@ def test_any_deletion_is_caught_or_harmless(file, data):
     start = data.draw(st.integers(0, len(good) - 1), label="start")
     length = data.draw(st.integers(1, 16), label="length")
     _same_or_error(original, good[:start] + good[start + length :])
+
+
+@DAMAGE
+@given(ltx_files(**SMALL), st.data())
+def test_legacy_pages_any_damage_is_caught_or_harmless(file, data):
+    """Byte changes, truncations, insertions and deletions of files with LZ4-frame pages."""
+    good = _legacy_build(file, data)
+    original = decode_file(good)
+    kind = data.draw(st.sampled_from(["flip", "cut", "insert", "delete"]), label="kind")
+    offset = data.draw(st.integers(0, len(good) - 1), label="offset")
+    if kind == "flip":
+        _same_or_error(original, flip_byte(good, offset, data.draw(st.integers(1, 255), label="xor")))
+    elif kind == "cut":
+        with pytest.raises(LTXError) as info:
+            LTXReader(io.BytesIO(good[:offset])).read_all()
+        assert (info.value.code, info.value.offset) == (Code.TRUNCATED, offset)
+    elif kind == "insert":
+        _same_or_error(original, insert_bytes(good, offset, data.draw(st.binary(min_size=1, max_size=16))))
+    else:
+        _same_or_error(original, good[:offset] + good[offset + data.draw(st.integers(1, 16)) :])
 
 
 # ---- exhaustive damage on fixed files: where can an edit go unnoticed? ---------------------------

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import lz4.block
 
+from ltxkit.format import lz4frame
 from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, page_checksum
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import (
@@ -28,8 +29,10 @@ from ltxkit.format.schema import (
     INDEX_SIZE_FIELD_SIZE,
     INDEX_SIZE_STRUCT,
     MAGIC,
+    PAGE_FLAG_LZ4_FRAME,
     PAGE_FLAG_SIZE,
     PAGE_HEADER_SIZE,
+    SIZE_PREFIX_SIZE,
     TRAILER_SIZE,
     Header,
     IndexEntry,
@@ -284,6 +287,7 @@ class LTXReader:
         prefix_size = FRAME_PREFIX_SIZE
         frames: list[tuple[int, int, int]] = []
         append = frames.append
+        legacy = 0  # LZ4-frame pages read: their CRC input has no size prefix
         buf, pos = self._buf, self._pos
         buf_len = len(buf)
         view = memoryview(buf)
@@ -295,7 +299,7 @@ class LTXReader:
                         self.span_result = SpanResult(
                             frames,
                             crc,
-                            len(frames) * (prefix_size + page_size),
+                            len(frames) * (prefix_size + page_size) - legacy * SIZE_PREFIX_SIZE,
                             db_sum if track else 0,
                             encode_index_varints(frames),
                         )
@@ -315,10 +319,24 @@ class LTXReader:
                     crc = crc64_(buf[pos : pos + PAGE_HEADER_SIZE], crc)
                     self._pos = pos + PAGE_HEADER_SIZE
                     break
-                why = "page number 0" if pgno == 0 else f"flags 0x{flags:04x}"
-                if flags == 0:
-                    why += " (legacy LZ4-frame page, not supported)"
-                raise LTXError(Code.BAD_PAGE_HEADER, f"bad page frame header: {why}", offset=frame_off, pgno=pgno)
+                if flags != PAGE_FLAG_LZ4_FRAME or pgno == 0:
+                    why = "page number 0" if pgno == 0 else f"flags 0x{flags:04x}"
+                    raise LTXError(Code.BAD_PAGE_HEADER, f"bad page frame header: {why}", offset=frame_off, pgno=pgno)
+                # Litestream <= 0.5.15: an LZ4 frame, no size prefix (the slow path, off the hot loop)
+                self._pos = pos
+                page, frame_len = self._legacy_page(pgno, page_size)
+                buf, pos = self._buf, self._pos
+                buf_len = len(buf)
+                view = memoryview(buf)
+                if verify:
+                    crc = crc64_(page, crc64_(view[pos : pos + PAGE_HEADER_SIZE], crc))
+                if track and pgno != lock:
+                    db_sum = CHECKSUM_FLAG | (db_sum ^ page_checksum(pgno, page))
+                append((pgno, self._base + pos, frame_len))
+                legacy += 1
+                pos += frame_len
+                yield pgno, page
+                continue
             end = pos + prefix_size + size
             if end > buf_len:
                 self._pos = pos
@@ -358,6 +376,33 @@ class LTXReader:
             self.defects.append(err)
             self._on_defect(err)
         self._finish(frames, crc, db_sum if track else None)
+
+    def _legacy_page(self, pgno: int, page_size: int) -> tuple[bytes, int]:
+        """Decode the legacy frame at `_pos` (page header, then an LZ4 frame); return the page and
+        the frame's whole length. Reads more of the stream as the LZ4 block headers ask for it;
+        `_pos` still points at the frame afterwards (the buffer may have moved)."""
+        need = PAGE_HEADER_SIZE + lz4frame.MIN_FRAME_SIZE
+        while True:
+            if not self._fill(need):
+                raise LTXError(
+                    Code.TRUNCATED, f"file ends inside page {pgno}", offset=self._base + len(self._buf), pgno=pgno
+                )
+            start = self._pos + PAGE_HEADER_SIZE
+            try:
+                length = lz4frame.frame_length(self._buf, start, page_size)
+                if not self._fill(PAGE_HEADER_SIZE + length):
+                    need = PAGE_HEADER_SIZE + length
+                    continue
+                start = self._pos + PAGE_HEADER_SIZE
+                page = lz4frame.decompress_page(memoryview(self._buf)[start : start + length], page_size)
+            except lz4frame.NeedMore as more:
+                need = PAGE_HEADER_SIZE + more.total
+                continue
+            except ValueError as exc:
+                raise LTXError(
+                    Code.PAGE_DECOMPRESS_FAILED, f"page {pgno}: {exc}", offset=self._base + self._pos, pgno=pgno
+                ) from exc
+            return page, PAGE_HEADER_SIZE + length
 
     # ---- index, trailer, checksums ----------------------------------------------------------
 
@@ -574,13 +619,32 @@ def read_page(stream: BinaryIO, entry: IndexEntry, page_size: int) -> bytes:
     if len(frame) != entry.size or entry.size < FRAME_PREFIX_SIZE:
         raise LTXError(Code.TRUNCATED, f"page {entry.pgno}: frame is cut short", offset=entry.offset)
     pgno, flags, size = FRAME_PREFIX_STRUCT.unpack_from(frame)
-    if pgno != entry.pgno or flags != PAGE_FLAG_SIZE or FRAME_PREFIX_SIZE + size != entry.size:
+    legacy = flags == PAGE_FLAG_LZ4_FRAME
+    if pgno != entry.pgno or not (legacy or (flags == PAGE_FLAG_SIZE and FRAME_PREFIX_SIZE + size == entry.size)):
         raise LTXError(
             Code.INDEX_MISMATCH,
             f"index entry for page {entry.pgno} does not point at its frame",
             offset=entry.offset,
             pgno=entry.pgno,
         )
+    if legacy:
+        try:
+            length = PAGE_HEADER_SIZE + lz4frame.frame_length(frame, PAGE_HEADER_SIZE, page_size)
+        except lz4frame.NeedMore:
+            length = None
+        except ValueError as exc:
+            raise LTXError(Code.PAGE_DECOMPRESS_FAILED, f"page {pgno}: {exc}", offset=entry.offset, pgno=pgno) from exc
+        if length != entry.size:
+            raise LTXError(
+                Code.INDEX_MISMATCH,
+                f"page {pgno}: LZ4 frame does not end where its index entry says",
+                offset=entry.offset,
+                pgno=pgno,
+            )
+        try:
+            return lz4frame.decompress_page(frame[PAGE_HEADER_SIZE:], page_size)
+        except ValueError as exc:
+            raise LTXError(Code.PAGE_DECOMPRESS_FAILED, f"page {pgno}: {exc}", offset=entry.offset, pgno=pgno) from exc
     try:
         page = _decompress(frame[FRAME_PREFIX_SIZE:], uncompressed_size=page_size)
     except _LZ4Error as exc:

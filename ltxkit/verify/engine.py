@@ -3,8 +3,9 @@
 File checks decode each file strictly (or, with `quick`, read only header, page index and trailer).
 Replica checks then reason over what the files hold — their TXID ranges, commits and page
 numbers — following Litestream's restore plan, so the latest state is proven restorable from
-page indexes alone, without writing a database. `deep` additionally restores the latest state
-into a temporary directory outside the replica and runs `PRAGMA integrity_check`.
+page indexes alone, without writing a database. The content check (`content`, and `deep` for
+the full `integrity_check`) then restores the latest state into a temporary directory outside
+the replica and asks SQLite whether it is a sound database (`verify.content`).
 Nothing here writes inside a replica or next to a verified file.
 """
 
@@ -14,8 +15,6 @@ import concurrent.futures
 import contextlib
 import itertools
 import os
-import sqlite3
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,6 +26,7 @@ from ltxkit.format.errors import FATAL_CODES, Code, LTXError
 from ltxkit.format.schema import Header, Trailer, lock_pgno, parse_filename
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import LocalStorage, ReplicaNotFound, Storage, open_replica
+from ltxkit.verify.content import CheckMode, ContentVerdict, Note, check_content
 from ltxkit.workers import can_fork, fork_pool
 
 
@@ -36,6 +36,7 @@ class Severity(StrEnum):
 
 
 WARNING_CODES = frozenset({Code.STRAY_FILE, Code.TXID_GAP_BRIDGED})
+TXID_KEYS = frozenset({"min_txid", "max_txid", "txid", "have", "next_min_txid", "last_good_txid", "first_bad_txid"})
 
 
 @dataclass(slots=True)
@@ -57,7 +58,7 @@ class Finding:
             "message": self.message,
         }
         for k, v in self.context.items():
-            if k in ("min_txid", "max_txid", "txid", "have", "next_min_txid") and isinstance(v, int):
+            if k in TXID_KEYS and isinstance(v, int):
                 v = f"{v:016x}"
             out[k] = v
         return out
@@ -100,6 +101,8 @@ class ReplicaSummary:
     page_size: int | None = None
     commit: int | None = None
     plan: list[str] = field(default_factory=list)
+    content: ContentVerdict | None = None
+    content_skipped: str | None = None  # why the content was not checked
 
     def to_json(self) -> dict[str, Any]:
         levels: dict[str, Any] = {}
@@ -125,6 +128,9 @@ class ReplicaSummary:
             "page_size": self.page_size,
             "commit": self.commit,
             "restore_plan": self.plan,
+            "content": self.content.to_json()
+            if self.content is not None
+            else {"checked": False, "why": self.content_skipped},
         }
 
 
@@ -284,10 +290,14 @@ def check_replica(
     label: str,
     *,
     quick: bool = False,
+    content: bool = False,
     deep: bool = False,
     progress: ProgressHook | None = None,
+    note: Note | None = None,
     jobs: int = 1,
 ) -> ReplicaSummary:
+    """Check every file and the replica's rules; with `content` (or `deep`, the full check) also
+    restore the latest restore point and let SQLite judge it (the `ltxkit verify` default)."""
     listing = list_replica(storage)
     checks = _check_files(storage, label, listing.files, quick=quick, jobs=jobs, progress=progress)
     summary = ReplicaSummary(label, list(checks.values()), listing)
@@ -304,9 +314,23 @@ def check_replica(
     for level in range(SNAPSHOT_LEVEL):
         _check_chain([f for f in usable if f.level == level], checks, add, label)
     _check_latest(listing, checks, summary, label)
-    if deep and summary.latest_txid is not None and not any(f.severity == Severity.ERROR for f in summary.findings):
-        _deep_check(storage, listing, summary, label, jobs)
+    if not (content or deep):
+        summary.content_skipped = "--quick reads no pages" if quick else "structure only (--structure-only)"
+    elif summary.latest_txid is None or any(f.code == Code.UNRESTORABLE for f in summary.findings):
+        summary.content_skipped = "the latest restore point cannot be restored"
+    elif _plan_has_errors(summary, checks):
+        summary.content_skipped = "the latest restore reads files with errors"
+    else:
+        _check_content(storage, listing, summary, label, CheckMode.FULL if deep else CheckMode.QUICK, jobs, note)
     return summary
+
+
+def _plan_has_errors(summary: ReplicaSummary, checks: dict[str, FileCheck]) -> bool:
+    """Does an error name a file of the latest restore plan (its own defect, or a rule it breaks)?"""
+    paths = {checks[key].path for key in summary.plan}
+    return any(f.severity == Severity.ERROR for key in summary.plan for f in checks[key].findings) or any(
+        f.severity == Severity.ERROR and f.path in paths for f in summary.findings
+    )
 
 
 def _join(label: str, key: str) -> str:
@@ -479,44 +503,37 @@ def _check_gaps(listing: Listing, summary: ReplicaSummary, label: str, *, plan_o
         cur = max(cur, hi)
 
 
-def _deep_check(storage: Storage, listing: Listing, summary: ReplicaSummary, label: str, jobs: int) -> None:
-    from ltxkit.restore import RestoreError, restore_into  # restore builds on verify's neighbours
-
+def _check_content(
+    storage: Storage,
+    listing: Listing,
+    summary: ReplicaSummary,
+    label: str,
+    mode: CheckMode,
+    jobs: int,
+    note: Note | None,
+) -> None:
     plan = restore_plan(listing.files)
-    with tempfile.TemporaryDirectory(prefix="ltxkit-verify-") as tmp:
-        db = Path(tmp) / "latest.db"
-        try:
-            with db.open("wb") as out:
-                restore_into(storage, plan, out, jobs=jobs)
-        except RestoreError as exc:
-            summary.findings.append(Finding(Code.UNRESTORABLE, label, exc.message))
-            return
-        problems = integrity_check(db)
-        if problems:
-            summary.findings.append(
-                Finding(
-                    Code.INTEGRITY_CHECK_FAILED,
-                    label,
-                    f"PRAGMA integrity_check on the latest restore: {problems[0]}"
-                    + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
-                    {"txid": summary.latest_txid},
-                )
-            )
-
-
-def integrity_check(db: Path, *, quick: bool = False) -> list[str]:
-    """Run PRAGMA integrity_check (or quick_check) read-only; return the problems (empty: ok)."""
-    uri = f"file:{db}?mode=ro&immutable=1"
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-        try:
-            rows = conn.execute("PRAGMA quick_check" if quick else "PRAGMA integrity_check").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        return [str(exc)]
-    msgs = [r[0] for r in rows]
-    return [] if msgs == ["ok"] else msgs
+    verdict = check_content(storage, listing.files, plan, mode, jobs=jobs, note=note)
+    summary.content = verdict
+    latest = verdict.latest
+    if latest.ok:
+        return
+    if latest.restore_error is not None:
+        summary.findings.append(Finding(Code.UNRESTORABLE, label, latest.restore_error, {"txid": latest.txid}))
+        return
+    ctx: dict[str, Any] = {"txid": latest.txid, "check": mode.pragma, "sqlite": latest.problems[:20]}
+    message = f"the latest restore point (TXID {latest.txid:016x}) fails {mode.pragma}: {latest.said}"
+    good, bad = verdict.last_good, verdict.first_bad
+    if good is not None:
+        ctx["last_good_txid"] = good.txid
+        message += f"; last good restore point: TXID {good.txid:016x} (ltxkit restore --txid {good.txid:016x})"
+    else:
+        message += "; no earlier restore point passes either"
+    if bad is not None:
+        ctx["first_bad_txid"] = bad.txid
+        ctx["first_bad_file"] = bad.last_key
+        message += f"; first bad: TXID {bad.txid:016x}, brought in by {bad.last_key}"
+    summary.findings.append(Finding(Code.INTEGRITY_CHECK_FAILED, label, message, ctx))
 
 
 # ---- entry point ------------------------------------------------------------------------------
@@ -530,20 +547,27 @@ def verify_paths(
     paths: list[str],
     *,
     quick: bool = False,
+    content: bool = False,
     deep: bool = False,
     progress: ProgressHook | None = None,
+    note: Note | None = None,
     jobs: int = 1,
 ) -> Report:
+    """Check each path: a loose LTX file, a directory of them, or a replica (see `check_replica`)."""
     report = Report()
+
+    def replica(storage: Storage, label: str) -> ReplicaSummary:
+        return check_replica(
+            storage, label, quick=quick, content=content, deep=deep, progress=progress, note=note, jobs=jobs
+        )
+
     for raw in paths:
         if "://" in raw:
             try:
                 storage = open_replica(raw)
             except ReplicaNotFound as exc:
                 raise VerifyUsageError(str(exc)) from exc
-            report.replicas.append(
-                check_replica(storage, storage.root_label, quick=quick, deep=deep, progress=progress, jobs=jobs)
-            )
+            report.replicas.append(replica(storage, storage.root_label))
             continue
         path = Path(raw)
         if path.is_file():
@@ -552,9 +576,7 @@ def verify_paths(
                 progress(str(path), report.files[-1].size)
         elif path.is_dir():
             if (path / "ltx").is_dir():
-                report.replicas.append(
-                    check_replica(LocalStorage(path), str(path), quick=quick, deep=deep, progress=progress, jobs=jobs)
-                )
+                report.replicas.append(replica(LocalStorage(path), str(path)))
             else:
                 ltx_files = sorted(p for p in path.iterdir() if p.suffix == ".ltx" and p.is_file())
                 if not ltx_files:

@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 from rich.console import Console
 from rich.table import Table
 
-from ltxkit.verify.engine import Finding, Report, Severity
+from ltxkit.verify.engine import Finding, ReplicaSummary, Report, Severity
 
 
 def render_json(report: Report, fail_on: Severity) -> str:
@@ -44,11 +44,33 @@ def render_junit(report: Report, fail_on: Severity) -> str:
     for r in report.replicas:
         suite = ET.SubElement(suites, "testsuite", name=r.path)
         case(suite, "replica", "ltxkit.verify.replica", r.findings)
+        replica_case = suite.findall("testcase")[-1]
+        out = replica_case.find("system-out")
+        if out is None:
+            out = ET.SubElement(replica_case, "system-out")
+            out.text = ""
+        out.text = ((out.text + "\n") if out.text else "") + f"content: {content_line(r)}"
         for fc in r.files:
             case(suite, fc.key or fc.path, "ltxkit.verify.file", fc.findings)
         close(suite)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def content_line(r: ReplicaSummary) -> str:
+    """What the content check found, or why it did not run, in one line."""
+    verdict = r.content
+    if verdict is None:
+        return f"not checked: {r.content_skipped}"
+    latest = verdict.latest
+    line = f"{verdict.mode.pragma} of the latest restore point (TXID {latest.txid:016x}): {latest.said}"
+    if not latest.ok:
+        good = verdict.last_good
+        line += f"; last good TXID {good.txid:016x}" if good else "; no restore point passes"
+        if verdict.first_bad is not None:
+            line += f", first bad TXID {verdict.first_bad.txid:016x} ({verdict.first_bad.last_key})"
+        line += f"; {len(verdict.probes)} restore point(s) checked"
+    return line
 
 
 def render_text(report: Report, fail_on: Severity, console: Console) -> None:
@@ -67,11 +89,14 @@ def render_text(report: Report, fail_on: Severity, console: Console) -> None:
             f"latest restorable TXID: {latest}"
             + (f", {data['commit']} pages of {data['page_size']} bytes" if data["commit"] is not None else "")
         )
+        console.print(f"  content: {content_line(r)}", highlight=False)
     if report.files:
         console.print(f"{len(report.files)} file(s) checked")
     findings = report.findings
+    unchecked = [r.path for r in report.replicas if r.content is None]
     if not findings:
-        console.print("[green]ok[/green]: no defects found")
+        tail = f" (content not checked: {', '.join(unchecked)})" if unchecked else ""
+        console.print(f"[green]ok[/green]: no defects found{tail}", highlight=False)
         return
     by_sev: dict[Severity, int] = defaultdict(int)
     for f in findings:

@@ -1,0 +1,205 @@
+"""Content checks: does a restore point give a database SQLite accepts?
+
+Structure is not truth. Every file of a replica can be well-formed, every checksum right and the
+chain complete, and the restored database still be corrupt: an increment written after a restart
+can lack a page that an application checkpoint had already moved into the database (the #752
+family), and nothing in the LTX files says so. The one witness is SQLite, so verify restores a
+restore point into a temporary file (outside the replica) and runs `PRAGMA quick_check` on it, or
+the full `integrity_check` with `--deep`.
+
+When the latest restore point fails, `check_content` bisects the replica's restore points (each
+probe a restore plus a check) for the last TXID whose database passes and the first that fails,
+and names the file that first brought the damage in: what a user restores with
+`ltxkit restore --txid`, and what repair quarantines. The bisection assumes damage, once in, stays
+in the chain until a newer snapshot replaces it; it finds *a* boundary between a good and a bad
+restore point, the latest such one when damage came in once.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ltxkit.replica.layout import PlanError, ReplicaFile, restore_plan
+from ltxkit.replica.storage import Storage
+
+Note = Callable[[str], None]  # a line of progress for a person watching
+SAID_LINES = 3  # SQLite's complaints shown in one line; JSON carries up to 20 rows
+
+
+class CheckMode(StrEnum):
+    """Which SQLite check a restore point must pass."""
+
+    QUICK = "quick"  # PRAGMA quick_check: b-tree structure and record formats, no index cross-check
+    FULL = "full"  # PRAGMA integrity_check: also every index against its table
+
+    @property
+    def pragma(self) -> str:
+        return "quick_check" if self is CheckMode.QUICK else "integrity_check"
+
+
+@dataclass(slots=True)
+class PointCheck:
+    """One restore point restored and checked."""
+
+    txid: int
+    last_key: str  # the plan's last file: the one that brought this restore point in
+    problems: list[str] = field(default_factory=list)  # what SQLite said (empty: ok)
+    restore_error: str | None = None  # the restore itself failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.restore_error is None
+
+    @property
+    def said(self) -> str:
+        """What went wrong, in one line."""
+        if self.restore_error is not None:
+            return f"restore failed: {self.restore_error}"
+        if not self.problems:
+            return "ok"
+        # SQLite may put several complaints in one row, under a "*** in database main ***" banner
+        lines = [ln for row in self.problems for ln in row.splitlines() if ln and not ln.startswith("***")]
+        lines = lines or self.problems
+        more = f" (+{len(lines) - SAID_LINES} more)" if len(lines) > SAID_LINES else ""
+        return "; ".join(lines[:SAID_LINES]) + more
+
+
+@dataclass(slots=True)
+class ContentVerdict:
+    """The latest restore point's check and, when it fails, where the replica went bad."""
+
+    mode: CheckMode
+    latest: PointCheck
+    last_good: PointCheck | None = None
+    first_bad: PointCheck | None = None
+    probes: list[PointCheck] = field(default_factory=list)  # every restore point checked, in order
+
+    @property
+    def ok(self) -> bool:
+        return self.latest.ok
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checked": True,
+            "mode": str(self.mode),
+            "check": self.mode.pragma,
+            "txid": f"{self.latest.txid:016x}",
+            "ok": self.ok,
+            "sqlite": self.latest.problems[:20],
+            "restore_error": self.latest.restore_error,
+            "last_good_txid": f"{self.last_good.txid:016x}" if self.last_good else None,
+            "first_bad_txid": f"{self.first_bad.txid:016x}" if self.first_bad else None,
+            "first_bad_file": self.first_bad.last_key if self.first_bad else None,
+            "restore_points_checked": [f"{p.txid:016x}" for p in self.probes],
+        }
+
+
+def _plan_at(files: list[ReplicaFile], txid: int) -> list[ReplicaFile] | None:
+    """Litestream's plan for exactly `txid`, or None when no restore can end there."""
+    try:
+        plan = restore_plan(files, txid=txid)
+    except PlanError:
+        return None
+    return plan if plan[-1].max_txid == txid else None
+
+
+def check_point(storage: Storage, plan: list[ReplicaFile], db: Path, mode: CheckMode, *, jobs: int = 1) -> PointCheck:
+    """Restore `plan` into `db` (a scratch path, replaced) and run SQLite's check on it."""
+    from ltxkit.restore import RestoreError, restore_into  # restore imports verify's neighbours
+    from ltxkit.sqlite import integrity_check
+
+    point = PointCheck(plan[-1].max_txid, plan[-1].key)
+    try:
+        with db.open("wb") as out:
+            restore_into(storage, plan, out, jobs=jobs)
+    except RestoreError as exc:
+        point.restore_error = exc.message
+        return point
+    point.problems = integrity_check(db, quick=mode is CheckMode.QUICK)
+    return point
+
+
+def check_content(
+    storage: Storage,
+    files: list[ReplicaFile],
+    latest_plan: list[ReplicaFile],
+    mode: CheckMode,
+    *,
+    jobs: int = 1,
+    note: Note | None = None,
+) -> ContentVerdict:
+    """Check the latest restore point; if it fails, bisect for the last good and first bad ones."""
+    with tempfile.TemporaryDirectory(prefix="ltxkit-verify-") as tmp:
+        db = Path(tmp) / "restore-point.db"
+
+        def probe(plan: list[ReplicaFile]) -> PointCheck:
+            if note is not None:
+                note(f"checking TXID {plan[-1].max_txid:016x}: restore + {mode.pragma}")
+            point = check_point(storage, plan, db, mode, jobs=jobs)
+            verdict.probes.append(point)
+            return point
+
+        verdict = ContentVerdict(mode, PointCheck(latest_plan[-1].max_txid, latest_plan[-1].key))
+        verdict.latest = probe(latest_plan)
+        if verdict.latest.ok:
+            return verdict
+        _bisect(files, verdict, probe)
+    return verdict
+
+
+def _bisect(
+    files: list[ReplicaFile], verdict: ContentVerdict, probe: Callable[[list[ReplicaFile]], PointCheck]
+) -> None:
+    """Narrow (known good, known bad) down to two neighbouring restore points."""
+    latest = verdict.latest.txid
+    candidates = sorted({f.max_txid for f in files if f.max_txid < latest})
+    plans: dict[int, list[ReplicaFile]] = {}
+
+    def plan_of(i: int) -> list[ReplicaFile] | None:
+        txid = candidates[i]
+        if txid not in plans:
+            plan = _plan_at(files, txid)
+            if plan is None:
+                return None
+            plans[txid] = plan
+        return plans[txid]
+
+    bad = verdict.latest
+    hi = len(candidates)  # index of the known-bad point (the latest sits just past the candidates)
+    lo = 0
+    good: PointCheck | None = None
+    # the earliest restore point: if it fails too, no restore point is good
+    while lo < hi and plan_of(lo) is None:
+        lo += 1
+    if lo == hi:
+        verdict.first_bad = bad
+        return
+    first = probe(plan_of(lo))  # type: ignore[arg-type]
+    if not first.ok:
+        verdict.first_bad = first
+        return
+    good = first
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        # a TXID no restore can end at is skipped: look for the nearest real restore point
+        m = mid
+        while m < hi and plan_of(m) is None:
+            m += 1
+        if m == hi:
+            m = mid - 1
+            while m > lo and plan_of(m) is None:
+                m -= 1
+            if m == lo:
+                break
+        point = probe(plan_of(m))  # type: ignore[arg-type]
+        if point.ok:
+            lo, good = m, point
+        else:
+            hi, bad = m, point
+    verdict.last_good = good
+    verdict.first_bad = bad

@@ -1,0 +1,196 @@
+"""Structure is not truth: a replica whose files are all well-formed can restore to a corrupt
+database. `verify` checks content by default, finds the last good restore point, and `repair`
+acts on it. The damaged replica is a real Litestream replica with one increment re-encoded
+without a page (every checksum valid), `H.make_stale_page_shape`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ltxkit.format.schema import format_filename
+from ltxkit.replica.layout import ReplicaFile
+from ltxkit.verify.content import CheckMode, ContentVerdict, PointCheck, _bisect
+from tests import litestream_harness as H
+
+pytestmark = pytest.mark.litestream
+
+FIRST_BAD = 4  # the TXID whose increment lost a page (make_stale_page_shape)
+
+
+@pytest.fixture
+def stale(tmp_path: Path) -> H.DamagedReplica:
+    return H.make_stale_page_shape(tmp_path)
+
+
+def tree(root: Path) -> dict[str, str]:
+    """sha256 of every file below root, by relative path."""
+    out = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for n in names:
+            p = Path(dirpath) / n
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def test_litestream_restores_it_without_a_word(stale: H.DamagedReplica, tmp_path: Path) -> None:
+    """The premise: Litestream "succeeds", and only SQLite notices."""
+    out = tmp_path / "litestream.db"
+    r = H.restore(stale.replica_dir, out)
+    assert r.returncode == 0, r.stderr
+    assert H.quick_check(out) != "ok"
+    good = tmp_path / "good.db"
+    assert H.restore(stale.replica_dir, good, txid=FIRST_BAD - 1).returncode == 0
+    assert H.quick_check(good) == "ok"
+
+
+def test_verify_names_the_first_bad_and_last_good_txid(stale: H.DamagedReplica, run_ltxkit) -> None:
+    before = tree(stale.replica_dir)
+    r = run_ltxkit("verify", stale.replica_dir, "--format", "json")
+    assert r.returncode == 1, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    [finding] = doc["findings"]
+    assert finding["code"] == "integrity-check-failed"
+    assert finding["check"] == "quick_check"
+    assert finding["txid"] == f"{stale.max_txid:016x}"
+    assert finding["last_good_txid"] == f"{FIRST_BAD - 1:016x}"
+    assert finding["first_bad_txid"] == f"{FIRST_BAD:016x}"
+    assert finding["first_bad_file"] == f"ltx/0/{format_filename(FIRST_BAD, FIRST_BAD)}"
+    assert any("never used" in line or "out of order" in line for line in finding["sqlite"])
+    content = doc["replicas"][0]["content"]
+    assert content["ok"] is False and content["last_good_txid"] == finding["last_good_txid"]
+    assert content["restore_points_checked"][0] == f"{stale.max_txid:016x}"
+    assert tree(stale.replica_dir) == before  # verify never writes
+
+    text = run_ltxkit("verify", stale.replica_dir)
+    assert text.returncode == 1
+    assert f"last good restore point: TXID {FIRST_BAD - 1:016x}" in text.stdout
+    assert f"ltxkit restore --txid {FIRST_BAD - 1:016x}" in text.stdout
+    assert f"first bad: TXID {FIRST_BAD:016x}" in text.stdout
+
+    junit = run_ltxkit("verify", stale.replica_dir, "--format", "junit")
+    assert junit.returncode == 1
+    failure = ET.fromstring(junit.stdout).find(".//testcase[@name='replica']/failure")
+    assert failure is not None and failure.get("type") == "integrity-check-failed"
+    assert f"first bad: TXID {FIRST_BAD:016x}" in (failure.get("message") or "")
+
+
+def test_structure_only_passes_and_says_content_was_not_checked(stale: H.DamagedReplica, run_ltxkit) -> None:
+    r = run_ltxkit("verify", stale.replica_dir, "--structure-only")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "content: not checked" in r.stdout and "content not checked" in r.stdout
+    doc = json.loads(run_ltxkit("verify", stale.replica_dir, "--structure-only", "-f", "json").stdout)
+    assert doc["ok"] is True and doc["replicas"][0]["content"]["checked"] is False
+
+
+def test_deep_runs_integrity_check(stale: H.DamagedReplica, run_ltxkit) -> None:
+    r = run_ltxkit("verify", stale.replica_dir, "--deep", "--format", "json")
+    assert r.returncode == 1
+    [finding] = json.loads(r.stdout)["findings"]
+    assert finding["check"] == "integrity_check" and finding["first_bad_txid"] == f"{FIRST_BAD:016x}"
+    assert run_ltxkit("verify", stale.replica_dir, "--deep", "--structure-only").returncode == 2
+
+
+def test_repair_from_db_mends_it(stale: H.DamagedReplica, tmp_path: Path, run_ltxkit) -> None:
+    before = tree(stale.replica_dir)
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", stale.db_path, "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert tree(stale.replica_dir) == before
+    moved = [f"ltx/0/{format_filename(t, t)}" for t in range(FIRST_BAD, stale.max_txid + 1)]
+    for key in moved:
+        assert f"move     {key} -> quarantine/ (integrity-check-failed)" in r.stdout
+
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", stale.db_path, "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert run_ltxkit("verify", stale.replica_dir).returncode == 0
+    out = tmp_path / "restored.db"
+    assert H.restore(stale.replica_dir, out).returncode == 0
+    assert H.integrity_check(out) == "ok"
+    assert H.logical_dump(out) == H.logical_dump(stale.db_path)
+    # nothing deleted: every original file survives, the condemned ones in quarantine
+    after = tree(stale.replica_dir)
+    assert set(before.values()) <= set(after.values())
+    [manifest] = stale.replica_dir.glob("quarantine/*/manifest.json")
+    entries = json.loads(manifest.read_text())["files"]
+    assert sorted(e["original_path"] for e in entries) == moved
+    assert all(e["codes"] == ["integrity-check-failed"] for e in entries)
+
+
+def test_repair_from_the_chain_rebuilds_at_the_last_good_txid(stale: H.DamagedReplica, tmp_path: Path, run_ltxkit):
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"new snapshot TXID {FIRST_BAD - 1:016x}" in r.stdout
+    assert f"lost: TXIDs {FIRST_BAD:016x}..{stale.max_txid:016x}" in r.stdout
+    assert run_ltxkit("verify", stale.replica_dir).returncode == 0
+    out = tmp_path / "restored.db"
+    assert H.restore(stale.replica_dir, out).returncode == 0
+    mark = next(m for m in stale.marks if m.txid == FIRST_BAD - 1)
+    assert H.dump_sha256(out) == mark.dump_sha256
+
+
+def test_repair_from_db_refuses_a_database_with_another_page_size(stale: H.DamagedReplica, tmp_path: Path, run_ltxkit):
+    other = H.make_db(tmp_path / "other.db", page_size=1024, rows=5)
+    before = tree(stale.replica_dir)
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", other, "--yes")
+    assert r.returncode == 1
+    assert "1024-byte pages, the replica 4096-byte pages" in r.stderr
+    assert tree(stale.replica_dir) == before
+
+
+def test_repair_from_db_refuses_a_database_that_fails_integrity_check(
+    stale: H.DamagedReplica, tmp_path: Path, run_ltxkit
+):
+    broken = tmp_path / "broken.db"
+    out = tmp_path / "restored.db"
+    assert H.restore(stale.replica_dir, out).returncode == 0  # the corrupt latest state
+    broken.write_bytes(out.read_bytes())
+    before = tree(stale.replica_dir)
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", broken, "--yes")
+    assert r.returncode == 1
+    assert "itself fails integrity_check" in r.stderr
+    assert tree(stale.replica_dir) == before
+
+
+# ---- the search itself, over many histories: no Litestream needed ----------------------------
+
+
+def _retained_chain(n: int, snapshot: int, oldest_l0: int) -> list[ReplicaFile]:
+    """An L9 snapshot at `snapshot` and L0 files from `oldest_l0` to `n` (older ones pruned), so
+    TXIDs oldest_l0..snapshot-1 end files but are not restore points."""
+    files = [ReplicaFile(9, 1, snapshot, f"ltx/9/{format_filename(1, snapshot)}", 100, 0)]
+    files += [ReplicaFile(0, t, t, f"ltx/0/{format_filename(t, t)}", 100, t) for t in range(oldest_l0, n + 1)]
+    return files
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 60), st.data())
+def test_bisection_finds_the_boundary(n: int, data) -> None:
+    snapshot = data.draw(st.integers(1, n), label="snapshot")
+    files = _retained_chain(n, snapshot, data.draw(st.integers(2, snapshot + 1), label="oldest_l0"))
+    first_bad = data.draw(st.integers(snapshot, n), label="first_bad")
+    probed: list[int] = []
+
+    def probe(plan: list[ReplicaFile]) -> PointCheck:
+        txid = plan[-1].max_txid
+        assert plan[0].level == 9 and [f.max_txid for f in plan[1:]] == list(range(snapshot + 1, txid + 1))
+        probed.append(txid)
+        return PointCheck(txid, plan[-1].key, ["bad"] if txid >= first_bad else [])
+
+    latest = files[-1] if n > snapshot else files[0]
+    verdict = ContentVerdict(CheckMode.QUICK, PointCheck(n, latest.key, ["bad"]))
+    _bisect(files, verdict, probe)
+    assert verdict.first_bad is not None and verdict.first_bad.txid == first_bad
+    assert verdict.first_bad.last_key.endswith(format_filename(first_bad, first_bad) if first_bad > snapshot else "")
+    if first_bad == snapshot:
+        assert verdict.last_good is None
+    else:
+        assert verdict.last_good is not None and verdict.last_good.txid == first_bad - 1
+    assert len(probed) <= n.bit_length() + 2  # a bisection, not a scan
