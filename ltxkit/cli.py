@@ -33,7 +33,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
-    help="Read, check, restore, repair and produce LTX replicas (Litestream 0.5.x, LiteFS).\n\n"
+    help="Read, check, restore, repair and produce LTX replicas (LTX v3, as Litestream 0.5.x writes it).\n\n"
     "Typical use: [bold]ltxkit verify REPLICA[/bold] in CI or cron; "
     "[bold]ltxkit restore REPLICA -o DB[/bold] when you need the data back; "
     "[bold]ltxkit repair REPLICA --rebuild-snapshot --from-db DB[/bold] when verify fails.",

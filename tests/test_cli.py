@@ -148,7 +148,7 @@ def test_inspect_valid_file(run_ltxkit: Run, ltx_file: Path) -> None:
 
 def test_inspect_damaged_fixtures(run_ltxkit: Run) -> None:
     manifest = json.loads((FIXTURES / "manifest.json").read_text())["fixtures"]
-    names = ["truncated-page", "bad-magic"]
+    names = ["truncated-page", "bad-magic", "ltx-v1-litefs"]
     *texts, as_json = run_all(
         run_ltxkit,
         [("inspect", FILES / f"{n}.ltx") for n in names] + [("inspect", FILES / "multiple-defects.ltx", "--json")],
@@ -158,6 +158,7 @@ def test_inspect_damaged_fixtures(run_ltxkit: Run) -> None:
         assert "Traceback" not in r.stdout + r.stderr
         for code in manifest[f"files/{name}.ltx"]["codes"]:
             assert f"{code}:" in r.stdout + r.stderr, (name, code, r.stdout, r.stderr)
+    assert "LTX v1 (LiteFS) is not supported" in texts[2].stderr and len(texts[2].stderr.splitlines()) == 1
     assert as_json.returncode == 1
     doc = json.loads(as_json.stdout)
     assert doc["ok"] is False and doc["page_count"] == 3
@@ -229,6 +230,7 @@ def test_verify_healthy_and_damaged_synthetic_replica(run_ltxkit: Run, tmp_path:
     r = run_ltxkit("verify", tmp_path / "r")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "latest restorable TXID: 0000000000000005" in r.stdout
+    assert "content: quick_check of the latest restore point (TXID 0000000000000005): ok" in r.stdout
     victim = tmp_path / "r" / "ltx" / "0" / f"{3:016x}-{3:016x}.ltx"
     data = bytearray(victim.read_bytes())
     data[-1] ^= 0x01  # file checksum
@@ -385,7 +387,7 @@ def test_snapshot_refuses_existing_output(run_ltxkit: Run, tmp_path: Path) -> No
 
 HELP = {
     "inspect": ["--json", "--pages", "--page"],
-    "verify": ["--format", "--output", "--fail-on", "--quick", "--deep"],
+    "verify": ["--format", "--output", "--fail-on", "--quick", "--structure-only", "--deep", "quick_check"],
     "restore": ["--output", "--txid", "--timestamp", "--force", "--dry-run", "--integrity-check"],
     "snapshot": ["--output", "--txid", "--force", "--checksums"],
     "checksum": ["--json"],

@@ -172,7 +172,7 @@ def test_tracked_increment_needs_its_post_apply_checksum():
 
 
 BAD_HEADERS = {
-    "flags": {"flags": 0x1},
+    "flags": {"flags": 0x4},
     "high-flags": {"flags": 0x80000002},
     "page-size-not-power-of-two": {"page_size": 1000},
     "page-size-too-small": {"page_size": 256},
@@ -240,6 +240,13 @@ def test_bad_header(name):
         parse_header(data[:HEADER_SIZE])
     assert again.value.code == Code.BAD_HEADER
     assert err.message
+
+
+@pytest.mark.parametrize("flags", [0x1, 0x3])  # LiteFS writes v1 files compressed, tracked or not
+def test_an_ltx_v1_file_is_named_unsupported_not_bad(flags):
+    data = FileSpec(page_size=1024, commit=1, pages=[1], flags=flags).build()
+    err = assert_defect(data, Code.UNSUPPORTED_VERSION, 4)
+    assert err.message.startswith("LTX v1 (LiteFS) is not supported")
 
 
 def test_truncated_at_every_cut_point():

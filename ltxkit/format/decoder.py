@@ -23,6 +23,7 @@ from ltxkit.format import lz4frame
 from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, page_checksum
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import (
+    FLAG_V1_COMPRESS_LZ4,
     FRAME_PREFIX_SIZE,
     FRAME_PREFIX_STRUCT,
     HEADER_SIZE,
@@ -62,6 +63,13 @@ def parse_header(data: bytes | memoryview) -> Header:
             Code.TRUNCATED, f"file ends inside the header ({len(data)} of {HEADER_SIZE} bytes)", offset=len(data)
         )
     header = Header.unpack(data)
+    if header.flags & FLAG_V1_COMPRESS_LZ4:
+        raise LTXError(
+            Code.UNSUPPORTED_VERSION,
+            f"LTX v1 (LiteFS) is not supported: header flags 0x{header.flags:08x} mark a version-1 file "
+            "(the whole page block one LZ4 frame); ltxkit reads LTX v3, as Litestream 0.5.x writes it",
+            offset=4,
+        )
     problems = header.problems()
     if problems:
         raise LTXError(Code.BAD_HEADER, "; ".join(problems), offset=0)

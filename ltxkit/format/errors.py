@@ -31,6 +31,7 @@ class Code(StrEnum):
     POST_APPLY_CHECKSUM_MISMATCH = "post-apply-checksum-mismatch"
     FILENAME_MISMATCH = "filename-mismatch"
     UNREADABLE = "unreadable"
+    UNSUPPORTED_VERSION = "unsupported-version"
     # replica-level
     NO_SNAPSHOT = "no-snapshot"
     TXID_GAP = "txid-gap"
@@ -57,6 +58,7 @@ FATAL_CODES = frozenset(
         Code.TRAILING_BYTES,
         Code.BAD_TRAILER,
         Code.UNREADABLE,
+        Code.UNSUPPORTED_VERSION,
     }
 )
 

@@ -19,6 +19,9 @@ import construct as cs
 MAGIC = b"LTX1"
 FLAG_NO_CHECKSUM = 0x2
 VALID_HEADER_FLAGS = FLAG_NO_CHECKSUM
+#: LTX format version 1 (superfly/ltx v0.3.x): the whole page block is one LZ4
+#: frame. The flag is invalid in version 3, so it is how a v1 file is told apart.
+FLAG_V1_COMPRESS_LZ4 = 0x1
 PAGE_FLAG_SIZE = 0x1  # a u32 size prefix and an LZ4 *block* follow the frame header
 PAGE_FLAG_LZ4_FRAME = 0x0  # read only: an LZ4 *frame*, no size prefix (Litestream <= 0.5.15)
 PENDING_BYTE = 0x40000000
