@@ -29,6 +29,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ltxkit tests fixtures benchmarks demo
 	$(BIN)/ruff format --check ltxkit
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format ltxkit

@@ -8,10 +8,8 @@ No `from __future__ import annotations` here: typer reads every command's annota
 run, and string annotations would be compiled again each time (~20 ms of every command).
 """
 
-import contextlib
 import functools
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -110,7 +108,7 @@ def guarded(fn: F) -> F:
             err.print(f"ltxkit: {msg}", markup=False)
             raise typer.Exit(code) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps keeps fn's signature; mypy sees only (*args)
 
 
 def _version(value: bool) -> None:
@@ -426,15 +424,15 @@ def restore(
                ltxkit restore file:///backups/app -o app.db --txid 0000000000000042
                ltxkit restore /backups/app -o app.db --timestamp 2026-11-25T12:00:00Z
     """
-    from ltxkit.replica.storage import atomic_output, open_replica
-    from ltxkit.restore import plan_for, restore_into
+    from ltxkit.replica.storage import open_storage
+    from ltxkit.restore import plan_for, restore_to_path
     from ltxkit.workers import default_jobs
 
     if txid is not None and timestamp is not None:
         raise Fail("use --txid or --timestamp, not both", EXIT_USAGE)
     target_txid = parse_txid(txid)
     target_ms = parse_timestamp_ms(timestamp)
-    storage = open_replica(replica)
+    storage = open_storage(replica)
     plan = plan_for(storage, txid=target_txid, timestamp_ms=target_ms)
     if dry_run:
         from rich.table import Table
@@ -445,35 +443,23 @@ def restore(
         out.print(t)
         out.print(f"would restore TXID {plan[-1].max_txid:016x} to {output}")
         return
-    if output.exists() and not force:
-        raise Fail(f"{output}: already exists (use --force to replace it)")
-    if not output.parent.is_dir():
-        raise Fail(f"{output.parent}: no such directory", EXIT_USAGE)
-
-    def check(tmp: Path) -> None:
-        if integrity != IntegrityMode.none:
-            from ltxkit.sqlite import integrity_check
-
-            problems = integrity_check(tmp, quick=integrity == IntegrityMode.quick)
-            if problems:
-                raise Fail(f"{output}: restored database fails integrity_check: {problems[0]}; nothing written")
-
     started = time.perf_counter()
-    workers = jobs or default_jobs()
     progress = _progress(not quiet, pages=True)
-    total = sum(f.size for f in plan)
-    with atomic_output(output, check=check) as fh:
-        if progress is not None:
-            with progress:
-                task = progress.add_task("restoring", total=total, pages=0)
-                result = restore_into(
-                    storage, plan, fh, lambda b, p: progress.update(task, completed=b, pages=p), jobs=workers
-                )
-        else:
-            result = restore_into(storage, plan, fh, jobs=workers)
-    for suffix in ("-wal", "-shm"):  # a stale WAL would be replayed into the new database
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{output}{suffix}")
+    restore = functools.partial(
+        restore_to_path,
+        storage,
+        output,
+        plan=plan,
+        force=force,
+        integrity=None if integrity == IntegrityMode.none else integrity.value,
+        jobs=jobs or default_jobs(),
+    )
+    if progress is not None:
+        with progress:
+            task = progress.add_task("restoring", total=sum(f.size for f in plan), pages=0)
+            result = restore(progress=lambda b, p: progress.update(task, completed=b, pages=p))
+    else:
+        result = restore()
     if not quiet:
         err.print(
             f"restored TXID {result.txid:016x} to {output}: {result.commit} pages of {result.page_size} bytes "
@@ -565,9 +551,15 @@ def repair(
 ) -> None:
     """Make a broken replica restorable again. Deletes nothing.
 
+    Repair verifies the replica first, content included: a replica whose files are sound but
+    whose restores fail SQLite's quick_check is repaired too, and the files from the first bad
+    restore point on are moved aside.
+
     With --from-db, one consistent read of the live database becomes a new snapshot above every
-    TXID in the replica. Without it, the snapshot is rebuilt from the newest healthy snapshot and
-    the healthy files after it, and the TXIDs that can no longer be restored are named.
+    TXID in the replica (the database must pass integrity_check and have the replica's page
+    size). Without it, the snapshot is rebuilt from the newest healthy snapshot and the healthy
+    files after it (up to the last restore point that passes the content check), and the TXIDs
+    that can no longer be restored are named.
     Damaged files, and files that would keep verify failing, move to REPLICA/quarantine/<time>/
     with a manifest.json saying why. Every new file is verified before it is published.
 
@@ -577,11 +569,11 @@ def repair(
     Example:  ltxkit repair /backups/app --rebuild-snapshot --from-db /srv/app.db
     """
     from ltxkit.repair import RepairError, apply_repair, discard, plan_repair
-    from ltxkit.replica.storage import open_replica
+    from ltxkit.replica.storage import open_storage
 
     if not rebuild_snapshot:
         raise Fail("say what to do: --rebuild-snapshot (the only repair so far)", EXIT_USAGE)
-    storage = open_replica(replica)
+    storage = open_storage(replica)
     if from_db is not None and not from_db.is_file():
         raise Fail(f"{from_db}: no such database file", EXIT_USAGE)
     try:
@@ -592,6 +584,10 @@ def repair(
         out.print(f"{replica}: verify finds no errors; nothing to repair, nothing changed")
         return
     out.print(f"[bold]repair plan for {replica}[/bold]")
+    if plan.before.content is not None and not plan.before.content.ok:
+        from ltxkit.verify.report import content_line
+
+        out.print(f"  content: {content_line(plan.before)}", markup=False)
     out.print(f"  new snapshot TXID {plan.txid:016x}, built from {plan.source}")
     for nf in plan.new_files:
         out.print(f"  publish  {nf.key}", markup=False)
@@ -618,8 +614,9 @@ def repair(
         result = apply_repair(storage, plan)
     except RepairError as exc:
         raise Fail(f"{replica}: {exc}; everything was put back") from None
-    if result.quarantine_dir is not None:
-        out.print(f"moved {len(plan.quarantine)} file(s) to {result.quarantine_dir} (see manifest.json there)")
+    if result.quarantine is not None:
+        where = f"{storage.label.rstrip('/')}/{result.quarantine}"
+        out.print(f"moved {len(plan.quarantine)} file(s) to {where} (see manifest.json there)", markup=False)
     after = result.after
     errors = (
         []

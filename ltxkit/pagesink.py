@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _MAX_RUN = 256  # pages per pwritev: well under IOV_MAX (1024)
 _SHORT_RUN = 8  # runs shorter than this are held back (see PageSink)
@@ -23,7 +23,7 @@ _SYNC_FILE_RANGE_WRITE = 2
 
 
 @functools.cache
-def _sync_file_range():  # type: ignore[no-untyped-def]
+def _sync_file_range() -> Any:
     """libc's sync_file_range, or None where it does not exist (not Linux, no libc symbols).
 
     Looked up on first use, in the symbols already loaded (`CDLL(None)`): `ctypes.util.find_library`

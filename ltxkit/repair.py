@@ -3,11 +3,14 @@
 The steps, each safe to stop after:
 1. verify the replica and decide which files would keep verify failing (damaged files, files
    with a defect of their own, files beyond an unbridgeable gap when rebuilding from the chain);
-2. build the new files in a staging directory inside the replica (outside `ltx/`, so neither
-   Litestream nor ltxkit reads them yet), fsync and verify each one;
+2. build the new files in the storage's staging directory (for a directory replica, inside it
+   but outside `ltx/`, so neither Litestream nor ltxkit reads them yet), fsync and verify each one;
 3. re-list the replica: if anything changed since step 1, someone is writing to it: back out;
-4. move the condemned files to `quarantine/<stamp>/ltx/<level>/` with a manifest, publish the new
-   files by rename, and re-list again (backing everything out if a writer appeared meanwhile).
+4. move the condemned files to `quarantine/<stamp>/<key>` with a manifest, publish the new files
+   (create-only), and re-list again (backing everything out if a writer appeared meanwhile).
+
+Every step goes through the `Storage` protocol, so a replica on an object store is repaired the
+same way (quarantine there is copy, verify, delete).
 
 From a live database (`from_db`), the new snapshot carries a TXID above everything in the replica
 and is published at level 9. Level 0 gets a single-TXID full-page file at that TXID (Litestream
@@ -25,9 +28,8 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,14 +37,13 @@ from pathlib import Path
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
+from ltxkit.replica.keys import QUARANTINE_DIR, quarantine_key
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
-from ltxkit.replica.storage import LocalStorage, fsync_dir
+from ltxkit.replica.storage import Storage
 from ltxkit.restore import RestoreError, restore_into
 from ltxkit.snapshot import verify_file
 from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseView, consistent_view, integrity_check
 from ltxkit.verify.engine import Finding, ReplicaSummary, Severity, check_replica
-
-QUARANTINE_DIR = "quarantine"
 
 
 class RepairError(Exception):
@@ -51,15 +52,12 @@ class RepairError(Exception):
 
 @dataclass(slots=True)
 class NewFile:
+    key: str
     level: int
     min_txid: int
     max_txid: int
     staged: Path
     timestamp_ms: int
-
-    @property
-    def key(self) -> str:
-        return f"ltx/{self.level}/{format_filename(self.min_txid, self.max_txid)}"
 
 
 @dataclass(slots=True)
@@ -80,7 +78,7 @@ class RepairPlan:
 @dataclass(slots=True)
 class RepairResult:
     plan: RepairPlan
-    quarantine_dir: Path | None
+    quarantine: str | None  # the key prefix the condemned files and manifest.json went to
     after: ReplicaSummary | None
 
 
@@ -100,9 +98,9 @@ def _condemned(summary: ReplicaSummary) -> dict[str, list[Finding]]:
         if bad and fc.key:
             out[fc.key] = bad
     for f in summary.findings:  # replica findings attached to one file (overlap, chain break...)
-        fc = by_path.get(f.path)
-        if fc is not None and fc.key and f.severity == Severity.ERROR:
-            out.setdefault(fc.key, []).append(f)
+        owner = by_path.get(f.path)
+        if owner is not None and owner.key and f.severity == Severity.ERROR:
+            out.setdefault(owner.key, []).append(f)
     return out
 
 
@@ -123,14 +121,14 @@ def _condemned_by_content(summary: ReplicaSummary) -> dict[str, list[Finding]]:
     }
 
 
-def plan_repair(storage: LocalStorage, *, from_db: Path | None, now_ms: int | None = None) -> RepairPlan:
+def plan_repair(storage: Storage, *, from_db: Path | None, now_ms: int | None = None) -> RepairPlan:
     """Decide what to build and what to move; build and verify the new files in staging.
 
     The replica is verified with its content checked, so a replica whose files are sound but
     whose restores are corrupt is repaired too: from the database, or from the chain up to the
     last restore point SQLite accepts.
     """
-    summary = check_replica(storage, storage.root_label, content=True)
+    summary = check_replica(storage, storage.label, content=True)
     plan = RepairPlan(before=summary)
     if not _errors(summary):
         return plan
@@ -140,7 +138,7 @@ def plan_repair(storage: LocalStorage, *, from_db: Path | None, now_ms: int | No
     listing = summary.listing
     keep = [f for f in listing.files if f.key not in plan.quarantine]
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    staging = Path(tempfile.mkdtemp(prefix=".ltxkit-staging-", dir=storage.root))
+    staging = storage.make_staging()
     plan.staging = staging
     try:
         if from_db is not None:
@@ -154,22 +152,25 @@ def plan_repair(storage: LocalStorage, *, from_db: Path | None, now_ms: int | No
     return plan
 
 
-def _write_staged(staging: Path, view_pages: Callable[[], object], header: Header, level: int) -> NewFile:
+def _write_staged(
+    storage: Storage, staging: Path, view_pages: Callable[[], Iterator[tuple[int, bytes]]], header: Header, level: int
+) -> NewFile:
     name = f"L{level}-{format_filename(header.min_txid, header.max_txid)}"
     path = staging / name
     with path.open("xb") as fh:
         writer = LTXWriter(fh, header)
-        for pgno, page in view_pages():  # type: ignore[attr-defined]
+        for pgno, page in view_pages():
             writer.write_page(pgno, page)
         writer.close()
         fh.flush()
         os.fsync(fh.fileno())
     verify_file(path)  # raises LTXError: nothing unverified is ever published
-    return NewFile(level, header.min_txid, header.max_txid, path, header.timestamp)
+    key = storage.layout.key(level, header.min_txid, header.max_txid)
+    return NewFile(key, level, header.min_txid, header.max_txid, path, header.timestamp)
 
 
 def _plan_from_db(
-    plan: RepairPlan, storage: LocalStorage, keep: list[ReplicaFile], db: Path, now: int, staging: Path
+    plan: RepairPlan, storage: Storage, keep: list[ReplicaFile], db: Path, now: int, staging: Path
 ) -> None:
     listing = plan.before.listing
     txid = listing.max_txid + 1
@@ -186,29 +187,35 @@ def _plan_from_db(
             raise RepairError(
                 f"{db} has {view.page_size}-byte pages, the replica {want}-byte pages: is it the replica's database?"
             )
-        _stage_full_state(plan, view, keep, txid, now, staging)
+        _stage_full_state(plan, storage, view, keep, txid, now, staging)
 
 
 def _replica_page_size(summary: ReplicaSummary) -> int | None:
     """The latest restore point's page size, else the newest readable file's."""
     if summary.page_size is not None:
         return summary.page_size
-    readable = [fc for fc in summary.files if fc.header is not None]
-    newest = max(readable, key=lambda fc: (fc.header.max_txid, fc.level or 0), default=None)  # type: ignore[union-attr]
-    return newest.header.page_size if newest is not None and newest.header is not None else None
+    readable = [(fc.header, fc.level or 0) for fc in summary.files if fc.header is not None]
+    newest = max(readable, key=lambda hl: (hl[0].max_txid, hl[1]), default=None)
+    return newest[0].page_size if newest is not None else None
 
 
 def _stage_full_state(
-    plan: RepairPlan, view: DatabaseView, keep: list[ReplicaFile], txid: int, now: int, staging: Path
+    plan: RepairPlan,
+    storage: Storage,
+    view: DatabaseView,
+    keep: list[ReplicaFile],
+    txid: int,
+    now: int,
+    staging: Path,
 ) -> None:
-    def pages() -> object:
+    def pages() -> Iterator[tuple[int, bytes]]:
         return view.pages()
 
     # no checksum tracking: Litestream 0.5.x cannot restore a plan ending in a tracked file
     snap = Header(
         flags=FLAG_NO_CHECKSUM, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=txid, timestamp=now
     )
-    plan.new_files.append(_write_staged(staging, pages, snap, SNAPSHOT_LEVEL))
+    plan.new_files.append(_write_staged(storage, staging, pages, snap, SNAPSHOT_LEVEL))
     # Level 0 gets a single-TXID file, as Litestream names its own: on restart Litestream adopts the
     # replica's newest L0 file as its position and checks it against the live WAL. The file claims
     # to start at the WAL header with salts that differ from the live WAL's, so Litestream sees a
@@ -225,7 +232,7 @@ def _stage_full_state(
         wal_salt1=(salt1 ^ 0x5A5A5A5A) or 1,
         wal_salt2=(salt2 ^ 0xA5A5A5A5) or 1,
     )
-    plan.new_files.append(_write_staged(staging, pages, l0, 0))
+    plan.new_files.append(_write_staged(storage, staging, pages, l0, 0))
     # Levels 1..8 (level 1 always) get a full-page file that carries them up to the same TXID, so
     # Litestream's next compaction into each level starts contiguously above the repair.
     for level in sorted({1} | {f.level for f in keep if 0 < f.level < SNAPSHOT_LEVEL}):
@@ -238,7 +245,7 @@ def _stage_full_state(
             max_txid=txid,
             timestamp=now,
         )
-        plan.new_files.append(_write_staged(staging, pages, hdr, level))
+        plan.new_files.append(_write_staged(storage, staging, pages, hdr, level))
 
 
 class _FileView:
@@ -247,7 +254,7 @@ class _FileView:
     def __init__(self, path: Path, page_size: int, commit: int) -> None:
         self.path, self.page_size, self.commit = path, page_size, commit
 
-    def pages(self) -> object:
+    def pages(self) -> Iterator[tuple[int, bytes]]:
         lock = lock_pgno(self.page_size)
         with self.path.open("rb") as fh:
             for pgno in range(1, self.commit + 1):
@@ -256,7 +263,7 @@ class _FileView:
                     yield pgno, data
 
 
-def _plan_from_chain(plan: RepairPlan, storage: LocalStorage, keep: list[ReplicaFile], now: int, staging: Path) -> None:
+def _plan_from_chain(plan: RepairPlan, storage: Storage, keep: list[ReplicaFile], now: int, staging: Path) -> None:
     listing = plan.before.listing
     verdict = plan.before.content
     if verdict is not None and not verdict.ok and verdict.last_good is None:
@@ -269,7 +276,9 @@ def _plan_from_chain(plan: RepairPlan, storage: LocalStorage, keep: list[Replica
     except PlanError as exc:
         if exc.code != Code.TXID_GAP:
             raise RepairError(f"nothing healthy to rebuild from: {exc.message}") from exc
-        chain = restore_plan(keep, txid=int(exc.context["have"]))  # type: ignore[arg-type]
+        have = exc.context["have"]
+        assert isinstance(have, int)  # a TXID_GAP plan error always says how far the chain got
+        chain = restore_plan(keep, txid=have)
     txid = chain[-1].max_txid
     plan.txid = txid
     plan.source = "the replica's healthy chain: " + ", ".join(f.describe() for f in chain)
@@ -297,17 +306,16 @@ def _plan_from_chain(plan: RepairPlan, storage: LocalStorage, keep: list[Replica
         timestamp=now,
     )
     existing = {f.key for f in keep}
-    new = NewFile(SNAPSHOT_LEVEL, 1, txid, Path(), now)
-    if new.key not in existing:
-        plan.new_files.append(_write_staged(staging, view.pages, snap, SNAPSHOT_LEVEL))
+    if storage.layout.key(SNAPSHOT_LEVEL, 1, txid) not in existing:
+        plan.new_files.append(_write_staged(storage, staging, view.pages, snap, SNAPSHOT_LEVEL))
     db.unlink()
 
 
-def _listing_keys(storage: LocalStorage) -> set[tuple[str, int]]:
-    return {(e.key, e.size) for e in storage.list("ltx")}
+def _listing_keys(storage: Storage) -> set[tuple[str, int]]:
+    return {(e.key, e.size) for area in storage.layout.areas() for e in storage.list(area)}
 
 
-def apply_repair(storage: LocalStorage, plan: RepairPlan) -> RepairResult:
+def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     """Move condemned files to quarantine and publish the staged files; back out if a writer appears."""
     expected = {(f.key, f.size) for f in plan.before.listing.files} | {
         (e.key, e.size) for e in plan.before.listing.stray
@@ -319,14 +327,13 @@ def apply_repair(storage: LocalStorage, plan: RepairPlan) -> RepairResult:
             "changed. Stop replication, then run repair again."
         )
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    qroot = storage.root / QUARANTINE_DIR / stamp
     manifest: list[dict[str, object]] = []
     moved: list[tuple[str, str]] = []
-    published: list[str] = []
+    published: dict[str, int] = {}  # key -> size
     try:
         for key, why in sorted(plan.quarantine.items()):
-            dest = f"{QUARANTINE_DIR}/{stamp}/{key}"
-            storage.move(key, dest)
+            dest = quarantine_key(stamp, key)
+            storage.quarantine(key, dest)
             moved.append((key, dest))
             manifest.append(
                 {
@@ -338,32 +345,26 @@ def apply_repair(storage: LocalStorage, plan: RepairPlan) -> RepairResult:
                 }
             )
         for nf in plan.new_files:
-            target = storage.path(nf.key)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                raise RepairError(f"{target}: already exists; refusing to overwrite it")
-            os.utime(nf.staged, ns=(nf.timestamp_ms * 1_000_000, nf.timestamp_ms * 1_000_000))
-            os.rename(nf.staged, target)
-            fsync_dir(target.parent)
-            published.append(nf.key)
+            try:
+                entry = storage.publish(nf.key, nf.staged, created_ms=nf.timestamp_ms)
+            except FileExistsError:
+                raise RepairError(f"{nf.key}: already exists; refusing to overwrite it") from None
+            published[nf.key] = entry.size
         if manifest:
-            qroot.mkdir(parents=True, exist_ok=True)
-            _write_manifest(qroot / "manifest.json", manifest, plan)
-        after_expected = (expected - {(k, s) for k, s in expected if k in plan.quarantine}) | {
-            (k, storage.path(k).stat().st_size) for k in published
-        }
+            storage.put_bytes(quarantine_key(stamp, "manifest.json"), _manifest(manifest, plan))
+        after_expected = {(k, s) for k, s in expected if k not in plan.quarantine} | set(published.items())
         if _listing_keys(storage) != after_expected:
             raise RepairError("the replica changed while repair was publishing (is Litestream running?)")
     except BaseException:
-        _back_out(storage, moved, published, stamp)
+        _back_out(storage, moved, list(published), stamp)
         discard(plan)
         raise
     discard(plan)
-    after = check_replica(storage, storage.root_label, content=True)
-    return RepairResult(plan, qroot if manifest else None, after)
+    after = check_replica(storage, storage.label, content=True)
+    return RepairResult(plan, f"{QUARANTINE_DIR}/{stamp}" if manifest else None, after)
 
 
-def _write_manifest(path: Path, entries: list[dict[str, object]], plan: RepairPlan) -> None:
+def _manifest(entries: list[dict[str, object]], plan: RepairPlan) -> bytes:
     doc = {
         "tool": "ltxkit repair --rebuild-snapshot",
         "source": plan.source,
@@ -371,23 +372,17 @@ def _write_manifest(path: Path, entries: list[dict[str, object]], plan: RepairPl
         "lost_txids": [f"{plan.lost[0]:016x}", f"{plan.lost[1]:016x}"] if plan.lost else None,
         "files": entries,
     }
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as fh:
-        json.dump(doc, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    return json.dumps(doc, indent=2).encode()
 
 
-def _back_out(storage: LocalStorage, moved: list[tuple[str, str]], published: list[str], stamp: str) -> None:
+def _back_out(storage: Storage, moved: list[tuple[str, str]], published: list[str], stamp: str) -> None:
     """Undo a half-applied repair: new files go to quarantine (never deleted), moved files go back."""
     for key in published:
         with contextlib.suppress(OSError):
-            storage.move(key, f"{QUARANTINE_DIR}/{stamp}/backed-out/{key}")
+            storage.quarantine(key, quarantine_key(stamp, f"backed-out/{key}"))
     for key, dest in reversed(moved):
         with contextlib.suppress(OSError):
-            storage.move(dest, key)
+            storage.quarantine(dest, key)
 
 
 def discard(plan: RepairPlan) -> None:

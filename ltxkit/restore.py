@@ -10,6 +10,7 @@ nothing is left at the output path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno
 from ltxkit.format.spans import find_cuts, join_spans, read_ends
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
-from ltxkit.replica.storage import Storage, atomic_output
+from ltxkit.replica.storage import Storage, atomic_output, open_storage
 from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call
 
 Progress = Callable[[int, int], None]  # (bytes of LTX read so far, pages written so far)
@@ -63,6 +64,11 @@ SPLIT_MIN_BYTES = 32 << 20  # a file smaller than this is decoded in one process
 # a file this small is read whole in one call instead of streamed: per-file cost is what a restore
 # through thousands of small L0 files spends its time on
 WHOLE_READ_MAX_BYTES = 1 << 20
+
+
+def _decode_span_in_child(url: str, key: str, header: Header, start: int, end: int, fd: int) -> SpanResult:
+    """`_decode_span_into` in a forked child, which opens its own storage from the URL."""
+    return _decode_span_into(open_storage(url), key, header, start, end, fd)
 
 
 def _decode_span_into(
@@ -116,7 +122,7 @@ def _restore_file_in_spans(
         others: list[Forked] = []
         try:
             for start, end in bounds[1:]:  # forked after `fd` was opened: the children write through it
-                others.append(fork_call(_decode_span_into, storage, f.key, ends.header, start, end, fd))
+                others.append(fork_call(_decode_span_in_child, storage.url, f.key, ends.header, start, end, fd))
             scale = len(bounds)  # the caller's own span stands for all of them in progress reports
             report = None if progress is None else lambda b, p: progress(b * scale, p * scale)
             results = [_decode_span_into(storage, f.key, ends.header, *bounds[0], fd, report)]
@@ -186,9 +192,9 @@ def restore_into(
             source = storage.read_bytes(f.key) if whole else storage.open(f.key)
         except OSError as exc:
             raise RestoreError(Code.UNREADABLE, f"{f.key}: cannot open: {exc.strerror or exc}", f.key) from exc
-        with contextlib.nullcontext() if whole else source:  # type: ignore[attr-defined]
+        with contextlib.nullcontext() if isinstance(source, bytes) else source:
             try:
-                reader = LTXReader.from_bytes(source) if whole else LTXReader(source)  # type: ignore[arg-type]
+                reader = LTXReader.from_bytes(source) if isinstance(source, bytes) else LTXReader(source)
                 hdr = reader.header
                 _check_names(hdr, f)
                 _check_page_size(hdr, sink.page_size if sink else None)
@@ -261,19 +267,40 @@ def restore_to_path(
     *,
     txid: int | None = None,
     timestamp_ms: int | None = None,
+    plan: list[ReplicaFile] | None = None,
     force: bool = False,
+    integrity: str | None = None,
     progress: Progress | None = None,
     jobs: int = 1,
 ) -> RestoreResult:
-    """Restore atomically to `output`: temp file beside it, fsync, rename, fsync the directory."""
+    """Restore atomically to `output`: temp file beside it, fsync, rename, fsync the directory.
+
+    `plan` defaults to `plan_for(storage, txid=..., timestamp_ms=...)`. With `integrity` ("quick"
+    or "full") SQLite checks the temp file first and a failure leaves `output` as it was. An
+    existing `output` is replaced only with `force`; its stale `-wal`/`-shm` go before the rename,
+    so no crash can leave an old WAL beside the new database for SQLite to replay into it.
+    """
     output = Path(output)
     if output.exists() and not force:
         raise FileExistsError(f"{output}: already exists (use --force to replace it)")
-    plan = plan_for(storage, txid=txid, timestamp_ms=timestamp_ms)
-    with atomic_output(output) as f:
-        result = restore_into(storage, plan, f, progress, jobs=jobs)
-    # a stale WAL beside the new database would be replayed into it by SQLite
-    for suffix in ("-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(f"{output}{suffix}")
-    return result
+    if not output.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(output.parent))
+    if plan is None:
+        plan = plan_for(storage, txid=txid, timestamp_ms=timestamp_ms)
+
+    def check(tmp: Path) -> None:
+        if integrity is not None:
+            from ltxkit.sqlite import integrity_check
+
+            problems = integrity_check(tmp, quick=integrity == "quick")
+            if problems:
+                raise RestoreError(
+                    Code.INTEGRITY_CHECK_FAILED,
+                    f"{output}: restored database fails integrity_check: {problems[0]}; nothing written",
+                )
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{output}{suffix}")
+
+    with atomic_output(output, check=check) as f:
+        return restore_into(storage, plan, f, progress, jobs=jobs)

@@ -46,8 +46,8 @@ class DatabaseView:
     commit: int
     wal_frames: dict[int, int] = field(default_factory=dict)  # pgno -> file offset of page in WAL
     wal_salts: tuple[int, int] | None = None  # the WAL header's salts, when there is a WAL
-    _db: object = None
-    _wal: object = None
+    _db: int = -1  # descriptors, open while the view is
+    _wal: int = -1  # -1 when there is no WAL (then wal_frames is empty and it is never read)
 
     @property
     def lock_pgno(self) -> int:
@@ -63,14 +63,14 @@ class DatabaseView:
         pgno = 1
         while pgno <= self.commit:
             n = min(chunk_pages, self.commit - pgno + 1)
-            chunk = os.pread(db, n * ps, (pgno - 1) * ps)  # type: ignore[arg-type]
+            chunk = os.pread(db, n * ps, (pgno - 1) * ps)
             for i in range(n):
                 p = pgno + i
                 if p == lock:
                     continue
                 off = wal_frames.get(p)
                 if off is not None:
-                    page = os.pread(wal, ps, off)  # type: ignore[arg-type]
+                    page = os.pread(wal, ps, off)
                 else:
                     page = chunk[i * ps : (i + 1) * ps]
                 if len(page) != ps:

@@ -484,7 +484,7 @@ def reference_plan(
         if not cands:
             break
         # reach furthest, then start earliest, then higher level, then older; then listing order
-        best = min(cands, key=lambda f: (-f.max_txid, f.min_txid, -f.level, f.mtime_ns, files.index(f)))
+        best = min(cands, key=lambda f: (-f.max_txid, f.min_txid, -f.level, f.created_ns, files.index(f)))
         plan.append(best)
         current = best.max_txid
     if plan and txid is None and timestamp_ms is None and any(f.min_txid > current + 1 for f in lower):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import lz4.block
 
@@ -87,6 +87,12 @@ class SpanResult:
     index_varints: bytes  # these frames' part of the page index, encoded (built where the span is read)
 
 
+class _Readable(Protocol):
+    """What the reader needs of its input (a file, a window on one, or nothing at all)."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class _Window:
     """Bytes [start, end) of a seekable stream, as a stream of their own."""
 
@@ -102,7 +108,7 @@ class _Window:
         n = min(len(view), self._left)
         if n <= 0:
             return 0
-        got = self._stream.readinto(view[:n]) or 0  # type: ignore[attr-defined]
+        got = self._stream.readinto(view[:n]) or 0  # type: ignore[attr-defined]  # BinaryIO omits readinto
         self._left -= got
         return got
 
@@ -123,7 +129,7 @@ class _Exhausted:
         return 0
 
 
-_EXHAUSTED: BinaryIO = _Exhausted()  # type: ignore[assignment]
+_EXHAUSTED = _Exhausted()
 
 
 @dataclass(slots=True)
@@ -180,7 +186,7 @@ class LTXReader:
         return reader
 
     def _init_state(
-        self, stream: BinaryIO, on_defect: DefectHandler, chunk_size: int, verify: bool, *, base: int, span: bool
+        self, stream: _Readable, on_defect: DefectHandler, chunk_size: int, verify: bool, *, base: int, span: bool
     ) -> None:
         self._stream = stream
         self._on_defect = on_defect
@@ -419,6 +425,7 @@ class LTXReader:
         rest = bytes(self._buf[self._pos :]) + self._read_all()
         self._buf, self._pos, self._base = b"", 0, index_off + len(rest)
         expected = encode_page_index_tuples(frames)
+        stored: Sequence[tuple[int, int, int]]
         if rest[: len(expected)] == expected:  # the common case: no varint parsing needed
             stored, used = frames, len(expected)
         else:
@@ -451,12 +458,12 @@ class LTXReader:
                 f"post-apply checksum {trailer.post_apply_checksum:016x} stored, pages give {db_sum:016x}",
                 index_off + used,
             )
-        self.info = FileInfo(self.header, trailer, stored, index_off + len(rest), len(frames), self.defects)
+        self.info = FileInfo(self.header, trailer, frames, index_off + len(rest), len(frames), self.defects)
 
     def _read_all(self) -> bytes:
         """The rest of the stream: the page index and trailer. One read to the end, sized by the
         file object itself (a fixed large read size would allocate that much per small file)."""
-        parts = []
+        parts: list[bytes] = []
         while True:
             data = self._read(-1)
             if not data:
@@ -548,7 +555,7 @@ def _parse_index(data: bytes, base: int) -> tuple[list[IndexEntry], int]:
     return entries, pos + INDEX_SIZE_FIELD_SIZE
 
 
-def _index_difference(stored: list[IndexEntry], frames: Sequence[tuple[int, int, int]]) -> str:
+def _index_difference(stored: Sequence[tuple[int, int, int]], frames: Sequence[tuple[int, int, int]]) -> str:
     if len(stored) != len(frames):
         return f"page index lists {len(stored)} pages, page block holds {len(frames)}"
     for s, f in zip(stored, frames, strict=True):

@@ -1,6 +1,7 @@
 """Litestream 0.5.x replica layout and its restore plan.
 
-A replica holds `ltx/<level>/<min>-<max>.ltx`. Level 0 holds each sync's file, levels 1..8 hold
+A replica holds one file per key of its `KeyLayout` (`ltx/<level>/<min>-<max>.ltx` in a directory).
+Level 0 holds each sync's file, levels 1..8 hold
 compactions of the level below, level 9 holds full snapshots. `restore_plan` reproduces
 Litestream's own choice of files (CalcRestorePlan), so ltxkit restores and verifies exactly what
 `litestream restore` would use.
@@ -12,24 +13,23 @@ import heapq
 from dataclasses import dataclass, field
 
 from ltxkit.format.errors import Code
-from ltxkit.format.schema import format_filename, parse_filename
+from ltxkit.format.schema import format_filename
+from ltxkit.replica.keys import SNAPSHOT_LEVEL
 from ltxkit.replica.storage import Entry, Storage
 
-SNAPSHOT_LEVEL = 9
-MAX_LEVEL = 9
-LTX_PREFIX = "ltx"
+__all__ = ["SNAPSHOT_LEVEL", "Listing", "PlanError", "ReplicaFile", "list_replica", "restore_plan"]
 
 
 @dataclass(frozen=True, slots=True)
 class ReplicaFile:
-    """One LTX file as the listing sees it (name, level, size, mtime); nothing read yet."""
+    """One LTX file as the listing sees it (name, level, size, creation time); nothing read yet."""
 
     level: int
     min_txid: int
     max_txid: int
     key: str
     size: int
-    mtime_ns: int
+    created_ns: int  # the storage's creation time (`Entry.created_ns`)
 
     @property
     def name(self) -> str:
@@ -37,8 +37,9 @@ class ReplicaFile:
 
     @property
     def created_ms(self) -> int:
-        """Litestream's CreatedAt for file replicas: the mtime, which it sets to the header timestamp."""
-        return self.mtime_ns // 1_000_000
+        """Litestream's CreatedAt: a file's mtime (which it sets to the header timestamp), an
+        object's `litestream-timestamp` metadata."""
+        return self.created_ns // 1_000_000
 
     def describe(self) -> str:
         return f"L{self.level} {self.min_txid:016x}-{self.max_txid:016x}"
@@ -58,16 +59,17 @@ class Listing:
 
 
 def list_replica(storage: Storage) -> Listing:
-    """Sort every entry under `ltx/` into LTX files by level, and strays (temp files, odd names)."""
+    """Sort every key of the storage's LTX area into files by level, and strays (temp files, odd names)."""
     out = Listing()
-    for entry in storage.list(LTX_PREFIX):
-        parts = entry.key.split("/")
-        parsed = parse_filename(parts[-1]) if len(parts) == 3 else None
-        level = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else -1
-        if parsed is None or not 0 <= level <= MAX_LEVEL:
-            out.stray.append(entry)
-            continue
-        out.files.append(ReplicaFile(level, parsed[0], parsed[1], entry.key, entry.size, entry.mtime_ns))
+    layout = storage.layout
+    for area in layout.areas():
+        for entry in storage.list(area):
+            parsed = layout.parse(entry.key)
+            if parsed is None:
+                out.stray.append(entry)
+                continue
+            level, min_txid, max_txid = parsed
+            out.files.append(ReplicaFile(level, min_txid, max_txid, entry.key, entry.size, entry.created_ns))
     out.files.sort(key=lambda f: (f.level, f.min_txid, f.max_txid))
     return out
 
@@ -97,7 +99,7 @@ def _extend_chain(plan: list[ReplicaFile], candidates: list[ReplicaFile], curren
     while True:
         while i < len(by_start) and by_start[i].min_txid <= current + 1:
             f = by_start[i]
-            heapq.heappush(heap, (-f.max_txid, f.min_txid, -f.level, f.mtime_ns, i, f))
+            heapq.heappush(heap, (-f.max_txid, f.min_txid, -f.level, f.created_ns, i, f))
             i += 1
         while heap and heap[0][5].max_txid <= current:
             heapq.heappop(heap)

@@ -1,51 +1,89 @@
-"""A small storage protocol for replicas, and the local-directory backend.
+"""The storage boundary: the only way ltxkit touches a replica, shaped for object stores.
 
-Everything above this module speaks in replica-relative keys such as `ltx/0/<name>.ltx`, so an
-object-store backend can be added without touching verify, restore or repair.
-Writes are atomic: temp file, fsync, rename, fsync of the directory.
+Everything above this module speaks in replica-relative keys (`KeyLayout` says which) and in the
+operations an object store has: list a prefix, read a range or a whole object, publish a file
+that was built and verified locally (create-only: an existing key is never replaced), delete a
+batch of keys, and move a key aside into quarantine (on an object store: copy, verify the copy,
+delete the original). Verify, restore and repair use nothing else, so an `s3://` backend is a
+new class here, not a change above.
+
+A storage names itself by `url`, from which `open_storage` makes it again: worker processes get
+the URL and open their own storage, so no live client crosses a `fork` or a pickle.
+
+The local backend writes the way every ltxkit write goes: temp file, fsync, then a hard link to
+the final name (which fails if the name exists: create-only), fsync of the directory.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
+
+from ltxkit.replica.keys import DIRECTORY, LTX_DIR, KeyLayout
 
 
 class ReplicaNotFound(Exception):
-    """The replica location does not exist or cannot be listed."""
+    """The replica location does not exist, cannot be listed, or is not a replica."""
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One key as a listing sees it. `created_ns` is the backend's creation time: a file's mtime
+    (Litestream sets it to the LTX header's timestamp), an object's metadata on S3."""
+
     key: str  # relative to the replica root, with '/' separators
     size: int
-    mtime_ns: int
+    created_ns: int
 
 
 class Storage(Protocol):
-    root_label: str
+    """What a replica backend provides (see the module docstring)."""
 
-    def list(self, prefix: str) -> list[Entry]: ...
+    url: str  # reopens this storage anywhere: `open_storage(url)`
+    label: str  # how the user named it: for messages and reports, never a path to open
+    layout: KeyLayout
 
-    def open(self, key: str) -> BinaryIO: ...
+    def list(self, prefix: str) -> list[Entry]:
+        """Every key below `prefix`, sorted."""
+        ...
+
+    def open(self, key: str) -> BinaryIO:
+        """A seekable, readable stream of the object (ranged reads)."""
+        ...
+
+    def read_range(self, key: str, start: int, length: int) -> bytes: ...
 
     def read_bytes(self, key: str) -> bytes: ...
 
-    def write_atomic(
-        self,
-        key: str,
-        data_writer: Callable[[BinaryIO], None],
-        *,
-        mtime_ns: int | None = None,
-        check: Callable[[Path], None] | None = None,
-    ) -> Entry: ...
+    def make_staging(self) -> Path:
+        """A new local directory for files to be published here; the caller removes it."""
+        ...
 
-    def move(self, key: str, new_key: str) -> None: ...
+    def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
+        """Make the verified local file `source` the object `key`, created at `created_ms`.
+
+        Create-only: FileExistsError if `key` exists. All or nothing: a reader sees the whole
+        object or none. `source` is consumed.
+        """
+        ...
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """A small object (a manifest), create-only, all or nothing."""
+        ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
+
+    def quarantine(self, key: str, new_key: str) -> None:
+        """Move `key` to `new_key` (create-only); the original goes only once its copy is whole."""
+        ...
 
 
 def fsync_dir(path: Path) -> None:
@@ -60,6 +98,7 @@ def fsync_dir(path: Path) -> None:
 def atomic_output(path: Path, *, mode: int = 0o644, check: Callable[[Path], None] | None = None) -> Iterator[BinaryIO]:
     """Yield a temp file beside `path`; on success fsync, rename over `path`, fsync the directory.
 
+    For the files a user names (restore's database, snapshot's output), not for replicas.
     `check(temp_path)` runs after the fsync and before the rename: raising there publishes
     nothing. On any exception the temp file is removed and `path` is left as it was.
     """
@@ -83,15 +122,25 @@ def atomic_output(path: Path, *, mode: int = 0o644, check: Callable[[Path], None
         raise
 
 
+STAGING_PREFIX = ".ltxkit-staging-"
+
+
 class LocalStorage:
     """A replica in a local directory (what Litestream's `file://` replica type writes)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.root_label = str(self.root)
+    layout = DIRECTORY
 
-    def path(self, key: str) -> Path:
-        return self.root.joinpath(*key.split("/"))
+    def __init__(self, root: Path, label: str | None = None) -> None:
+        self._root = Path(root)
+        self._root_str = str(self._root)  # plain string joins: replicas hold tens of thousands of files
+        self.label = str(root) if label is None else label
+        self.url = "file://" + quote(str(self._root.resolve()))
+
+    def _path(self, key: str) -> Path:
+        return self._root.joinpath(*key.split("/"))
+
+    def _file(self, key: str) -> str:
+        return os.path.join(self._root_str, *key.split("/"))
 
     def list(self, prefix: str) -> list[Entry]:
         """Every file below `prefix`, recursively, sorted by key (directory symlinks not followed).
@@ -99,11 +148,11 @@ class LocalStorage:
         `os.scandir` rather than `os.walk` + `os.stat(join(...))`: a replica can hold tens of
         thousands of L0 files, and listing them is part of every restore's and verify's start.
         """
-        base = self.path(prefix)
+        base = self._path(prefix)
         out: list[Entry] = []
         if not base.exists():
             return out
-        todo = [(str(base), base.relative_to(self.root).as_posix())]
+        todo = [(str(base), base.relative_to(self._root).as_posix())]
         while todo:
             dirpath, rel = todo.pop()
             try:
@@ -126,13 +175,19 @@ class LocalStorage:
         return out
 
     def open(self, key: str) -> BinaryIO:
-        # plain string joins: a restore or verify opens every file of the replica (10,000s of them)
-        return open(os.path.join(self.root_label, *key.split("/")), "rb")
+        return open(self._file(key), "rb")
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        fd = os.open(self._file(key), os.O_RDONLY)
+        try:
+            return os.pread(fd, length, start)
+        finally:
+            os.close(fd)
 
     def read_bytes(self, key: str) -> bytes:
         """The whole file, without a file object (about half the cost of `open` + `read` for the
         small L0 files a replica holds thousands of)."""
-        fd = os.open(os.path.join(self.root_label, *key.split("/")), os.O_RDONLY)
+        fd = os.open(self._file(key), os.O_RDONLY)
         try:
             parts = []
             while chunk := os.read(fd, 1 << 20):
@@ -141,26 +196,69 @@ class LocalStorage:
             os.close(fd)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    def write_atomic(
-        self,
-        key: str,
-        data_writer: Callable[[BinaryIO], None],
-        *,
-        mtime_ns: int | None = None,
-        check: Callable[[Path], None] | None = None,
-    ) -> Entry:
-        """`data_writer(f)` fills a temp file; `check(tmp)` may veto it; then it atomically becomes `key`."""
-        target = self.path(key)
+    def make_staging(self) -> Path:
+        """Inside the replica (so publishing is a link, not a copy), outside `ltx/` (so nothing reads it)."""
+        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self._root))
+
+    def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
+        target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_output(target, check=check) as f:
-            data_writer(f)
-        if mtime_ns is not None:
-            os.utime(target, ns=(mtime_ns, mtime_ns))
+        with open(source, "rb") as fh:
+            os.fsync(fh.fileno())
+        ns = created_ms * 1_000_000
+        os.utime(source, ns=(ns, ns))  # Litestream's file backend: mtime is the file's time
+        self._link(Path(source), target)
+        os.unlink(source)
+        fsync_dir(Path(source).parent)
         st = target.stat()
         return Entry(key, st.st_size, st.st_mtime_ns)
 
-    def move(self, key: str, new_key: str) -> None:
-        src, dst = self.path(key), self.path(new_key)
+    def _link(self, source: Path, target: Path) -> None:
+        """Give `source` the name `target`, create-only; copy first if they are on two filesystems."""
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK):
+                raise
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            try:
+                shutil.copy2(source, tmp)
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.link(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        fsync_dir(target.parent)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._link(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def delete(self, keys: Sequence[str]) -> None:
+        dirs = set()
+        for key in keys:
+            path = self._path(key)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            dirs.add(path.parent)
+        for d in dirs:
+            with contextlib.suppress(FileNotFoundError):
+                fsync_dir(d)
+
+    def quarantine(self, key: str, new_key: str) -> None:
+        """A rename: one filesystem, so the file is never in two places or none."""
+        src, dst = self._path(key), self._path(new_key)
         dst.parent.mkdir(parents=True, exist_ok=True)
         if dst.exists():
             raise FileExistsError(dst)
@@ -169,16 +267,19 @@ class LocalStorage:
         fsync_dir(src.parent)
 
 
-def open_replica(location: str) -> LocalStorage:
-    """A replica given as a directory path or a `file://` URL; it must hold Litestream's `ltx/`."""
+def open_storage(location: str) -> Storage:
+    """The replica at `location`: a directory path or a `file://` URL holding Litestream's `ltx/`."""
     if "://" in location:
         url = urlparse(location)
         if url.scheme != "file":
-            raise ReplicaNotFound(f"{location}: only file:// replicas (or plain directories) are supported")
-        location = unquote((url.netloc or "") + url.path)
-    path = Path(location)
+            raise ReplicaNotFound(f"{location}: only file:// replicas (or plain directories) are supported so far")
+        if url.netloc not in ("", "localhost"):
+            raise ReplicaNotFound(f"{location}: a file:// URL names a path on this machine (file:///path)")
+        path = Path(unquote(url.path))
+    else:
+        path = Path(location)
     if not path.is_dir():
         raise ReplicaNotFound(f"{location}: not a directory")
-    if not (path / "ltx").is_dir():
-        raise ReplicaNotFound(f"{location}: not a replica (no ltx/ directory)")
+    if not (path / LTX_DIR).is_dir():
+        raise ReplicaNotFound(f"{location}: not a replica (no {LTX_DIR}/ directory)")
     return LocalStorage(path)

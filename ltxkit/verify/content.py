@@ -179,7 +179,9 @@ def _bisect(
     if lo == hi:
         verdict.first_bad = bad
         return
-    first = probe(plan_of(lo))  # type: ignore[arg-type]
+    first_plan = plan_of(lo)
+    assert first_plan is not None  # the loop above stopped on a restore point
+    first = probe(first_plan)
     if not first.ok:
         verdict.first_bad = first
         return
@@ -196,7 +198,9 @@ def _bisect(
                 m -= 1
             if m == lo:
                 break
-        point = probe(plan_of(m))  # type: ignore[arg-type]
+        plan = plan_of(m)
+        assert plan is not None  # the search above stopped on a restore point
+        point = probe(plan)
         if point.ok:
             lo, good = m, point
         else:

@@ -24,8 +24,9 @@ from typing import Any
 from ltxkit.format.decoder import LTXReader, page_number_defects, read_header, read_page_index
 from ltxkit.format.errors import FATAL_CODES, Code, LTXError
 from ltxkit.format.schema import Header, Trailer, lock_pgno, parse_filename
+from ltxkit.replica.keys import LTX_DIR
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, list_replica, restore_plan
-from ltxkit.replica.storage import LocalStorage, ReplicaNotFound, Storage, open_replica
+from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
 from ltxkit.verify.content import CheckMode, ContentVerdict, Note, check_content
 from ltxkit.workers import can_fork, fork_pool
 
@@ -77,6 +78,13 @@ class FileCheck:
     pgnos: list[int] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     broken: bool = False  # a structural defect: its pages cannot be trusted
+
+    @property
+    def known_header(self) -> Header:
+        """The header, where the caller has already kept only files whose header was read."""
+        if self.header is None:
+            raise ValueError(f"{self.path}: header was not read")
+        return self.header
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -237,8 +245,13 @@ def check_loose_file(path: Path, *, quick: bool) -> FileCheck:
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting worker processes costs more than it saves
 
 
+def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
+    """`_check_one` in a worker process, which opens its own storage from the URL."""
+    return _check_one(open_storage(url), label, f, quick)
+
+
 def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
-    """One replica file (in a worker process too: a LocalStorage and a ReplicaFile pickle)."""
+    """One replica file."""
     fc = check_file(
         lambda: storage.open(f.key),
         _join(label, f.key),
@@ -261,19 +274,18 @@ def _check_files(
     """
     checks: dict[str, FileCheck] = {}
     parallel = (
-        jobs > 1
-        and not quick
-        and can_fork()
-        and isinstance(storage, LocalStorage)
-        and len(files) > 1
-        and sum(f.size for f in files) >= PARALLEL_MIN_BYTES
+        jobs > 1 and not quick and can_fork() and len(files) > 1 and sum(f.size for f in files) >= PARALLEL_MIN_BYTES
     )
     if parallel:
         with fork_pool(min(jobs, len(files))) as pool:
-            futures = [pool.submit(_check_one, storage, label, f, quick) for f in sorted(files, key=lambda f: -f.size)]
+            futures = [
+                pool.submit(_check_one_in_worker, storage.url, label, f, quick)
+                for f in sorted(files, key=lambda f: -f.size)
+            ]
             for fut in concurrent.futures.as_completed(futures):
                 fc = fut.result()
-                checks[fc.key] = fc  # type: ignore[index]
+                assert fc.key is not None  # `_check_one` always sets it
+                checks[fc.key] = fc
                 if progress is not None:
                     progress(fc.path, fc.size)
         return {f.key: checks[f.key] for f in files}
@@ -341,9 +353,9 @@ def _check_page_sizes(files: list[ReplicaFile], checks: dict[str, FileCheck], ad
     if not files:
         return
     newest = max(files, key=lambda f: (f.max_txid, f.level))
-    want = checks[newest.key].header.page_size  # type: ignore[union-attr]
+    want = checks[newest.key].known_header.page_size
     for f in files:
-        got = checks[f.key].header.page_size  # type: ignore[union-attr]
+        got = checks[f.key].known_header.page_size
         if got != want:
             add(
                 Finding(
@@ -394,8 +406,8 @@ def _check_pair(
 ) -> None:
     cb = checks[b.key]
     ta = checks[a.key].trailer
-    tracked = not ha.no_checksum and not hb.no_checksum and not hb.is_snapshot and ta is not None
-    if tracked and hb.pre_apply_checksum != ta.post_apply_checksum:  # type: ignore[union-attr]
+    tracked = not ha.no_checksum and not hb.no_checksum and not hb.is_snapshot
+    if tracked and ta is not None and hb.pre_apply_checksum != ta.post_apply_checksum:
         add(
             Finding(
                 Code.CHECKSUM_CHAIN_BREAK,
@@ -447,12 +459,12 @@ def _check_latest(listing: Listing, checks: dict[str, FileCheck], summary: Repli
             )
         )
         return
-    headers = [checks[f.key].header for f in plan]
-    summary.page_size = headers[-1].page_size  # type: ignore[union-attr]
-    summary.commit = headers[-1].commit  # type: ignore[union-attr]
+    headers = [checks[f.key].known_header for f in plan]  # files without one were `broken` above
+    summary.page_size = headers[-1].page_size
+    summary.commit = headers[-1].commit
     for a, b, ha, hb in zip(plan, plan[1:], headers, headers[1:], strict=False):
         if b.level != a.level or b.min_txid != a.max_txid + 1:  # same-level pairs were checked already
-            _check_pair(a, b, ha, hb, checks, add)  # type: ignore[arg-type]
+            _check_pair(a, b, ha, hb, checks, add)
     commit = summary.commit or 0
     lock = lock_pgno(summary.page_size or 4096)
     covered = bytearray(commit + 1)
@@ -564,10 +576,10 @@ def verify_paths(
     for raw in paths:
         if "://" in raw:
             try:
-                storage = open_replica(raw)
+                storage = open_storage(raw)
             except ReplicaNotFound as exc:
                 raise VerifyUsageError(str(exc)) from exc
-            report.replicas.append(replica(storage, storage.root_label))
+            report.replicas.append(replica(storage, storage.label))
             continue
         path = Path(raw)
         if path.is_file():
@@ -575,12 +587,12 @@ def verify_paths(
             if progress is not None:
                 progress(str(path), report.files[-1].size)
         elif path.is_dir():
-            if (path / "ltx").is_dir():
-                report.replicas.append(replica(LocalStorage(path), str(path)))
+            if (path / LTX_DIR).is_dir():
+                report.replicas.append(replica(open_storage(raw), str(path)))
             else:
                 ltx_files = sorted(p for p in path.iterdir() if p.suffix == ".ltx" and p.is_file())
                 if not ltx_files:
-                    raise VerifyUsageError(f"{path}: not a replica (no ltx/ directory) and holds no .ltx files")
+                    raise VerifyUsageError(f"{path}: not a replica (no {LTX_DIR}/ directory) and holds no .ltx files")
                 for p in ltx_files:
                     report.files.append(check_loose_file(p, quick=quick))
         else:

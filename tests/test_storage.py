@@ -1,0 +1,139 @@
+"""The storage boundary: Litestream's two key layouts, and the local backend's operations (listing
+with creation times, ranged and whole reads, create-only publishing, quarantine, batch delete),
+which are all that verify, restore and repair may use."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ltxkit.format.schema import format_filename
+from ltxkit.replica.keys import DIRECTORY, LEVELS, OBJECT_STORE, quarantine_key
+from ltxkit.replica.layout import list_replica
+from ltxkit.replica.storage import LocalStorage, ReplicaNotFound, open_storage
+
+TXID = st.integers(1, 2**64 - 1)
+
+
+@given(st.sampled_from(list(LEVELS)), TXID, TXID)
+def test_both_layouts_round_trip_a_key(level: int, a: int, b: int) -> None:
+    lo, hi = min(a, b), max(a, b)
+    assert DIRECTORY.key(level, lo, hi) == f"ltx/{level}/{format_filename(lo, hi)}"
+    assert OBJECT_STORE.key(level, lo, hi) == f"{level:04x}/{format_filename(lo, hi)}"
+    for layout in (DIRECTORY, OBJECT_STORE):
+        key = layout.key(level, lo, hi)
+        assert layout.parse(key) == (level, lo, hi)
+        assert any(key.startswith(area + "/") for area in layout.areas())
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ltx/0/0000000000000001-0000000000000001.ltx.tmp",
+        "ltx/10/0000000000000001-0000000000000001.ltx",
+        "ltx/00/0000000000000001-0000000000000001.ltx",
+        "ltx/0/sub/0000000000000001-0000000000000001.ltx",
+        "ltx/0/0000000000000001-0000000000000001.LTX",
+        "0000/0000000000000001-0000000000000001.ltx",
+        "quarantine/x/ltx/0/0000000000000001-0000000000000001.ltx",
+    ],
+)
+def test_directory_layout_refuses_what_litestream_would_not_read(key: str) -> None:
+    assert DIRECTORY.parse(key) is None
+
+
+def test_object_store_layout_is_hex_levels() -> None:
+    assert OBJECT_STORE.parse("0009/0000000000000001-0000000000000005.ltx") == (9, 1, 5)
+    assert OBJECT_STORE.parse("9/0000000000000001-0000000000000005.ltx") is None
+    assert OBJECT_STORE.parse("ltx/9/0000000000000001-0000000000000005.ltx") is None
+    assert OBJECT_STORE.areas() == [f"{level:04x}" for level in LEVELS]
+
+
+def make_replica(root: Path) -> LocalStorage:
+    (root / "ltx" / "0").mkdir(parents=True)
+    return LocalStorage(root)
+
+
+def test_listing_gives_sizes_and_creation_times(tmp_path: Path) -> None:
+    storage = make_replica(tmp_path)
+    f = tmp_path / "ltx" / "0" / format_filename(1, 1)
+    f.write_bytes(b"x" * 123)
+    os.utime(f, ns=(5_000_000_000, 7_000_000_000))
+    (tmp_path / "ltx" / "0" / "junk.tmp").write_bytes(b"")
+    listing = list_replica(storage)
+    [rf] = listing.files
+    assert (rf.level, rf.min_txid, rf.max_txid, rf.size, rf.created_ms) == (0, 1, 1, 123, 7000)
+    assert [e.key for e in listing.stray] == ["ltx/0/junk.tmp"]
+
+
+def test_reads(tmp_path: Path) -> None:
+    storage = make_replica(tmp_path)
+    key = DIRECTORY.key(0, 1, 1)
+    (tmp_path / key).write_bytes(bytes(range(256)))
+    assert storage.read_bytes(key) == bytes(range(256))
+    assert storage.read_range(key, 10, 5) == bytes(range(10, 15))
+    with storage.open(key) as fh:
+        fh.seek(250)
+        assert fh.read() == bytes(range(250, 256))
+
+
+def test_publish_is_create_only_and_sets_the_creation_time(tmp_path: Path) -> None:
+    storage = make_replica(tmp_path)
+    staging = storage.make_staging()
+    assert staging.parent == tmp_path and staging.name.startswith(".ltxkit-staging-")
+    key = DIRECTORY.key(9, 1, 4)
+    src = staging / "a"
+    src.write_bytes(b"new")
+    entry = storage.publish(key, src, created_ms=1_700_000_000_123)
+    assert not src.exists()
+    assert (tmp_path / key).read_bytes() == b"new"
+    assert entry.size == 3 and (tmp_path / key).stat().st_mtime_ns == 1_700_000_000_123_000_000
+    again = staging / "b"
+    again.write_bytes(b"other")
+    with pytest.raises(FileExistsError):
+        storage.publish(key, again, created_ms=0)
+    assert (tmp_path / key).read_bytes() == b"new"  # never silently replaced
+    with pytest.raises(FileExistsError):
+        storage.put_bytes(key, b"x")
+    storage.put_bytes("quarantine/s/manifest.json", b"{}")
+    assert (tmp_path / "quarantine" / "s" / "manifest.json").read_bytes() == b"{}"
+    assert [p.name for p in staging.iterdir()] == ["b"]  # nothing of the refused publish left behind
+
+
+def test_quarantine_and_delete(tmp_path: Path) -> None:
+    storage = make_replica(tmp_path)
+    key = DIRECTORY.key(0, 1, 1)
+    (tmp_path / key).write_bytes(b"data")
+    dest = quarantine_key("stamp", key)
+    storage.quarantine(key, dest)
+    assert not (tmp_path / key).exists() and (tmp_path / dest).read_bytes() == b"data"
+    (tmp_path / key).write_bytes(b"again")
+    with pytest.raises(FileExistsError):
+        storage.quarantine(key, dest)
+    assert (tmp_path / dest).read_bytes() == b"data"
+    storage.delete([key, dest, "ltx/0/never-was"])
+    assert not (tmp_path / key).exists() and not (tmp_path / dest).exists()
+
+
+def test_open_storage_by_path_and_url_and_reopen_by_url(tmp_path: Path) -> None:
+    root = tmp_path / "my replica"
+    make_replica(root)
+    for location in (str(root), f"file://{root}", f"file://localhost{root}", f"file://{str(root).replace(' ', '%20')}"):
+        storage = open_storage(location)
+        assert storage.layout is DIRECTORY
+        again = open_storage(storage.url)  # what a worker process does
+        assert again.url == storage.url
+        assert pickle.loads(pickle.dumps(storage.url)) == storage.url
+    with pytest.raises(ReplicaNotFound, match="not a replica"):
+        open_storage(str(tmp_path))
+    with pytest.raises(ReplicaNotFound, match="not a directory"):
+        open_storage(str(tmp_path / "missing"))
+    with pytest.raises(ReplicaNotFound, match="file:///path"):
+        open_storage(f"file://otherhost{root}")
+    with pytest.raises(ReplicaNotFound, match="only file://"):
+        open_storage("s3://bucket/path")
