@@ -34,7 +34,7 @@ from benchmarks.report import Row, render
 from ltxkit.format import FLAG_NO_CHECKSUM, Header, LTXReader, LTXWriter, crc64, read_header, read_page_index
 from ltxkit.format.schema import FRAME_PREFIX_SIZE
 from ltxkit.replica.layout import list_replica
-from ltxkit.replica.storage import open_replica
+from ltxkit.replica.storage import open_storage
 from ltxkit.sqlite import consistent_view
 
 REPO = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ class Context:
 
 def _replica_files(replica: Path) -> list[dict[str, object]]:
     out = []
-    storage = open_replica(str(replica))
+    storage = open_storage(str(replica))
     for f in list_replica(storage).files:
         with storage.open(f.key) as fh:
             hdr = read_header(fh)
