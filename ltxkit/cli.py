@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from ltxkit import __version__
+from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, LtxkitError
 
 if TYPE_CHECKING:  # imported where used: every module loaded here is start-up time of every command
     from rich.console import Console
@@ -60,20 +61,42 @@ out = _LazyConsole(highlight=False, soft_wrap=True)
 err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
-EXIT_OK, EXIT_DEFECTS, EXIT_USAGE = 0, 1, 2
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Fail(Exception):
+class Fail(LtxkitError):
     """A one-line failure for the user, with its exit code."""
 
     def __init__(self, message: str, code: int = EXIT_DEFECTS) -> None:
-        super().__init__(message)
-        self.exit_code = code
+        super().__init__(message, exit_code=code)
+
+
+def _ask(question: str) -> str | None:
+    """A person's answer on the terminal: "" for Ctrl-D (no), None for Ctrl-C (interrupted)."""
+    try:
+        return input(question)
+    except EOFError:
+        print(file=sys.stderr)
+        return ""
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return None
+
+
+def one_line(exc: BaseException) -> tuple[str, int]:
+    """The line a failure ends a command with, and its exit code (`ltxkit.errors`)."""
+    if isinstance(exc, LtxkitError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}", EXIT_USAGE
+    if isinstance(exc, (KeyboardInterrupt, typer.Abort)):
+        return "interrupted", EXIT_INTERRUPTED
+    return f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", EXIT_USAGE
 
 
 def guarded(fn: F) -> F:
-    """Turn every known failure into one line on stderr and an exit code; no tracebacks."""
+    """Turn every failure into one line on stderr and an exit code; no tracebacks (but --debug)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -81,30 +104,10 @@ def guarded(fn: F) -> F:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
-        except Exception as exc:
+        except (Exception, KeyboardInterrupt) as exc:
             if _state["debug"]:
                 raise
-            # imported only on failure: a command that never touches SQLite should not load it
-            from ltxkit.format.errors import LTXError
-            from ltxkit.replica.storage import ReplicaNotFound
-            from ltxkit.restore import RestoreError
-            from ltxkit.sqlite import DatabaseError
-
-            if isinstance(exc, Fail):
-                msg, code = str(exc), exc.exit_code
-            elif isinstance(exc, RestoreError):
-                msg, code = f"{exc.code}: {exc.message}", EXIT_DEFECTS
-            elif isinstance(exc, LTXError):
-                msg, code = str(exc), EXIT_DEFECTS
-            elif isinstance(exc, (ReplicaNotFound, DatabaseError, FileExistsError)):
-                msg, code = str(exc), EXIT_USAGE if isinstance(exc, ReplicaNotFound) else EXIT_DEFECTS
-            elif isinstance(exc, OSError):
-                where = f"{exc.filename}: " if exc.filename else ""
-                msg, code = f"{where}{exc.strerror or exc}", EXIT_USAGE
-            elif isinstance(exc, KeyboardInterrupt):
-                msg, code = "interrupted", 130
-            else:
-                msg, code = f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", EXIT_USAGE
+            msg, code = one_line(exc)
             err.print(f"ltxkit: {msg}", markup=False)
             raise typer.Exit(code) from None
 
@@ -494,13 +497,11 @@ def snapshot(
     """
     from ltxkit.snapshot import write_snapshot_file
 
-    if output.exists() and not force:
-        raise Fail(f"{output}: already exists (use --force to replace it)")
     max_txid = parse_txid(txid)
     assert max_txid is not None
     if max_txid < 1:
         raise Fail("--txid must be at least 1", EXIT_USAGE)
-    info = write_snapshot_file(db, output, max_txid=max_txid, checksums=checksums)
+    info = write_snapshot_file(db, output, max_txid=max_txid, checksums=checksums, replace=force)
     err.print(
         f"wrote {output}: snapshot TXID {max_txid:016x}, {info.commit} pages of {info.page_size} bytes"
         + (f", post-apply checksum {info.post_apply_checksum:016x}" if checksums else ", no checksum tracking")
@@ -606,10 +607,11 @@ def repair(
         if not sys.stdin.isatty():
             discard(plan)
             raise Fail("not a terminal: pass --yes to apply the repair", EXIT_USAGE)
-        if not typer.confirm("apply this repair?", default=False):
+        answer = _ask("apply this repair? [y/N]: ")
+        if answer is None or answer.strip().lower() not in ("y", "yes"):
             discard(plan)
             out.print("nothing changed")
-            raise typer.Exit(EXIT_DEFECTS)
+            raise typer.Exit(EXIT_INTERRUPTED if answer is None else EXIT_DEFECTS)
     try:
         result = apply_repair(storage, plan)
     except RepairError as exc:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ltxkit.errors import LtxkitError
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
@@ -46,7 +47,7 @@ from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseView, consistent_view, integr
 from ltxkit.verify.engine import Finding, ReplicaSummary, Severity, check_replica
 
 
-class RepairError(Exception):
+class RepairError(LtxkitError):
     """Repair cannot proceed; nothing was changed (or everything was backed out)."""
 
 

@@ -18,25 +18,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ltxkit.errors import LtxkitError
 from ltxkit.format.decoder import LTXReader, SpanResult
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno
 from ltxkit.format.spans import find_cuts, join_spans, read_ends
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
-from ltxkit.replica.storage import Storage, atomic_output, open_storage
+from ltxkit.replica.storage import OutputExists, Storage, atomic_output, open_storage
 from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call
 
 Progress = Callable[[int, int], None]  # (bytes of LTX read so far, pages written so far)
 
 
-class RestoreError(Exception):
+class RestoreError(LtxkitError):
     """A restore that cannot be done; `code` is the verify code, `key` the file it is about."""
 
     def __init__(self, code: Code, message: str, key: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.key = key
 
 
@@ -215,7 +214,7 @@ def restore_into(
                 commit = file_commit
                 bytes_read += reader.info.size if reader.info else 0
             except LTXError as exc:
-                raise RestoreError(exc.code, f"{f.key}: {exc}", f.key) from exc
+                raise RestoreError(exc.code, f"{f.key}: {exc.message}{exc.where}", f.key) from exc
     assert sink is not None
     sink.flush()
     page_size = sink.page_size
@@ -281,8 +280,8 @@ def restore_to_path(
     so no crash can leave an old WAL beside the new database for SQLite to replay into it.
     """
     output = Path(output)
-    if output.exists() and not force:
-        raise FileExistsError(f"{output}: already exists (use --force to replace it)")
+    if os.path.lexists(output) and not force:
+        raise OutputExists(output)
     if not output.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no such directory", str(output.parent))
     if plan is None:
@@ -302,5 +301,5 @@ def restore_to_path(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{output}{suffix}")
 
-    with atomic_output(output, check=check) as f:
+    with atomic_output(output, replace=force, check=check) as f:
         return restore_into(storage, plan, f, progress, jobs=jobs)

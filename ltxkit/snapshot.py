@@ -51,6 +51,9 @@ def verify_file(path: Path) -> None:
         LTXReader(fh).read_all()
 
 
-def write_snapshot_file(db: Path, output: Path, *, max_txid: int, checksums: bool = True) -> SnapshotInfo:
-    with consistent_view(db) as view, atomic_output(output, check=verify_file) as fh:
+def write_snapshot_file(
+    db: Path, output: Path, *, max_txid: int, checksums: bool = True, replace: bool = False
+) -> SnapshotInfo:
+    """Snapshot `db` into `output`, verified before it appears (`replace`: an existing one may go)."""
+    with consistent_view(db) as view, atomic_output(output, replace=replace, check=verify_file) as fh:
         return encode_snapshot(view, fh, max_txid=max_txid, checksums=checksums)

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ltxkit.errors import LtxkitError
 from ltxkit.format.checksum import database_checksum
 from ltxkit.format.schema import lock_pgno
 
@@ -33,7 +34,7 @@ _SHM_HEADER = struct.Struct("=IIIBBHII8x8x8x")
 _SHM_COPY_SIZE = 48
 
 
-class DatabaseError(Exception):
+class DatabaseError(LtxkitError):
     """The database cannot be read consistently (missing, locked, not SQLite, damaged WAL)."""
 
 

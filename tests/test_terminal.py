@@ -3,13 +3,17 @@ before it moves anything."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import re
 import select
 import subprocess
 import sys
+import termios
 from pathlib import Path
+
+import pytest
 
 from tests.replica_builder import simple_chain
 
@@ -69,9 +73,19 @@ def test_verify_progress_on_a_terminal_only(tmp_path: Path) -> None:
 
 
 def run_on_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
-    """Run the CLI with stdin, stdout and stderr on one pseudo-terminal, typing `answer` at the prompt."""
+    """Run the CLI with stdin, stdout and stderr on one pseudo-terminal, typing `answer` at the prompt.
+
+    The terminal is the child's controlling terminal (its own session), so Ctrl-C typed there is
+    a SIGINT and Ctrl-D an end of file, as for a person at a shell."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([*CLI, *args], stdin=slave, stdout=slave, stderr=slave)
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+    )
     os.close(slave)
     seen = b""
     typed = False
@@ -97,6 +111,21 @@ def run_on_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
 
 def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("key", "rc"), [(b"\x03", 130), (b"\x04", 1)], ids=["ctrl-c", "ctrl-d"])
+def test_repair_prompt_ctrl_c_or_ctrl_d_changes_nothing(tmp_path: Path, key: bytes, rc: int) -> None:
+    import shutil
+
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "corrupt" / "replicas" / "txid-gap"
+    replica = tmp_path / "replica"
+    shutil.copytree(fixture, replica)
+    before = tree(replica)
+    got, screen = run_on_terminal(["repair", str(replica), "--rebuild-snapshot"], key)
+    assert got == rc, screen
+    assert "nothing changed" in screen and "Traceback" not in screen and "internal error" not in screen
+    assert tree(replica) == before
+    assert not list(replica.glob(".ltxkit-staging-*"))  # the staged snapshot is gone too
 
 
 def test_repair_asks_on_a_terminal_before_moving_anything(tmp_path: Path) -> None:

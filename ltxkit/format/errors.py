@@ -9,6 +9,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from ltxkit.errors import LtxkitError
+
 
 class Code(StrEnum):
     """Stable defect codes. Never rename one: users gate CI on them."""
@@ -45,6 +47,9 @@ class Code(StrEnum):
     INTEGRITY_CHECK_FAILED = "integrity-check-failed"
 
 
+#: Findings that are worth knowing but do not make a replica fail verify (unless --fail-on warning).
+WARNING_CODES = frozenset({Code.STRAY_FILE, Code.TXID_GAP_BRIDGED})
+
 #: Defects after which the rest of the file cannot be trusted or even located; decoding stops.
 FATAL_CODES = frozenset(
     {
@@ -63,19 +68,23 @@ FATAL_CODES = frozenset(
 )
 
 
-class LTXError(Exception):
+class LTXError(LtxkitError):
     """A defect in LTX data: `code` is stable, `offset` is the byte offset it was seen at (or None)."""
 
+    code: Code
+
     def __init__(self, code: Code, message: str, *, offset: int | None = None, **context: Any) -> None:
-        super().__init__(message)
-        self.code = Code(code)
-        self.message = message
+        super().__init__(message, code=Code(code))
         self.offset = offset
         self.context = context
 
+    @property
+    def where(self) -> str:
+        """ " at byte N", or nothing when the offset is unknown."""
+        return f" at byte {self.offset}" if self.offset is not None else ""
+
     def __str__(self) -> str:
-        where = f" at byte {self.offset}" if self.offset is not None else ""
-        return f"{self.code}: {self.message}{where}"
+        return f"{self.code}: {self.message}{self.where}"
 
     def __reduce__(self):  # keep picklable (hypothesis, multiprocessing) despite keyword-only args
         return (_rebuild, (self.code, self.message, self.offset, self.context))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+from ltxkit.errors import LtxkitError
 from ltxkit.format.errors import Code
 from ltxkit.format.schema import format_filename
 from ltxkit.replica.keys import SNAPSHOT_LEVEL
@@ -74,13 +75,13 @@ def list_replica(storage: Storage) -> Listing:
     return out
 
 
-class PlanError(Exception):
+class PlanError(LtxkitError):
     """No restore plan can be made; `code` is the verify code for the same condition."""
 
+    code: Code
+
     def __init__(self, code: Code, message: str, **context: object) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.context = context
 
 

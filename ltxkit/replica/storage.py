@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import quote, unquote, urlparse
 
+from ltxkit.errors import LtxkitError, UsageError
 from ltxkit.replica.keys import DIRECTORY, LTX_DIR, KeyLayout
 
 
-class ReplicaNotFound(Exception):
+class ReplicaNotFound(UsageError):
     """The replica location does not exist, cannot be listed, or is not a replica."""
 
 
@@ -94,15 +95,28 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def atomic_output(path: Path, *, mode: int = 0o644, check: Callable[[Path], None] | None = None) -> Iterator[BinaryIO]:
-    """Yield a temp file beside `path`; on success fsync, rename over `path`, fsync the directory.
+class OutputExists(LtxkitError):
+    """The output a user named exists and may not be replaced (no --force)."""
 
-    For the files a user names (restore's database, snapshot's output), not for replicas.
-    `check(temp_path)` runs after the fsync and before the rename: raising there publishes
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: already exists (use --force to replace it)")
+
+
+@contextlib.contextmanager
+def atomic_output(
+    path: Path, *, replace: bool = False, mode: int = 0o644, check: Callable[[Path], None] | None = None
+) -> Iterator[BinaryIO]:
+    """Yield a temp file beside `path`; on success fsync, move it to `path`, fsync the directory.
+
+    For the files a user names (restore's database, snapshot's output), not for replicas. An
+    existing `path` is an `OutputExists` unless `replace`; without `replace` the final step is a
+    hard link, so a file that appears at `path` meanwhile is not overwritten either.
+    `check(temp_path)` runs after the fsync and before the move: raising there publishes
     nothing. On any exception the temp file is removed and `path` is left as it was.
     """
     path = Path(path)
+    if not replace and os.path.lexists(path):
+        raise OutputExists(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
     try:
@@ -113,7 +127,14 @@ def atomic_output(path: Path, *, mode: int = 0o644, check: Callable[[Path], None
         if check is not None:
             check(tmp)
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise OutputExists(path) from None
+            os.unlink(tmp)
         fsync_dir(path.parent)
     except BaseException:
         f.close()

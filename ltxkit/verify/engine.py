@@ -21,8 +21,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ltxkit.errors import UsageError
 from ltxkit.format.decoder import LTXReader, page_number_defects, read_header, read_page_index
-from ltxkit.format.errors import FATAL_CODES, Code, LTXError
+from ltxkit.format.errors import FATAL_CODES, WARNING_CODES, Code, LTXError
 from ltxkit.format.schema import Header, Trailer, lock_pgno, parse_filename
 from ltxkit.replica.keys import LTX_DIR
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, list_replica, restore_plan
@@ -36,7 +37,6 @@ class Severity(StrEnum):
     WARNING = "warning"
 
 
-WARNING_CODES = frozenset({Code.STRAY_FILE, Code.TXID_GAP_BRIDGED})
 TXID_KEYS = frozenset({"min_txid", "max_txid", "txid", "have", "next_min_txid", "last_good_txid", "first_bad_txid"})
 
 
@@ -551,7 +551,7 @@ def _check_content(
 # ---- entry point ------------------------------------------------------------------------------
 
 
-class VerifyUsageError(Exception):
+class VerifyUsageError(UsageError):
     """A path that cannot be verified at all (missing, not a replica): exit code 2."""
 
 

@@ -1,0 +1,43 @@
+"""One error model: every failure ltxkit reports to a person is an `LtxkitError`.
+
+Each carries the one-line message a user reads, the exit code the CLI ends with (one table,
+below, for every command) and, where the data is at fault, the stable defect code `verify`
+reports. Errors raised on top of another keep it as their cause (`raise ... from`), so a caller
+can still reach the original `LTXError` with its offset. The CLI turns any of them into one line
+on stderr and the exit code; nothing else needs to know which class it was.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the format package builds its LTXError on this module: no import cycle
+    from ltxkit.format.errors import Code
+
+#: exit codes, the same for every command
+EXIT_OK = 0  # done; for verify: no defect at or above --fail-on
+EXIT_DEFECTS = 1  # the data is at fault (a defect, a refused restore or repair)
+EXIT_USAGE = 2  # could not run: bad arguments, missing paths, not a replica
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class LtxkitError(Exception):
+    """A failure with a message for a person, an exit code, and a defect code where data is at fault."""
+
+    exit_code: int = EXIT_DEFECTS
+
+    def __init__(self, message: str, *, code: Code | None = None, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.code is not None else self.message
+
+
+class UsageError(LtxkitError):
+    """The command cannot run as asked (bad arguments, a path that is not there or not a replica)."""
+
+    exit_code = EXIT_USAGE
