@@ -341,7 +341,8 @@ def verify(
                ltxkit verify file:///backups/app --format junit -o verify.xml
                ltxkit verify /backups/huge-replica --structure-only
     """
-    from ltxkit.verify.engine import Severity, VerifyUsageError, total_bytes, verify_paths
+    from ltxkit.verify.engine import VerifyUsageError, total_bytes, verify_paths
+    from ltxkit.verify.findings import Severity
     from ltxkit.verify.report import render_json, render_junit, render_text
     from ltxkit.workers import default_jobs
 

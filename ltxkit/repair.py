@@ -44,7 +44,8 @@ from ltxkit.replica.storage import Storage
 from ltxkit.restore import RestoreError, restore_into
 from ltxkit.snapshot import verify_file
 from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseView, consistent_view, integrity_check
-from ltxkit.verify.engine import Finding, ReplicaSummary, Severity, check_replica
+from ltxkit.verify.engine import check_replica
+from ltxkit.verify.findings import Finding, ReplicaSummary, Severity
 
 
 class RepairError(LtxkitError):

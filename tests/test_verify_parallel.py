@@ -9,7 +9,8 @@ import pytest
 
 from ltxkit.format.errors import Code
 from ltxkit.verify import engine
-from ltxkit.verify.engine import Finding, verify_paths
+from ltxkit.verify.engine import verify_paths
+from ltxkit.verify.findings import Finding
 
 REPLICAS = Path(__file__).resolve().parent.parent / "fixtures" / "corrupt" / "replicas"
 

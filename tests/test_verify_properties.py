@@ -47,7 +47,8 @@ from ltxkit.format.errors import Code
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
 from ltxkit.replica.storage import LocalStorage
 from ltxkit.restore import RestoreError, plan_for, restore_into, restore_to_path
-from ltxkit.verify.engine import Finding, ReplicaSummary, Severity, check_replica, verify_paths
+from ltxkit.verify.engine import check_replica, verify_paths
+from ltxkit.verify.findings import Finding, ReplicaSummary, Severity
 from tests.filespec import FileSpec, flip_byte, insert_bytes
 from tests.replica_builder import PAGE, Db, write_ltx
 

@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 from rich.console import Console
 from rich.table import Table
 
-from ltxkit.verify.engine import Finding, ReplicaSummary, Report, Severity
+from ltxkit.verify.findings import Finding, ReplicaSummary, Report, Severity
 
 
 def render_json(report: Report, fail_on: Severity) -> str:

@@ -1,0 +1,164 @@
+"""What verify finds and reports: severities, findings, per-file and per-replica results.
+
+The model every check writes into and every report (`verify.report`) reads; no checking here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ltxkit.format.errors import WARNING_CODES, Code
+from ltxkit.format.schema import Header, Trailer
+from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing
+from ltxkit.verify.content import ContentVerdict
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+TXID_KEYS = frozenset({"min_txid", "max_txid", "txid", "have", "next_min_txid", "last_good_txid", "first_bad_txid"})
+
+
+@dataclass(slots=True)
+class Finding:
+    code: Code
+    path: str
+    message: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> Severity:
+        return Severity.WARNING if self.code in WARNING_CODES else Severity.ERROR
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "code": str(self.code),
+            "severity": str(self.severity),
+            "path": self.path,
+            "message": self.message,
+        }
+        for k, v in self.context.items():
+            if k in TXID_KEYS and isinstance(v, int):
+                v = f"{v:016x}"
+            out[k] = v
+        return out
+
+
+@dataclass(slots=True)
+class FileCheck:
+    """What one file holds and what is wrong with it."""
+
+    path: str
+    key: str | None = None
+    level: int | None = None
+    size: int = 0
+    header: Header | None = None
+    trailer: Trailer | None = None
+    pgnos: list[int] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    broken: bool = False  # a structural defect: its pages cannot be trusted
+
+    @property
+    def known_header(self) -> Header:
+        """The header, where the caller has already kept only files whose header was read."""
+        if self.header is None:
+            raise ValueError(f"{self.path}: header was not read")
+        return self.header
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "level": self.level,
+            "size": self.size,
+            "min_txid": f"{self.header.min_txid:016x}" if self.header else None,
+            "max_txid": f"{self.header.max_txid:016x}" if self.header else None,
+            "commit": self.header.commit if self.header else None,
+            "page_count": len(self.pgnos),
+            "ok": not self.findings,
+        }
+
+
+@dataclass(slots=True)
+class ReplicaSummary:
+    path: str
+    files: list[FileCheck]
+    listing: Listing
+    findings: list[Finding] = field(default_factory=list)
+    latest_txid: int | None = None
+    page_size: int | None = None
+    commit: int | None = None
+    plan: list[str] = field(default_factory=list)
+    content: ContentVerdict | None = None
+    content_skipped: str | None = None  # why the content was not checked
+
+    def to_json(self) -> dict[str, Any]:
+        levels: dict[str, Any] = {}
+        for fc in self.files:
+            lv = levels.setdefault(str(fc.level), {"files": 0, "bytes": 0, "min_txid": None, "max_txid": None})
+            lv["files"] += 1
+            lv["bytes"] += fc.size
+        for level, lv in levels.items():
+            fs = self.listing.level(int(level))
+            lv["min_txid"] = f"{min(f.min_txid for f in fs):016x}" if fs else None
+            lv["max_txid"] = f"{max(f.max_txid for f in fs):016x}" if fs else None
+        return {
+            "path": self.path,
+            "ok": not any(f.severity == Severity.ERROR for f in self.findings)
+            and not any(f.severity == Severity.ERROR for fc in self.files for f in fc.findings),
+            "files": len(self.files),
+            "bytes": sum(fc.size for fc in self.files),
+            "levels": levels,
+            "snapshots": len(self.listing.level(SNAPSHOT_LEVEL)),
+            "min_txid": f"{min((f.min_txid for f in self.listing.files), default=0):016x}",
+            "max_txid": f"{self.listing.max_txid:016x}",
+            "latest_txid": f"{self.latest_txid:016x}" if self.latest_txid is not None else None,
+            "page_size": self.page_size,
+            "commit": self.commit,
+            "restore_plan": self.plan,
+            "content": self.content.to_json()
+            if self.content is not None
+            else {"checked": False, "why": self.content_skipped},
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    files: list[FileCheck] = field(default_factory=list)  # loose files given on the command line
+    replicas: list[ReplicaSummary] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        out: list[Finding] = []
+        for fc in self.files:
+            out.extend(fc.findings)
+        for r in self.replicas:
+            for fc in r.files:
+                out.extend(fc.findings)
+            out.extend(r.findings)
+        return out
+
+    def failed(self, fail_on: Severity = Severity.ERROR) -> bool:
+        levels = {Severity.ERROR} if fail_on == Severity.ERROR else {Severity.ERROR, Severity.WARNING}
+        return any(f.severity in levels for f in self.findings)
+
+    def to_json(self, fail_on: Severity = Severity.ERROR) -> dict[str, Any]:
+        return {
+            "ok": not self.failed(fail_on),
+            "findings": [f.to_json() for f in self.findings],
+            "files": [fc.to_json() for fc in self.files],
+            "replicas": [r.to_json() for r in self.replicas],
+        }
+
+
+ProgressHook = Callable[[str, int], None]  # (path, bytes done for that file)
+
+
+def join_label(label: str, key: str) -> str:
+    """How a report names a replica's file: the replica as the user named it, then the key."""
+    return os.path.join(label, *key.split("/"))

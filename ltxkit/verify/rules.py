@@ -1,0 +1,187 @@
+"""Replica rules: what the files of one replica must satisfy together, following Litestream's
+restore plan (page sizes, TXID overlaps and gaps, checksum chains, growth pages, and whether the
+latest restore plan holds every page), reasoned from headers and page indexes alone."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from ltxkit.format.errors import Code
+from ltxkit.format.schema import Header, lock_pgno
+from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, restore_plan
+from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary, Severity
+
+
+def plan_has_errors(summary: ReplicaSummary, checks: dict[str, FileCheck]) -> bool:
+    """Does an error name a file of the latest restore plan (its own defect, or a rule it breaks)?"""
+    paths = {checks[key].path for key in summary.plan}
+    return any(f.severity == Severity.ERROR for key in summary.plan for f in checks[key].findings) or any(
+        f.severity == Severity.ERROR and f.path in paths for f in summary.findings
+    )
+
+
+def check_page_sizes(files: list[ReplicaFile], checks: dict[str, FileCheck], add: Callable[[Finding], None]) -> None:
+    if not files:
+        return
+    newest = max(files, key=lambda f: (f.max_txid, f.level))
+    want = checks[newest.key].known_header.page_size
+    for f in files:
+        got = checks[f.key].known_header.page_size
+        if got != want:
+            add(
+                Finding(
+                    Code.PAGE_SIZE_MISMATCH,
+                    checks[f.key].path,
+                    f"page size {got}, the replica's newest file has {want}",
+                    {"level": f.level},
+                )
+            )
+
+
+def check_overlaps(listing: Listing, checks: dict[str, FileCheck], add: Callable[[Finding], None]) -> None:
+    for level in range(SNAPSHOT_LEVEL):  # level-9 snapshots all start at TXID 1 by design
+        prev: ReplicaFile | None = None
+        for f in listing.level(level):
+            if prev is not None and f.min_txid <= prev.max_txid:
+                add(
+                    Finding(
+                        Code.TXID_OVERLAP,
+                        checks[f.key].path,
+                        f"TXIDs {f.min_txid:016x}-{f.max_txid:016x} overlap {prev.name} at level {level}",
+                        {"level": level, "min_txid": f.min_txid, "max_txid": f.max_txid},
+                    )
+                )
+            if prev is None or f.max_txid > prev.max_txid:
+                prev = f
+
+
+def check_chain(
+    files: list[ReplicaFile], checks: dict[str, FileCheck], add: Callable[[Finding], None], label: str
+) -> None:
+    """Consecutive files of one level: checksum chain, and growth must bring its new pages."""
+    for a, b in itertools.pairwise(files):
+        if b.min_txid != a.max_txid + 1:
+            continue
+        ha, hb = checks[a.key].header, checks[b.key].header
+        assert ha is not None and hb is not None
+        _check_pair(a, b, ha, hb, checks, add)
+
+
+def _check_pair(
+    a: ReplicaFile,
+    b: ReplicaFile,
+    ha: Header,
+    hb: Header,
+    checks: dict[str, FileCheck],
+    add: Callable[[Finding], None],
+) -> None:
+    cb = checks[b.key]
+    ta = checks[a.key].trailer
+    tracked = not ha.no_checksum and not hb.no_checksum and not hb.is_snapshot
+    if tracked and ta is not None and hb.pre_apply_checksum != ta.post_apply_checksum:
+        add(
+            Finding(
+                Code.CHECKSUM_CHAIN_BREAK,
+                cb.path,
+                f"pre-apply checksum {hb.pre_apply_checksum:016x} does not match the post-apply checksum "
+                f"{ta.post_apply_checksum:016x} of {a.name}",
+                {"level": b.level, "min_txid": b.min_txid, "max_txid": b.max_txid},
+            )
+        )
+    if hb.commit > ha.commit and not hb.is_snapshot and not cb.broken:
+        lock = lock_pgno(hb.page_size)
+        have = set(cb.pgnos)
+        missing = [p for p in range(ha.commit + 1, hb.commit + 1) if p != lock and p not in have]
+        if missing:
+            if any(f.code == Code.GROWTH_PAGES_MISSING for f in cb.findings):
+                return
+            cb.findings.append(
+                Finding(
+                    Code.GROWTH_PAGES_MISSING,
+                    cb.path,
+                    f"raises commit from {ha.commit} to {hb.commit} but lacks {len(missing)} of the new pages "
+                    f"(first: {missing[0]})",
+                    {"level": b.level, "min_txid": b.min_txid, "max_txid": b.max_txid, "pgno": missing[0]},
+                )
+            )
+
+
+def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: ReplicaSummary, label: str) -> None:
+    add = summary.findings.append
+    files = listing.files
+    try:
+        plan = restore_plan(files)
+    except PlanError as exc:
+        add(Finding(exc.code, label, exc.message, dict(exc.context)))
+        plan = None
+    check_gaps(listing, summary, label, plan_ok=plan is not None)
+    if plan is None:
+        return
+    summary.plan = [f.key for f in plan]
+    summary.latest_txid = plan[-1].max_txid
+    broken = [f for f in plan if checks[f.key].broken or checks[f.key].header is None]
+    if broken:
+        add(
+            Finding(
+                Code.UNRESTORABLE,
+                label,
+                "the latest restore would read damaged file(s): " + ", ".join(f.key for f in broken),
+                {"files": [f.key for f in broken]},
+            )
+        )
+        return
+    headers = [checks[f.key].known_header for f in plan]  # files without one were `broken` above
+    summary.page_size = headers[-1].page_size
+    summary.commit = headers[-1].commit
+    for a, b, ha, hb in zip(plan, plan[1:], headers, headers[1:], strict=False):
+        if b.level != a.level or b.min_txid != a.max_txid + 1:  # same-level pairs were checked already
+            _check_pair(a, b, ha, hb, checks, add)
+    commit = summary.commit or 0
+    lock = lock_pgno(summary.page_size or 4096)
+    covered = bytearray(commit + 1)
+    for f in plan:
+        for p in checks[f.key].pgnos:
+            if p <= commit:
+                covered[p] = 1
+    missing = [p for p in range(1, commit + 1) if p != lock and not covered[p]]
+    if missing:
+        add(
+            Finding(
+                Code.UNRESTORABLE,
+                label,
+                f"the latest restore (TXID {summary.latest_txid:016x}) lacks {len(missing)} of {commit} pages "
+                f"(first: page {missing[0]}); `litestream restore` fails on it",
+                {"txid": summary.latest_txid, "pgno": missing[0]},
+            )
+        )
+
+
+def check_gaps(listing: Listing, summary: ReplicaSummary, label: str, *, plan_ok: bool) -> None:
+    """TXID holes above the oldest snapshot. Holes the latest plan jumps over are warnings."""
+    snapshots = listing.level(SNAPSHOT_LEVEL)
+    base = min((s.max_txid for s in snapshots), default=0)
+    spans = [(f.min_txid, f.max_txid) for f in listing.files if f.level < SNAPSHOT_LEVEL]
+    spans += [(s.max_txid, s.max_txid) for s in snapshots]
+    spans.sort()
+    cur = base
+    for lo, hi in spans:
+        if hi <= cur:
+            continue
+        if lo > cur + 1 and cur > 0:
+            bridged = plan_ok
+            if bridged or not any(f.code == Code.TXID_GAP for f in summary.findings):
+                summary.findings.append(
+                    Finding(
+                        Code.TXID_GAP_BRIDGED if bridged else Code.TXID_GAP,
+                        label,
+                        f"no file holds TXIDs {cur + 1:016x}..{lo - 1:016x}"
+                        + (
+                            "; a later snapshot bridges it, but point-in-time restore inside it is lost"
+                            if bridged
+                            else ""
+                        ),
+                        {"min_txid": cur + 1, "max_txid": lo - 1},
+                    )
+                )
+        cur = max(cur, hi)
