@@ -214,9 +214,7 @@ def _stage_full_state(
         return view.pages()
 
     # no checksum tracking: Litestream 0.5.x cannot restore a plan ending in a tracked file
-    snap = Header(
-        flags=FLAG_NO_CHECKSUM, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=txid, timestamp=now
-    )
+    snap = Header.snapshot(view.page_size, view.commit, txid, now, checksums=False)
     plan.new_files.append(_write_staged(storage, staging, pages, snap, SNAPSHOT_LEVEL))
     # Level 0 gets a single-TXID file, as Litestream names its own: on restart Litestream adopts the
     # replica's newest L0 file as its position and checks it against the live WAL. The file claims
@@ -299,14 +297,7 @@ def _plan_from_chain(plan: RepairPlan, storage: Storage, keep: list[ReplicaFile]
     except RestoreError as exc:
         raise RepairError(f"the healthy chain does not restore: {exc.message}") from exc
     view = _FileView(db, result.page_size, result.commit)
-    snap = Header(
-        flags=FLAG_NO_CHECKSUM,
-        page_size=result.page_size,
-        commit=result.commit,
-        min_txid=1,
-        max_txid=txid,
-        timestamp=now,
-    )
+    snap = Header.snapshot(result.page_size, result.commit, txid, now, checksums=False)
     existing = {f.key for f in keep}
     if storage.layout.key(SNAPSHOT_LEVEL, 1, txid) not in existing:
         plan.new_files.append(_write_staged(storage, staging, view.pages, snap, SNAPSHOT_LEVEL))

@@ -21,7 +21,7 @@ from typing import BinaryIO
 from ltxkit.errors import LtxkitError
 from ltxkit.format.decoder import LTXReader, SpanResult
 from ltxkit.format.errors import Code, LTXError
-from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno
+from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno, missing_pages
 from ltxkit.format.spans import find_cuts, join_spans, read_ends
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
@@ -219,7 +219,7 @@ def restore_into(
     sink.flush()
     page_size = sink.page_size
     lock = lock_pgno(page_size)
-    missing = [p for p in range(1, commit + 1) if p != lock and not written[p]]
+    missing = missing_pages(written, commit, lock)
     if missing:
         raise RestoreError(
             Code.UNRESTORABLE,

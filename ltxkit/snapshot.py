@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter
-from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header
+from ltxkit.format.schema import Header
 from ltxkit.replica.storage import atomic_output
 from ltxkit.sqlite import DatabaseView, consistent_view
 
@@ -34,10 +34,7 @@ def encode_snapshot(
     Litestream replica are written with `checksums=False`, as Litestream itself writes them.
     """
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    flags = 0 if checksums else FLAG_NO_CHECKSUM
-    header = Header(
-        flags=flags, page_size=view.page_size, commit=view.commit, min_txid=1, max_txid=max_txid, timestamp=ts
-    )
+    header = Header.snapshot(view.page_size, view.commit, max_txid, ts, checksums=checksums)
     writer = LTXWriter(out, header)
     for pgno, page in view.pages():
         writer.write_page(pgno, page)

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 from fastcrc import crc64 as _fastcrc64
 
+from ltxkit.format.errors import Code, LTXError
+
 #: Bit 63 is OR-ed into every stored checksum so that a real checksum is never zero.
 CHECKSUM_FLAG = 1 << 63
 
@@ -81,3 +83,27 @@ def _x2nmodp(n: int, k: int) -> int:
 def crc64_combine(crc_a: int, crc_b: int, len_b: int) -> int:
     """The CRC of A followed by B, given crc(A), crc(B) and the byte length of B."""
     return _multmodp(_x2nmodp(len_b, 3), crc_a) ^ crc_b
+
+
+# ---- verdicts: one wording for every reader (the streaming decoder and the span joiner) --------
+
+
+def file_checksum_mismatch(stored: int, crc: int, offset: int) -> LTXError | None:
+    """The defect when the file's running CRC (`crc`, flag not yet set) is not what it stores."""
+    actual = CHECKSUM_FLAG | crc
+    if actual == stored:
+        return None
+    return LTXError(
+        Code.FILE_CHECKSUM_MISMATCH, f"file checksum {stored:016x} stored, {actual:016x} computed", offset=offset
+    )
+
+
+def post_apply_mismatch(stored: int, from_pages: int, offset: int) -> LTXError | None:
+    """The defect when a tracked snapshot's pages give another database checksum than it stores."""
+    if from_pages == stored:
+        return None
+    return LTXError(
+        Code.POST_APPLY_CHECKSUM_MISMATCH,
+        f"post-apply checksum {stored:016x} stored, pages give {from_pages:016x}",
+        offset=offset,
+    )

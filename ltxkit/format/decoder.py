@@ -20,7 +20,7 @@ from typing import BinaryIO, Protocol
 import lz4.block
 
 from ltxkit.format import lz4frame
-from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, page_checksum
+from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, file_checksum_mismatch, page_checksum, post_apply_mismatch
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import (
     FLAG_V1_COMPRESS_LZ4,
@@ -39,7 +39,9 @@ from ltxkit.format.schema import (
     IndexEntry,
     Trailer,
     encode_index_varints,
-    encode_page_index_tuples,
+    encode_page_index,
+    last_snapshot_pgno,
+    next_snapshot_pgno,
     read_uvarint,
 )
 
@@ -424,7 +426,7 @@ class LTXReader:
         index_off = self._base + self._pos
         rest = bytes(self._buf[self._pos :]) + self._read_all()
         self._buf, self._pos, self._base = b"", 0, index_off + len(rest)
-        expected = encode_page_index_tuples(frames)
+        expected = encode_page_index(frames)
         stored: Sequence[tuple[int, int, int]]
         if rest[: len(expected)] == expected:  # the common case: no varint parsing needed
             stored, used = frames, len(expected)
@@ -441,23 +443,16 @@ class LTXReader:
         if stored != frames:
             raise LTXError(Code.INDEX_MISMATCH, _index_difference(stored, frames), offset=index_off)
         if self._verify:
-            crc = crc64(rest[: used + 8], crc)
-            actual = CHECKSUM_FLAG | crc
-            if actual != trailer.file_checksum:
-                raise LTXError(
-                    Code.FILE_CHECKSUM_MISMATCH,
-                    f"file checksum {trailer.file_checksum:016x} stored, {actual:016x} computed",
-                    offset=index_off + used + 8,
-                )
+            wrong = file_checksum_mismatch(trailer.file_checksum, crc64(rest[: used + 8], crc), index_off + used + 8)
+            if wrong is not None:
+                raise wrong
         problems = trailer.problems(self.header)
         if problems:
             raise LTXError(Code.BAD_TRAILER, "; ".join(problems), offset=index_off + used)
-        if db_sum is not None and db_sum != trailer.post_apply_checksum:
-            self._defect(
-                Code.POST_APPLY_CHECKSUM_MISMATCH,
-                f"post-apply checksum {trailer.post_apply_checksum:016x} stored, pages give {db_sum:016x}",
-                index_off + used,
-            )
+        wrong = None if db_sum is None else post_apply_mismatch(trailer.post_apply_checksum, db_sum, index_off + used)
+        if wrong is not None:
+            self.defects.append(wrong)
+            self._on_defect(wrong)
         self.info = FileInfo(self.header, trailer, frames, index_off + len(rest), len(frames), self.defects)
 
     def _read_all(self) -> bytes:
@@ -510,12 +505,10 @@ def page_number_defects(header: Header, frames: Sequence[tuple[int, int, int]]) 
                 )
             )
         if pgno > prev:
-            expect_next = pgno + 1
-            if expect_next == lock:
-                expect_next += 1
+            expect_next = next_snapshot_pgno(pgno, lock)
             prev = pgno
     if snapshot:
-        last_needed = commit - 1 if commit == lock else commit
+        last_needed = last_snapshot_pgno(commit, lock)
         if prev < last_needed:
             end = frames[-1][1] + frames[-1][2] if frames else HEADER_SIZE
             out.append(

@@ -24,6 +24,8 @@ from ltxkit.format.schema import (
     IndexEntry,
     Trailer,
     encode_page_index,
+    last_snapshot_pgno,
+    next_snapshot_pgno,
 )
 
 _compress = lz4.block.compress
@@ -75,8 +77,7 @@ class LTXWriter:
             raise EncodeError(f"page {pgno} is the lock page and is never stored")
         prev = self._prev
         if hdr.is_snapshot:
-            expected = prev + 2 if prev + 1 == self._lock else prev + 1
-            if pgno != expected:
+            if pgno != next_snapshot_pgno(prev, self._lock):
                 raise EncodeError(f"nonsequential page numbers in snapshot: {prev},{pgno}")
         elif pgno <= prev:
             raise EncodeError(f"out-of-order page numbers: {prev},{pgno}")
@@ -97,10 +98,8 @@ class LTXWriter:
         if self.trailer is not None:
             return self.trailer
         hdr = self.header
-        if hdr.is_snapshot:
-            last_needed = hdr.commit - 1 if hdr.commit == self._lock else hdr.commit
-            if self._prev != last_needed:
-                raise EncodeError(f"snapshot holds pages 1..{self._prev} but commit is {hdr.commit}")
+        if hdr.is_snapshot and self._prev != last_snapshot_pgno(hdr.commit, self._lock):
+            raise EncodeError(f"snapshot holds pages 1..{self._prev} but commit is {hdr.commit}")
         if hdr.no_checksum:
             post = 0
         elif self._track:

@@ -132,6 +132,19 @@ class Header:
     magic: bytes = MAGIC
     reserved: bytes = bytes(20)
 
+    @classmethod
+    def snapshot(cls, page_size: int, commit: int, max_txid: int, timestamp: int, *, checksums: bool) -> Header:
+        """The header of a full snapshot (TXIDs 1..max_txid). Without `checksums` it carries the
+        no-checksum flag, as every file Litestream 0.5.x can end a restore with must."""
+        return cls(
+            flags=0 if checksums else FLAG_NO_CHECKSUM,
+            page_size=page_size,
+            commit=commit,
+            min_txid=1,
+            max_txid=max_txid,
+            timestamp=timestamp,
+        )
+
     @property
     def is_snapshot(self) -> bool:
         """A file that starts at TXID 1 must hold the whole database."""
@@ -253,6 +266,25 @@ def lock_pgno(page_size: int) -> int:
     return PENDING_BYTE // page_size + 1
 
 
+# ---- which pages a file or a database must hold: the rules every reader and writer shares ------
+
+
+def next_snapshot_pgno(prev: int, lock: int) -> int:
+    """The page a snapshot holds after `prev` (0: none yet): the next one, skipping the lock page."""
+    return prev + 2 if prev + 1 == lock else prev + 1
+
+
+def last_snapshot_pgno(commit: int, lock: int) -> int:
+    """The last page a snapshot of `commit` pages holds (the lock page is never stored)."""
+    return commit - 1 if commit == lock else commit
+
+
+def missing_pages(covered: bytes | bytearray, commit: int, lock: int) -> list[int]:
+    """Pages 1..commit, except the lock page, whose flag in `covered` (indexed by pgno) is 0:
+    what a database of `commit` pages lacks when those are all it has."""
+    return [p for p in range(1, commit + 1) if p != lock and not covered[p]]
+
+
 # ---- varints (Go's binary.Uvarint), the hot-path form of construct's VarInt --------------------
 
 
@@ -297,8 +329,12 @@ def encode_index_varints(entries: Sequence[tuple[int, int, int]]) -> bytes:
     return bytes(out)
 
 
-def encode_page_index_tuples(entries: Sequence[tuple[int, int, int]]) -> bytes:
-    """`encode_page_index` for (pgno, offset, size) tuples: the decoder's fast path."""
+def encode_page_index(entries: Sequence[tuple[int, int, int]]) -> bytes:
+    """The page index: varint triples (pgno, offset, size), a 0, then the u64 byte length of both.
+
+    The one encoder: the writer uses it, and the decoder compares a file's stored index with it
+    (no varint parsing in the common case). Tests hold it to the construct declaration above.
+    """
     out = encode_index_varints(entries) + b"\x00"
     return out + INDEX_SIZE_STRUCT.pack(len(out))
 
@@ -317,17 +353,6 @@ def _uvarint(v: int) -> bytes:
 
 # one- and two-byte varints, built directly (a loop through append_uvarint took ~40 ms of every start-up)
 _SMALL_VARINTS = [bytes((v,)) for v in range(0x80)] + [bytes(((v & 0x7F) | 0x80, v >> 7)) for v in range(0x80, 16384)]
-
-
-def encode_page_index(entries: list[IndexEntry]) -> bytes:
-    """Varint triples, a 0 terminator, then the u64 byte length of all of that."""
-    out = bytearray()
-    for e in entries:
-        append_uvarint(out, e.pgno)
-        append_uvarint(out, e.offset)
-        append_uvarint(out, e.size)
-    out.append(0)
-    return bytes(out) + INDEX_SIZE_STRUCT.pack(len(out))
 
 
 # ---- file names -------------------------------------------------------------------------------

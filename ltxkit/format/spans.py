@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, crc64_combine
+from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, crc64_combine, file_checksum_mismatch, post_apply_mismatch
 from ltxkit.format.decoder import SpanResult, page_number_defects, parse_header
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import (
@@ -140,24 +140,17 @@ def join_spans(ends: FileEnds, spans: Sequence[SpanResult]) -> list[tuple[int, i
     for span in spans:
         crc = crc64_combine(crc, span.crc, span.length)
         page_sum ^= span.page_sum
-    crc = crc64(ends.checksummed_tail, crc)
-    actual = CHECKSUM_FLAG | crc
-    if actual != ends.trailer.file_checksum:
-        raise LTXError(
-            Code.FILE_CHECKSUM_MISMATCH,
-            f"file checksum {ends.trailer.file_checksum:016x} stored, {actual:016x} computed",
-            offset=ends.size - 8,
-        )
+    wrong = file_checksum_mismatch(ends.trailer.file_checksum, crc64(ends.checksummed_tail, crc), ends.size - 8)
+    if wrong is not None:
+        raise wrong
     defects = page_number_defects(ends.header, frames)
     if defects:
         raise defects[0]
     header = ends.header
     if header.is_snapshot and not header.no_checksum:
-        db_sum = CHECKSUM_FLAG | page_sum
-        if db_sum != ends.trailer.post_apply_checksum:
-            raise LTXError(
-                Code.POST_APPLY_CHECKSUM_MISMATCH,
-                f"post-apply checksum {ends.trailer.post_apply_checksum:016x} stored, pages give {db_sum:016x}",
-                offset=ends.size - TRAILER_SIZE,
-            )
+        wrong = post_apply_mismatch(
+            ends.trailer.post_apply_checksum, CHECKSUM_FLAG | page_sum, ends.size - TRAILER_SIZE
+        )
+        if wrong is not None:
+            raise wrong
     return frames

@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Callable
 
 from ltxkit.format.errors import Code
-from ltxkit.format.schema import Header, lock_pgno
+from ltxkit.format.schema import Header, lock_pgno, missing_pages
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, restore_plan
 from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary, Severity
 
@@ -144,7 +144,7 @@ def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: Replic
         for p in checks[f.key].pgnos:
             if p <= commit:
                 covered[p] = 1
-    missing = [p for p in range(1, commit + 1) if p != lock and not covered[p]]
+    missing = missing_pages(covered, commit, lock)
     if missing:
         add(
             Finding(
