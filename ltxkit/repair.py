@@ -83,12 +83,10 @@ class RepairResult:
     quarantine: str | None  # the key prefix the condemned files and manifest.json went to
     after: ReplicaSummary | None
 
-
-def _errors(summary: ReplicaSummary) -> list[Finding]:
-    out = [f for f in summary.findings if f.severity == Severity.ERROR]
-    for fc in summary.files:
-        out.extend(f for f in fc.findings if f.severity == Severity.ERROR)
-    return out
+    @property
+    def errors(self) -> list[Finding]:
+        """What verify (content included) still finds after the repair: empty when it worked."""
+        return self.after.errors if self.after is not None else []
 
 
 def _condemned(summary: ReplicaSummary) -> dict[str, list[Finding]]:
@@ -132,7 +130,7 @@ def plan_repair(storage: Storage, *, from_db: Path | None, now_ms: int | None = 
     """
     summary = check_replica(storage, storage.label, content=True)
     plan = RepairPlan(before=summary)
-    if not _errors(summary):
+    if not summary.errors:
         return plan
     plan.quarantine = _condemned(summary)
     for key, why in _condemned_by_content(summary).items():

@@ -8,9 +8,11 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -76,20 +78,23 @@ def run_on_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
     """Run the CLI with stdin, stdout and stderr on one pseudo-terminal, typing `answer` at the prompt.
 
     The terminal is the child's controlling terminal (its own session), so Ctrl-C typed there is
-    a SIGINT and Ctrl-D an end of file, as for a person at a shell."""
+    a SIGINT and Ctrl-D an end of file, as for a person at a shell. SIGINT is set back to its
+    default in the child: a test runner's worker may ignore it, and an ignored signal stays
+    ignored across exec. A child still running after a minute is killed (the test then fails)."""
+
+    def as_at_a_shell() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [*CLI, *args],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        [*CLI, *args], stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=as_at_a_shell
     )
     os.close(slave)
     seen = b""
     typed = False
-    while True:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
@@ -104,6 +109,8 @@ def run_on_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
                 typed = True
         elif proc.poll() is not None:
             break
+    if proc.poll() is None:
+        proc.kill()
     proc.wait(timeout=60)
     os.close(master)
     return proc.returncode, ESCAPES.sub(b"", seen).decode(errors="replace")

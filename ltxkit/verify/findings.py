@@ -97,6 +97,14 @@ class ReplicaSummary:
     content: ContentVerdict | None = None
     content_skipped: str | None = None  # why the content was not checked
 
+    @property
+    def errors(self) -> list[Finding]:
+        """Every error found, the replica's own and its files'."""
+        out = [f for f in self.findings if f.severity == Severity.ERROR]
+        for fc in self.files:
+            out.extend(f for f in fc.findings if f.severity == Severity.ERROR)
+        return out
+
     def to_json(self) -> dict[str, Any]:
         levels: dict[str, Any] = {}
         for fc in self.files:
@@ -109,8 +117,7 @@ class ReplicaSummary:
             lv["max_txid"] = f"{max(f.max_txid for f in fs):016x}" if fs else None
         return {
             "path": self.path,
-            "ok": not any(f.severity == Severity.ERROR for f in self.findings)
-            and not any(f.severity == Severity.ERROR for fc in self.files for f in fc.findings),
+            "ok": not self.errors,
             "files": len(self.files),
             "bytes": sum(fc.size for fc in self.files),
             "levels": levels,

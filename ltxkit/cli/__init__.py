@@ -1,0 +1,23 @@
+"""The `ltxkit` command line: a thin shell over the library, one module per command.
+
+Each command parses its options and makes one library call (`inspect_file`, `verify_paths`,
+`restore_to_path`, `write_snapshot_file`, `plan_repair`/`apply_repair`); what they share is in
+`common`. Exit codes everywhere (`ltxkit.errors`): 0 success / clean, 1 defects found or the
+operation refused for a reason about the data, 2 could not run (bad arguments, unreadable
+paths), 130 interrupted. Errors are one line, naming the file and the problem; `--debug` shows
+the traceback instead.
+"""
+
+from ltxkit.cli import inspect, repair, restore, snapshot, verify
+from ltxkit.cli.common import app
+
+# `--help` lists the commands in this order
+for _command in (inspect.inspect, verify.verify, restore.restore, snapshot.snapshot, snapshot.checksum, repair.repair):
+    app.command()(_command)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

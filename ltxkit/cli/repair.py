@@ -1,0 +1,100 @@
+"""`ltxkit repair REPLICA --rebuild-snapshot`: make a broken replica restorable again; deletes nothing."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ltxkit.cli.common import Fail, ask, guarded, out
+from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
+
+
+@guarded
+def repair(
+    replica: Annotated[str, typer.Argument(help="Replica directory or file:// URL.", show_default=False)],
+    rebuild_snapshot: Annotated[
+        bool, typer.Option("--rebuild-snapshot", help="Build a new verified snapshot so the replica restores again.")
+    ] = False,
+    from_db: Annotated[
+        Path | None, typer.Option("--from-db", help="Build it from this live database (best: loses nothing).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would be built and moved; change nothing.")] = (
+        False
+    ),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before moving files.")] = False,
+) -> None:
+    """Make a broken replica restorable again. Deletes nothing.
+
+    Repair verifies the replica first, content included: a replica whose files are sound but
+    whose restores fail SQLite's quick_check is repaired too, and the files from the first bad
+    restore point on are moved aside.
+
+    With --from-db, one consistent read of the live database becomes a new snapshot above every
+    TXID in the replica (the database must pass integrity_check and have the replica's page
+    size). Without it, the snapshot is rebuilt from the newest healthy snapshot and the healthy
+    files after it (up to the last restore point that passes the content check), and the TXIDs
+    that can no longer be restored are named.
+    Damaged files, and files that would keep verify failing, move to REPLICA/quarantine/<time>/
+    with a manifest.json saying why. Every new file is verified before it is published.
+
+    Stop Litestream before repairing; start it again afterwards. Repair backs out if the replica
+    changes while it works.
+
+    Example:  ltxkit repair /backups/app --rebuild-snapshot --from-db /srv/app.db
+    """
+    from ltxkit.repair import RepairError, apply_repair, discard, plan_repair
+    from ltxkit.replica.storage import open_storage
+
+    if not rebuild_snapshot:
+        raise Fail("say what to do: --rebuild-snapshot (the only repair so far)", EXIT_USAGE)
+    storage = open_storage(replica)
+    if from_db is not None and not from_db.is_file():
+        raise Fail(f"{from_db}: no such database file", EXIT_USAGE)
+    try:
+        plan = plan_repair(storage, from_db=from_db)
+    except RepairError as exc:
+        raise Fail(f"{replica}: {exc}") from None
+    if not plan.needed:
+        out.print(f"{replica}: verify finds no errors; nothing to repair, nothing changed")
+        return
+    out.print(f"[bold]repair plan for {replica}[/bold]")
+    if plan.before.content is not None and not plan.before.content.ok:
+        from ltxkit.verify.report import content_line
+
+        out.print(f"  content: {content_line(plan.before)}", markup=False)
+    out.print(f"  new snapshot TXID {plan.txid:016x}, built from {plan.source}")
+    for nf in plan.new_files:
+        out.print(f"  publish  {nf.key}", markup=False)
+    for key, why in sorted(plan.quarantine.items()):
+        out.print(f"  move     {key} -> quarantine/ ({', '.join(sorted({str(f.code) for f in why}))})", markup=False)
+    if plan.lost:
+        out.print(
+            f"  [yellow]lost[/yellow]: TXIDs {plan.lost[0]:016x}..{plan.lost[1]:016x} cannot be restored "
+            "(use --from-db to keep the latest state)"
+        )
+    if dry_run:
+        discard(plan)
+        out.print("dry run: nothing changed")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            discard(plan)
+            raise Fail("not a terminal: pass --yes to apply the repair", EXIT_USAGE)
+        answer = ask("apply this repair? [y/N]: ")
+        if answer is None or answer.strip().lower() not in ("y", "yes"):
+            discard(plan)
+            out.print("nothing changed")
+            raise typer.Exit(EXIT_INTERRUPTED if answer is None else EXIT_DEFECTS)
+    try:
+        result = apply_repair(storage, plan)
+    except RepairError as exc:
+        raise Fail(f"{replica}: {exc}; everything was put back") from None
+    if result.quarantine is not None:
+        where = f"{storage.label.rstrip('/')}/{result.quarantine}"
+        out.print(f"moved {len(plan.quarantine)} file(s) to {where} (see manifest.json there)", markup=False)
+    errors = result.errors
+    if errors:
+        raise Fail(f"{replica}: still failing after repair: {errors[0].code}: {errors[0].message}")
+    out.print(f"[green]repaired[/green]: latest restorable TXID {plan.txid:016x}; `ltxkit verify {replica}` passes")
+    out.print("next: start Litestream again; it continues above the new snapshot")

@@ -1,0 +1,121 @@
+"""`ltxkit verify PATH...`: every defect with a stable code, then the content check."""
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ltxkit.cli.common import Fail, guarded, out, progress_bar
+from ltxkit.errors import EXIT_DEFECTS, EXIT_OK, EXIT_USAGE
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+    junit = "junit"
+
+
+class FailOn(StrEnum):
+    error = "error"
+    warning = "warning"
+
+
+@guarded
+def verify(
+    paths: Annotated[
+        list[str], typer.Argument(help="LTX files, replica directories or file:// URLs.", show_default=False)
+    ],
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")] = (
+        FailOn.error
+    ),
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="Headers, indexes, trailers and the chain only: no page is read, no content check."
+        ),
+    ] = (False),
+    structure_only: Annotated[
+        bool,
+        typer.Option(
+            "--structure-only",
+            help="Decode and check every file and the chain, but skip the content check (for very large replicas).",
+        ),
+    ] = False,
+    deep: Annotated[
+        bool,
+        typer.Option("--deep", help="Content check with the full PRAGMA integrity_check instead of quick_check."),
+    ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes that decode a replica's files (default: one per core)."),
+    ] = None,
+) -> None:
+    """Name every defect in LTX files and replicas, each with a stable code.
+
+    Checks each file (header, frames, LZ4 payloads, page order, index, trailer, checksums) and each
+    replica (TXID chain, snapshots, growth pages, and that the latest restore plan holds every page),
+    following Litestream's own restore plan. Never writes inside a replica.
+
+    Then checks content: well-formed files can still restore to a corrupt database, so verify
+    restores the latest restore point into a temporary file (in $TMPDIR, removed afterwards) and
+    runs SQLite's PRAGMA quick_check on it. That costs one restore (about as long as
+    `ltxkit restore`, and the database's size in temporary disk space). If it fails, verify
+    searches the restore points and reports the last TXID that passes, the first that fails and
+    the file that brought the damage in. --structure-only skips it and says so; --deep runs the
+    full integrity_check.
+
+    Exit 0 clean, 1 defects at or above --fail-on, 2 could not run.
+
+    Examples:  ltxkit verify /backups/app.db-replica
+               ltxkit verify file:///backups/app --format junit -o verify.xml
+               ltxkit verify /backups/huge-replica --structure-only
+    """
+    from ltxkit.verify.engine import VerifyUsageError, total_bytes, verify_paths
+    from ltxkit.verify.findings import Severity
+    from ltxkit.verify.report import render_json, render_junit, render_text
+    from ltxkit.workers import default_jobs
+
+    if quick and deep:
+        raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
+    if structure_only and deep:
+        raise Fail("--structure-only and --deep cannot be used together", EXIT_USAGE)
+    content = not (quick or structure_only)
+    progress = progress_bar(fmt == OutputFormat.text and output is None)
+    workers = jobs or default_jobs()
+    try:
+        if progress is not None:
+            with progress:
+                task = progress.add_task("verifying", total=total_bytes(paths))
+                report = verify_paths(
+                    paths,
+                    quick=quick,
+                    content=content,
+                    deep=deep,
+                    jobs=workers,
+                    progress=lambda _p, n: progress.advance(task, n),
+                    note=lambda line: progress.update(task, description=line),
+                )
+        else:
+            report = verify_paths(paths, quick=quick, content=content, deep=deep, jobs=workers)
+    except VerifyUsageError as exc:
+        raise Fail(str(exc), EXIT_USAGE) from None
+    severity = Severity(fail_on.value)
+    if fmt == OutputFormat.text:
+        if output is not None:
+            with output.open("w") as fh:
+                from rich.console import Console
+
+                render_text(report, severity, Console(file=fh, highlight=False, width=200, soft_wrap=True))
+        else:
+            render_text(report, severity, out.real())
+    else:
+        text = render_json(report, severity) if fmt == OutputFormat.json else render_junit(report, severity)
+        if output is not None:
+            output.write_text(text)
+        else:
+            sys.stdout.write(text)
+    raise typer.Exit(EXIT_DEFECTS if report.failed(severity) else EXIT_OK)

@@ -1,0 +1,90 @@
+"""`inspect_file`: what one LTX file holds and what is wrong with it, decoded strictly, as data.
+
+`ltxkit inspect` prints this; a program can use it directly. Nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ltxkit.errors import LtxkitError, UsageError
+from ltxkit.format.decoder import LTXReader
+from ltxkit.format.errors import LTXError
+from ltxkit.format.schema import Header, IndexEntry, Trailer
+
+
+def iso_ms(ms: int) -> str:
+    """A header timestamp (ms since the epoch) as RFC 3339 UTC, or "invalid"."""
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return "invalid"
+
+
+@dataclass(slots=True)
+class Inspection:
+    """A decoded file: header, trailer and index as far as they could be read, and every defect."""
+
+    path: Path
+    size: int
+    header: Header
+    trailer: Trailer | None = None
+    index: list[IndexEntry] = field(default_factory=list)
+    defects: list[LTXError] = field(default_factory=list)  # the semantic ones, then a fatal one last
+    page: tuple[int, bytes] | None = None  # the page asked for, decoded
+
+    @property
+    def ok(self) -> bool:
+        return not self.defects
+
+    def to_json(self, *, pages: bool = False) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "path": str(self.path),
+            "size": self.size,
+            "header": self.header.to_json(),
+            "timestamp_iso": iso_ms(self.header.timestamp),
+            "is_snapshot": self.header.is_snapshot,
+            "trailer": self.trailer.to_json() if self.trailer else None,
+            "page_count": len(self.index),
+            "ok": self.ok,
+            "defects": [
+                {"code": str(d.code), "message": d.message, "offset": d.offset, **d.context} for d in self.defects
+            ],
+        }
+        if pages:
+            doc["pages"] = [{"pgno": e.pgno, "offset": e.offset, "size": e.size} for e in self.index]
+        if self.page is not None:
+            doc["page"] = {"pgno": self.page[0], "hex": self.page[1].hex()}
+        return doc
+
+
+def inspect_file(path: Path, *, page: int | None = None) -> Inspection:
+    """Decode `path` strictly, collecting every defect; keep page `page` if asked.
+
+    Raises `UsageError` when there is no file to read and `LTXError` when not even its header can
+    be read (nothing else could be shown); every later defect is in the result.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory, not an .ltx file (use `ltxkit verify` for a replica)")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    defects: list[LTXError] = []
+    with path.open("rb") as stream:
+        try:
+            reader = LTXReader(stream, on_defect=defects.append)
+        except LTXError as exc:
+            raise LtxkitError(f"{path}: {exc}") from exc
+        found = Inspection(path, path.stat().st_size, reader.header, defects=defects)
+        try:
+            for pgno, data in reader.pages():
+                if pgno == page:
+                    found.page = (pgno, data)
+            assert reader.info is not None
+            found.trailer, found.index = reader.info.trailer, reader.info.index
+        except LTXError as exc:
+            defects.append(exc)
+    return found
