@@ -25,7 +25,7 @@ from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno, missing_pages
 from ltxkit.format.spans import find_cuts, join_spans, read_ends
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
-from ltxkit.replica.storage import OutputExists, Storage, atomic_output, open_storage
+from ltxkit.replica.storage import OutputExists, Storage, atomic_output, open_storage, replaceable
 from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call
 
 Progress = Callable[[int, int], None]  # (bytes of LTX read so far, pages written so far)
@@ -276,11 +276,14 @@ def restore_to_path(
 
     `plan` defaults to `plan_for(storage, txid=..., timestamp_ms=...)`. With `integrity` ("quick"
     or "full") SQLite checks the temp file first and a failure leaves `output` as it was. An
-    existing `output` is replaced only with `force`; its stale `-wal`/`-shm` go before the rename,
+    existing `output` (a regular file, never a link or a device) is replaced only with `force`,
+    keeping its mode; its stale `-wal`/`-shm` go before the rename,
     so no crash can leave an old WAL beside the new database for SQLite to replay into it.
     """
     output = Path(output)
-    if os.path.lexists(output) and not force:
+    if force:
+        replaceable(output)  # refuse a link or a device now, before the work of a restore
+    elif os.path.lexists(output):
         raise OutputExists(output)
     if not output.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no such directory", str(output.parent))

@@ -403,3 +403,12 @@ def test_help_and_version(run_ltxkit: Run) -> None:
         for option in options:
             assert option in r.stdout, (cmd, option)
     assert version.returncode == 0 and version.stdout.strip() == f"ltxkit {__version__}"
+
+
+def test_verify_summary_says_when_the_latest_restore_point_does_not_restore(run_ltxkit: Run) -> None:
+    bad = run_ltxkit("verify", FIXTURES / "replicas" / "growth-pages-missing")
+    assert bad.returncode == 1
+    assert "TXID 0000000000000002, does not restore" in bad.stdout
+    assert "latest restorable TXID" not in bad.stdout
+    good = run_ltxkit("verify", FIXTURES / "replicas" / "healthy")
+    assert "1 snapshot;" in good.stdout and "latest restorable TXID: 0000000000000004" in good.stdout

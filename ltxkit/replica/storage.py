@@ -20,6 +20,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -102,21 +103,42 @@ class OutputExists(LtxkitError):
         super().__init__(f"{path}: already exists (use --force to replace it)")
 
 
+def replaceable(path: Path) -> os.stat_result | None:
+    """The status of the file at `path` that an output may replace (None: nothing there).
+
+    Only a regular file is replaced. A symbolic link is refused, not followed: replacing it would
+    turn the link into a file, writing through it would change a file the user did not name
+    (give the target's path instead). A device, FIFO, socket or directory is refused too.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(st.st_mode):
+        raise UsageError(f"{path}: is a symbolic link; name the file it points to, ltxkit does not replace links")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{path}: not a regular file; ltxkit replaces only regular files")
+    return st
+
+
 @contextlib.contextmanager
 def atomic_output(
-    path: Path, *, replace: bool = False, mode: int = 0o644, check: Callable[[Path], None] | None = None
+    path: Path, *, replace: bool = False, check: Callable[[Path], None] | None = None
 ) -> Iterator[BinaryIO]:
     """Yield a temp file beside `path`; on success fsync, move it to `path`, fsync the directory.
 
     For the files a user names (restore's database, snapshot's output), not for replicas. An
     existing `path` is an `OutputExists` unless `replace`; without `replace` the final step is a
-    hard link, so a file that appears at `path` meanwhile is not overwritten either.
+    hard link, so a file that appears at `path` meanwhile is not overwritten either. With
+    `replace`, only a regular file is replaced (`replaceable`), and the new file takes its mode
+    and, where permitted, its owner; a new file gets the mode the umask allows, as any program's.
     `check(temp_path)` runs after the fsync and before the move: raising there publishes
     nothing. On any exception the temp file is removed and `path` is left as it was.
     """
     path = Path(path)
     if not replace and os.path.lexists(path):
         raise OutputExists(path)
+    old = replaceable(path) if replace else None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
     try:
@@ -126,7 +148,10 @@ def atomic_output(
         f.close()
         if check is not None:
             check(tmp)
-        os.chmod(tmp, mode)
+        if old is not None:
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
+            with contextlib.suppress(PermissionError):
+                os.chown(tmp, old.st_uid, old.st_gid)
         if replace:
             os.replace(tmp, path)
         else:

@@ -9,6 +9,7 @@ from xml.etree import ElementTree as ET
 from rich.console import Console
 from rich.table import Table
 
+from ltxkit.format.errors import Code
 from ltxkit.verify.findings import Finding, ReplicaSummary, Report, Severity
 
 
@@ -57,6 +58,19 @@ def render_junit(report: Report, fail_on: Severity) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def latest_line(r: ReplicaSummary) -> str:
+    """What is true of the latest restore point: restorable, or which TXID fails to restore."""
+    if r.latest_txid is None:
+        return "no restore plan reaches the latest TXID"
+    if any(f.code == Code.UNRESTORABLE for f in r.findings):
+        return f"the latest restore point, TXID {r.latest_txid:016x}, does not restore"
+    return f"latest restorable TXID: {r.latest_txid:016x}"
+
+
 def content_line(r: ReplicaSummary) -> str:
     """What the content check found, or why it did not run, in one line."""
     verdict = r.content
@@ -83,10 +97,9 @@ def render_text(report: Report, fail_on: Severity, console: Console) -> None:
             lv = data["levels"][level]
             table.add_row(level, str(lv["files"]), f"{lv['bytes']:,}", f"{lv['min_txid']}..{lv['max_txid']}")
         console.print(table)
-        latest = data["latest_txid"] or "none (cannot restore)"
         console.print(
-            f"  {data['files']} files, {data['bytes']:,} bytes, {data['snapshots']} snapshots; "
-            f"latest restorable TXID: {latest}"
+            f"  {_count(data['files'], 'file')}, {data['bytes']:,} bytes, {_count(data['snapshots'], 'snapshot')}; "
+            f"{latest_line(r)}"
             + (f", {data['commit']} pages of {data['page_size']} bytes" if data["commit"] is not None else "")
         )
         console.print(f"  content: {content_line(r)}", highlight=False)

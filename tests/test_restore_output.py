@@ -1,0 +1,83 @@
+"""What `restore` does to the path it is given: a new file honours the umask, a replaced file
+keeps its mode, and anything that is not a regular file (a symlink, a FIFO, a directory) is
+refused, left exactly as it was (`ltxkit/replica/storage.py: atomic_output`)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.replica_builder import simple_chain
+
+CLI = [sys.executable, "-c", "from ltxkit.cli import main; main()"]
+
+
+def run(*args: object, umask: int = 0o022) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: os.umask(umask),
+    )
+
+
+@pytest.fixture
+def replica(tmp_path: Path) -> Path:
+    simple_chain(tmp_path / "r", n=3)
+    return tmp_path / "r"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o077, 0o600), (0o022, 0o644), (0o027, 0o640)])
+def test_a_new_output_honours_the_umask(replica: Path, tmp_path: Path, umask: int, expected: int) -> None:
+    out = tmp_path / "new.db"
+    r = run("restore", replica, "-o", out, "--quiet", umask=umask)
+    assert r.returncode == 0, r.stderr
+    assert mode(out) == expected
+
+
+def test_a_replaced_output_keeps_its_mode(replica: Path, tmp_path: Path) -> None:
+    out = tmp_path / "app.db"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    r = run("restore", replica, "-o", out, "--force", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() != b"old" and mode(out) == 0o600
+
+
+def test_a_symlink_is_refused_and_left_alone(replica: Path, tmp_path: Path) -> None:
+    target = tmp_path / "target.db"
+    target.write_bytes(b"precious")
+    link = tmp_path / "link.db"
+    link.symlink_to(target)
+    for args in ((), ("--force",)):
+        r = run("restore", replica, "-o", link, "--quiet", *args)
+        assert r.returncode == (2 if args else 1), r.stderr
+        assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
+    assert "symbolic link" in r.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target) and target.read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_what_is_not_a_regular_file_is_refused(replica: Path, tmp_path: Path, kind: str) -> None:
+    out = tmp_path / "thing"
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        out.mkdir()
+    before = out.lstat()
+    r = run("restore", replica, "-o", out, "--force", "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert "not a regular file" in r.stderr and "Traceback" not in r.stderr
+    after = out.lstat()
+    assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".thing")] == []  # no temp file left
