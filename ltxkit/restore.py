@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ltxkit.errors import LtxkitError
-from ltxkit.format.decoder import LTXReader, SpanResult
+from ltxkit.format.decoder import LTXReader, SpanResult, read_ends
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno, missing_pages
-from ltxkit.format.spans import find_cuts, join_spans, read_ends
+from ltxkit.format.spans import find_cuts, join_spans
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import OutputExists, Storage, atomic_output, open_storage, replaceable

@@ -32,9 +32,9 @@ from ltxkit.format import (
     lock_pgno,
     read_page_index,
 )
-from ltxkit.format.decoder import DecodedFile, read_page
+from ltxkit.format.decoder import DecodedFile, read_ends, read_page
 from ltxkit.format.schema import HEADER_SIZE, PAGE_FLAG_LZ4_FRAME, PAGE_FLAG_SIZE
-from ltxkit.format.spans import find_cuts, join_spans, read_ends
+from ltxkit.format.spans import find_cuts, join_spans
 from tests.filespec import FileSpec, Frame, flip_byte, insert_bytes, page_bytes, random_page
 
 ALL_PAGE_SIZES = [512 << i for i in range(8)]

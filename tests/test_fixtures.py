@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ltxkit.cli import app
+from ltxkit.format.errors import Code
 from ltxkit.verify.engine import verify_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,3 +210,15 @@ def test_verify_never_writes_into_the_fixtures(tmp_path: Path) -> None:
     assert snapshot_tree(FIXTURES) == before
     assert not [p for p in FIXTURES.rglob("*") if p.name.startswith(".") or p.suffix == ".db"]
     assert os.listdir(tmp_path) == ["report.xml"]
+
+
+@pytest.mark.parametrize("name", ["truncated-page", "truncated-index", "truncated-trailer", "legacy-frame-truncated"])
+def test_quick_verify_calls_a_cut_file_truncated_as_the_full_check_does(name: str) -> None:
+    """Both read the file's ends through one reader (`read_ends`), so a cut file is `truncated`
+    whether or not its pages are read."""
+    from ltxkit.verify.files import check_loose_file
+
+    path = FIXTURES / "files" / f"{name}.ltx"
+    full = [f.code for f in check_loose_file(path, quick=False).findings]
+    quick = [f.code for f in check_loose_file(path, quick=True).findings]
+    assert full == quick == [Code.TRUNCATED]

@@ -34,6 +34,7 @@ from ltxkit.format.schema import (
     PAGE_FLAG_SIZE,
     PAGE_HEADER_SIZE,
     SIZE_PREFIX_SIZE,
+    TERMINATOR,
     TRAILER_SIZE,
     Header,
     IndexEntry,
@@ -588,33 +589,73 @@ def read_header(stream: BinaryIO) -> Header:
     return parse_header(data)
 
 
-def read_page_index(stream: BinaryIO, size: int) -> tuple[list[IndexEntry], Trailer]:
-    """Random access: read the index and trailer from the end of a seekable stream of `size` bytes.
+# ---- a file's ends, read with ranged reads: quick verify, spans and random access share them --
 
-    Only the tail is read; the page block is not checked (use `LTXReader` for that).
-    """
-    tail_len = TRAILER_SIZE + INDEX_SIZE_FIELD_SIZE
-    if size < HEADER_SIZE + PAGE_HEADER_SIZE + 1 + tail_len:
-        raise LTXError(Code.TRUNCATED, f"file is only {size} bytes", offset=size)
+
+@dataclass(frozen=True, slots=True)
+class FileEnds:
+    """A file's header and everything after its page block, read without touching the frames."""
+
+    header: Header
+    header_bytes: bytes
+    frames_end: int  # offset of the terminator: where the page block's frames stop
+    index_varints: bytes  # the stored page index, without its closing 0 and size field
+    checksummed_tail: bytes  # terminator, index, size field, post-apply checksum (the CRC's last input)
+    trailer: Trailer
+    size: int
+
+
+def _read_exactly(stream: BinaryIO, offset: int, n: int) -> bytes:
     try:
-        stream.seek(size - tail_len)
-        tail = stream.read(tail_len)
-        if len(tail) != tail_len:
-            raise LTXError(Code.TRUNCATED, f"file is shorter than {size} bytes", offset=size)
-        (index_len,) = INDEX_SIZE_STRUCT.unpack_from(tail)
-        start = size - tail_len - index_len
-        if index_len == 0 or start < HEADER_SIZE + PAGE_HEADER_SIZE:
-            raise LTXError(
-                Code.INDEX_MISMATCH, f"page index size field {index_len} is impossible", offset=size - tail_len
-            )
-        stream.seek(start)
-        data = stream.read(index_len + INDEX_SIZE_FIELD_SIZE)
+        stream.seek(offset)
+        data = stream.read(n) or b""
     except OSError as exc:
-        raise LTXError(Code.UNREADABLE, f"read failed: {exc}") from exc
-    entries, used = _parse_index(data, start)
+        raise LTXError(Code.UNREADABLE, f"read failed: {exc}", offset=offset) from exc
+    if len(data) != n:
+        raise LTXError(Code.TRUNCATED, f"file ends {n - len(data)} bytes early", offset=offset + len(data))
+    return data
+
+
+def read_ends(stream: BinaryIO, size: int) -> FileEnds:
+    """Header and tail of a seekable file of `size` bytes."""
+    least = HEADER_SIZE + PAGE_HEADER_SIZE + 1 + INDEX_SIZE_FIELD_SIZE + TRAILER_SIZE
+    if size < least:
+        raise LTXError(Code.TRUNCATED, f"file is only {size} bytes", offset=size)
+    head = _read_exactly(stream, 0, HEADER_SIZE)
+    header = parse_header(head)
+    size_field_at = size - TRAILER_SIZE - INDEX_SIZE_FIELD_SIZE
+    (index_len,) = INDEX_SIZE_STRUCT.unpack(_read_exactly(stream, size_field_at, INDEX_SIZE_FIELD_SIZE))
+    frames_end = size_field_at - index_len - PAGE_HEADER_SIZE
+    if index_len == 0 or frames_end < HEADER_SIZE:
+        if index_len > size:  # what the last bytes of a cut-off file read as, almost always
+            raise LTXError(
+                Code.TRUNCATED,
+                f"the last bytes are not a page index and trailer ({size} bytes cannot hold the "
+                f"{index_len:,}-byte index they claim): the file is cut short, or bytes follow its trailer",
+                offset=size,
+            )
+        raise LTXError(Code.INDEX_MISMATCH, f"page index size field {index_len} is impossible", offset=size_field_at)
+    tail = _read_exactly(stream, frames_end, size - frames_end)
+    varints_end = PAGE_HEADER_SIZE + index_len - 1
+    if tail[:PAGE_HEADER_SIZE] != TERMINATOR or tail[varints_end] != 0:
+        raise LTXError(Code.INDEX_MISMATCH, "the page index is not where its size field says", offset=frames_end)
+    trailer = Trailer.unpack(tail[-TRAILER_SIZE:])
+    problems = trailer.problems(header)
+    if problems:
+        raise LTXError(Code.BAD_TRAILER, "; ".join(problems), offset=size - TRAILER_SIZE)
+    return FileEnds(header, head, frames_end, tail[PAGE_HEADER_SIZE:varints_end], tail[: len(tail) - 8], trailer, size)
+
+
+def read_page_index(stream: BinaryIO, size: int) -> tuple[list[IndexEntry], Trailer]:
+    """Random access: the page index and trailer of a seekable stream of `size` bytes, from its
+    ends alone (`read_ends`); the page block is not read (use `LTXReader` for that)."""
+    ends = read_ends(stream, size)
+    varints_at = ends.frames_end + PAGE_HEADER_SIZE
+    data = ends.checksummed_tail[PAGE_HEADER_SIZE:-8]  # varints, their 0, the size field
+    entries, used = _parse_index(data, varints_at)
     if used != len(data):
-        raise LTXError(Code.INDEX_MISMATCH, "page index does not end where its size field says", offset=start)
-    return entries, Trailer.unpack(tail[INDEX_SIZE_FIELD_SIZE:])
+        raise LTXError(Code.INDEX_MISMATCH, "page index does not end where its size field says", offset=varints_at)
+    return entries, ends.trailer
 
 
 def read_page(stream: BinaryIO, entry: IndexEntry, page_size: int) -> bytes:

@@ -21,70 +21,15 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import BinaryIO
 
 from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, crc64_combine, file_checksum_mismatch, post_apply_mismatch
-from ltxkit.format.decoder import SpanResult, page_number_defects, parse_header
+from ltxkit.format.decoder import FileEnds, SpanResult, page_number_defects
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import (
     HEADER_SIZE,
-    INDEX_SIZE_FIELD_SIZE,
-    INDEX_SIZE_STRUCT,
-    PAGE_HEADER_SIZE,
-    TERMINATOR,
     TRAILER_SIZE,
-    Header,
-    Trailer,
     read_uvarint,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class FileEnds:
-    """A file's header and everything after its page block, read without touching the frames."""
-
-    header: Header
-    header_bytes: bytes
-    frames_end: int  # offset of the terminator: where the page block's frames stop
-    index_varints: bytes  # the stored page index, without its closing 0 and size field
-    checksummed_tail: bytes  # terminator, index, size field, post-apply checksum (the CRC's last input)
-    trailer: Trailer
-    size: int
-
-
-def _read_exactly(stream: BinaryIO, offset: int, n: int) -> bytes:
-    try:
-        stream.seek(offset)
-        data = stream.read(n) or b""
-    except OSError as exc:
-        raise LTXError(Code.UNREADABLE, f"read failed: {exc}", offset=offset) from exc
-    if len(data) != n:
-        raise LTXError(Code.TRUNCATED, f"file ends {n - len(data)} bytes early", offset=offset + len(data))
-    return data
-
-
-def read_ends(stream: BinaryIO, size: int) -> FileEnds:
-    """Header and tail of a seekable file of `size` bytes."""
-    least = HEADER_SIZE + PAGE_HEADER_SIZE + 1 + INDEX_SIZE_FIELD_SIZE + TRAILER_SIZE
-    if size < least:
-        raise LTXError(Code.TRUNCATED, f"file is only {size} bytes", offset=size)
-    head = _read_exactly(stream, 0, HEADER_SIZE)
-    header = parse_header(head)
-    size_field_at = size - TRAILER_SIZE - INDEX_SIZE_FIELD_SIZE
-    (index_len,) = INDEX_SIZE_STRUCT.unpack(_read_exactly(stream, size_field_at, INDEX_SIZE_FIELD_SIZE))
-    frames_end = size_field_at - index_len - PAGE_HEADER_SIZE
-    if index_len == 0 or frames_end < HEADER_SIZE:
-        raise LTXError(Code.INDEX_MISMATCH, f"page index size field {index_len} is impossible", offset=size_field_at)
-    tail = _read_exactly(stream, frames_end, size - frames_end)
-    varints_end = PAGE_HEADER_SIZE + index_len - 1
-    if tail[:PAGE_HEADER_SIZE] != TERMINATOR or tail[varints_end] != 0:
-        raise LTXError(Code.INDEX_MISMATCH, "the page index is not where its size field says", offset=frames_end)
-    trailer = Trailer.unpack(tail[-TRAILER_SIZE:])
-    problems = trailer.problems(header)
-    if problems:
-        raise LTXError(Code.BAD_TRAILER, "; ".join(problems), offset=size - TRAILER_SIZE)
-    return FileEnds(header, head, frames_end, tail[PAGE_HEADER_SIZE:varints_end], tail[: len(tail) - 8], trailer, size)
 
 
 def find_cuts(ends: FileEnds, parts: int) -> list[int]:
