@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check ltxkit tests fixtures benchmarks demo
+	$(BIN)/ruff check ltxkit harness tests fixtures benchmarks demo
 	$(BIN)/ruff format --check ltxkit
 	$(BIN)/mypy
 

@@ -11,11 +11,11 @@ import os
 import random
 import shutil
 import sqlite3
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import harness as H
 from ltxkit.format import FLAG_NO_CHECKSUM, Header, LTXWriter, format_filename
 
 PAGE_SIZE = 4096
@@ -124,16 +124,12 @@ def build_database(path: Path, mb: int, seed: int = 20251125) -> None:
 
 
 def litestream_once(litestream: str, db: Path, replica: Path, *, force_snapshot: bool = False) -> float:
-    args = [litestream, "replicate", "-once"]
-    if force_snapshot:
-        args.append("-force-snapshot")
-    args += [str(db), f"file://{replica.resolve()}"]
+    """`litestream replicate -once` through the shared harness (the one way tests, the demo and the
+    benchmarks drive Litestream); returns its wall time."""
     t = time.perf_counter()
-    res = subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
-    elapsed = time.perf_counter() - t
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
-    return elapsed
+    with H.using_litestream(litestream):
+        H.replicate_once(db, replica, force_snapshot=force_snapshot, timeout=600)
+    return time.perf_counter() - t
 
 
 def _update_phase(conn: sqlite3.Connection, rows: RowMaker, phase: int, max_id: int) -> None:

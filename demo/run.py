@@ -21,7 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from tests import litestream_harness as H
+import harness as H
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "demo-work"

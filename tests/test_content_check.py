@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import harness as H
 from ltxkit.format.schema import format_filename
 from ltxkit.replica.layout import ReplicaFile
 from ltxkit.verify.content import CheckMode, ContentVerdict, PointCheck, _bisect
-from tests import litestream_harness as H
 
 pytestmark = pytest.mark.litestream
 

@@ -1,4 +1,5 @@
-"""Smoke tests for tests/litestream_harness.py: the harness really drives Litestream 0.5.17.
+"""Smoke tests for the `harness` package: the harness really drives Litestream 0.5.17, and its
+private LTX codec (an independent oracle) agrees with ltxkit's on real files.
 
 They also pin down what real ``litestream restore`` does with each damage shape, so a change of
 Litestream behaviour shows up here first.
@@ -14,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-try:  # works whether or not tests/ becomes a package
-    from tests import litestream_harness as H
-except ImportError:  # pragma: no cover - depends on how pytest set up sys.path
-    import litestream_harness as H
+import harness as H
+from harness.ltxcodec import _read_ltx, _verify_ltx_bytes
+from ltxkit.format import LTXReader
 
 needs_litestream = pytest.mark.litestream
 
@@ -248,3 +248,33 @@ def test_mixed_state_shape_restores_silently_wrong(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert H.integrity_check(out) == "ok"
     assert H.row_count(out) < H.row_count(d.db_path)
+
+
+@needs_litestream
+def test_the_private_codec_and_ltxkit_read_real_files_alike(tmp_path: Path) -> None:
+    """Two codecs that share no code, one written against the Go reference's behaviour: on every
+    file real Litestream writes they must see the same header, pages and trailer."""
+    rep = H.make_replica(tmp_path, page_size=4096)
+    files = rep.files()
+    assert {0, 1, 9} <= {f.level for f in files}
+    for f in files:
+        theirs = _read_ltx(f.path)
+        assert _verify_ltx_bytes(f.path.read_bytes())
+        with open(f.path, "rb") as fh:
+            reader = LTXReader(fh)
+            ours = list(reader.pages())
+        assert reader.info is not None
+        hdr = reader.header
+        assert (theirs.flags, theirs.page_size, theirs.commit, theirs.min_txid, theirs.max_txid, theirs.timestamp) == (
+            hdr.flags,
+            hdr.page_size,
+            hdr.commit,
+            hdr.min_txid,
+            hdr.max_txid,
+            hdr.timestamp,
+        )
+        assert theirs.pages == ours
+        assert (theirs.post_apply, theirs.file_checksum) == (
+            reader.info.trailer.post_apply_checksum,
+            reader.info.trailer.file_checksum,
+        )

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import harness as H
 from ltxkit.format import LTXReader
 from ltxkit.format.schema import format_filename
 from ltxkit.replica.storage import LocalStorage
 from ltxkit.restore import restore_to_path
-from tests import litestream_harness as H
 
 pytestmark = pytest.mark.litestream
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import litestream_harness as H
+import harness as H
 
 pytestmark = pytest.mark.litestream
 
@@ -31,7 +31,7 @@ def first_page_flags(path: Path) -> int:
 @pytest.fixture(scope="module")
 def legacy_replica(tmp_path_factory) -> H.Replica:
     """A 0.5.15 replica with L0 increments, L1/L2 compactions and an L9 snapshot."""
-    with H.older_litestream(H.release_bin(LEGACY)):
+    with H.using_litestream(H.release_bin(LEGACY)):
         return H.make_replica(tmp_path_factory.mktemp("legacy"), page_size=4096, name="legacy")
 
 
@@ -40,7 +40,7 @@ def upgraded_replica(tmp_path_factory) -> tuple[H.Replica, int]:
     """A 0.5.15 `-once` chain continued by 0.5.17: old files below new ones. Returns the replica
     and the last TXID 0.5.15 wrote."""
     tmp = tmp_path_factory.mktemp("upgraded")
-    with H.older_litestream(H.release_bin(LEGACY)):
+    with H.using_litestream(H.release_bin(LEGACY)):
         rep, stack = H._once_chain(tmp, "upgraded", 4096, increments=3, rows_per_increment=10)
     old_max = H.max_txid(rep.replica_dir)
     with stack:  # the WAL pin stays: 0.5.17 continues the same WAL position

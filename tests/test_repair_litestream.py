@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+import harness as H
 from ltxkit.format.schema import format_filename
 from ltxkit.repair import RepairError, apply_repair, plan_repair
 from ltxkit.replica.storage import LocalStorage
-from tests import litestream_harness as H
 
 pytestmark = pytest.mark.litestream
 

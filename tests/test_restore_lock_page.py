@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+import harness as H
 from ltxkit.format import LTXWriter
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
 from ltxkit.replica.storage import LocalStorage
 from ltxkit.restore import restore_to_path
-from tests import litestream_harness as H
 
 pytestmark = [pytest.mark.slow, pytest.mark.litestream]
 
