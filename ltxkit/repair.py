@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restor
 from ltxkit.replica.storage import Storage
 from ltxkit.restore import RestoreError, restore_into
 from ltxkit.snapshot import verify_file
-from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseView, consistent_view, integrity_check
+from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseError, DatabaseView, consistent_view, integrity_check, schema_of
 from ltxkit.verify.engine import check_replica
 from ltxkit.verify.findings import Finding, ReplicaSummary, Severity
 
@@ -70,6 +71,7 @@ class RepairPlan:
     source: str = ""
     txid: int = 0
     lost: tuple[int, int] | None = None  # TXIDs that can no longer be restored (from the chain)
+    comparison: str = ""  # from a database: how it was compared with the replica
     staging: Path | None = None
 
     @property
@@ -121,7 +123,9 @@ def _condemned_by_content(summary: ReplicaSummary) -> dict[str, list[Finding]]:
     }
 
 
-def plan_repair(storage: Storage, *, from_db: Path | None, now_ms: int | None = None) -> RepairPlan:
+def plan_repair(
+    storage: Storage, *, from_db: Path | None, now_ms: int | None = None, force_source: bool = False
+) -> RepairPlan:
     """Decide what to build and what to move; build and verify the new files in staging.
 
     The replica is verified with its content checked, so a replica whose files are sound but
@@ -142,7 +146,7 @@ def plan_repair(storage: Storage, *, from_db: Path | None, now_ms: int | None = 
     plan.staging = staging
     try:
         if from_db is not None:
-            _plan_from_db(plan, storage, keep, from_db, now, staging)
+            _plan_from_db(plan, storage, keep, from_db, now, staging, force_source=force_source)
         else:
             _plan_from_chain(plan, storage, keep, now, staging)
     except BaseException:
@@ -170,7 +174,14 @@ def _write_staged(
 
 
 def _plan_from_db(
-    plan: RepairPlan, storage: Storage, keep: list[ReplicaFile], db: Path, now: int, staging: Path
+    plan: RepairPlan,
+    storage: Storage,
+    keep: list[ReplicaFile],
+    db: Path,
+    now: int,
+    staging: Path,
+    *,
+    force_source: bool,
 ) -> None:
     listing = plan.before.listing
     txid = listing.max_txid + 1
@@ -181,13 +192,62 @@ def _plan_from_db(
         raise RepairError(
             f"{db} itself fails integrity_check ({problems[0]}): it cannot be the source of a sound snapshot"
         )
+    _compare_source(plan, storage, db, force_source=force_source)
     with consistent_view(db) as view:
-        want = _replica_page_size(plan.before)
-        if want is not None and view.page_size != want:
-            raise RepairError(
-                f"{db} has {view.page_size}-byte pages, the replica {want}-byte pages: is it the replica's database?"
-            )
+        _check_page_size(db, view.page_size, plan.before)  # again, inside the read: it may have changed
         _stage_full_state(plan, storage, view, keep, txid, now, staging)
+
+
+def _check_page_size(db: Path, page_size: int, before: ReplicaSummary) -> None:
+    want = _replica_page_size(before)
+    if want is not None and page_size != want:
+        raise RepairError(
+            f"{db} has {page_size}-byte pages, the replica {want}-byte pages: is it the replica's database?"
+        )
+
+
+def _compare_source(plan: RepairPlan, storage: Storage, db: Path, *, force_source: bool) -> None:
+    """Does `db` look like the database this replica was made from? The newest restore point that
+    restores (the last good one when the content check failed) must have the database's
+    application id and only tables the database has; what was compared goes into the plan."""
+    before = plan.before
+    point: list[ReplicaFile] | None = None
+    if before.content is not None and before.content.last_good is not None:
+        point = restore_plan(before.listing.files, txid=before.content.last_good.txid)
+    elif before.plan and not any(f.code == Code.UNRESTORABLE for f in before.findings):
+        point = restore_plan(before.listing.files)
+    live = schema_of(db, live=True)
+    _check_page_size(db, live.page_size, before)
+    if point is None:
+        plan.comparison = f"no restore point restores, so only the page size is compared; {db}: {live.describe()}"
+        return
+    with tempfile.TemporaryDirectory(prefix="ltxkit-repair-") as tmp:
+        restored = Path(tmp) / "restore-point.db"
+        try:
+            with restored.open("wb") as out:
+                restore_into(storage, point, out)
+            replica = schema_of(restored)
+        except (RestoreError, DatabaseError):
+            plan.comparison = (
+                f"the restore point could not be read, so only the page size is compared; {db}: {live.describe()}"
+            )
+            return
+    txid = point[-1].max_txid
+    plan.comparison = f"restore point TXID {txid:016x}: {replica.describe()}; {db}: {live.describe()}"
+    missing = replica.tables - live.tables
+    if replica.application_id == live.application_id and not missing:
+        return
+    why = (
+        f"application id {live.application_id}, the replica's {replica.application_id}"
+        if replica.application_id != live.application_id
+        else f"it lacks the replica's table(s) {', '.join(sorted(missing)[:6])}"
+    )
+    if not force_source:
+        raise RepairError(
+            f"{db} does not look like this replica's database ({why}); nothing changed. "
+            "Pass --force-source to publish it anyway"
+        )
+    plan.comparison += f"; NOT the replica's database by its schema ({why}), used because of --force-source"
 
 
 def _replica_page_size(summary: ReplicaSummary) -> int | None:

@@ -180,3 +180,36 @@ def integrity_check(db: Path, *, quick: bool = False, live: bool = False) -> lis
         return [str(exc)]
     msgs = [r[0] for r in rows]
     return [] if msgs == ["ok"] else msgs
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """What says which application a database belongs to: its application id and its tables."""
+
+    page_size: int
+    application_id: int
+    tables: frozenset[str]  # the application's: not SQLite's own, not Litestream's `_litestream_*`
+
+    def describe(self) -> str:
+        shown = ", ".join(sorted(self.tables)[:6]) + (", ..." if len(self.tables) > 6 else "")
+        return f"application id {self.application_id}, {len(self.tables)} table(s): {shown or 'none'}"
+
+
+def schema_of(db: Path, *, live: bool = False) -> Schema:
+    """The schema of a database (`live`: through SQLite's locks; else opened immutable)."""
+    uri = f"file:{db}?mode=ro" + ("" if live else "&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30)
+        try:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = frozenset(
+                r[0]
+                for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if not r[0].startswith(("sqlite_", "_litestream_"))
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"{db}: {exc}") from exc
+    return Schema(page_size, app_id, tables)

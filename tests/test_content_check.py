@@ -159,6 +159,34 @@ def test_repair_from_db_refuses_a_database_that_fails_integrity_check(
     assert tree(stale.replica_dir) == before
 
 
+def test_repair_from_db_refuses_a_database_that_is_not_the_replicas_source(
+    stale: H.DamagedReplica, tmp_path: Path, run_ltxkit
+):
+    """An unrelated database with the right page size: its schema gives it away."""
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    conn.executemany("INSERT INTO invoices(total) VALUES (?)", [(i * 1.5,) for i in range(50)])
+    conn.commit()
+    conn.close()
+    before = tree(stale.replica_dir)
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", other, "--yes")
+    assert r.returncode == 1
+    assert "does not look like this replica's database" in r.stderr and "lacks the replica's table(s) t" in r.stderr
+    assert tree(stale.replica_dir) == before
+    # the real source passes the comparison, and the plan says what was compared
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", stale.db_path, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert f"source check: restore point TXID {FIRST_BAD - 1:016x}" in r.stdout
+    # forced: it goes ahead, and says loudly what it is doing
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", other, "--dry-run", "--force-source")
+    assert r.returncode == 0, r.stderr
+    assert "NOT the replica's database" in r.stdout and tree(stale.replica_dir) == before
+
+
 # ---- the search itself, over many histories: no Litestream needed ----------------------------
 
 

@@ -23,6 +23,12 @@ def repair(
         False
     ),
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before moving files.")] = False,
+    force_source: Annotated[
+        bool,
+        typer.Option(
+            "--force-source", help="Use --from-db even when its schema does not match the replica's (loudly)."
+        ),
+    ] = False,
 ) -> None:
     """Make a broken replica restorable again. Deletes nothing.
 
@@ -31,8 +37,10 @@ def repair(
     restore point on are moved aside.
 
     With --from-db, one consistent read of the live database becomes a new snapshot above every
-    TXID in the replica (the database must pass integrity_check and have the replica's page
-    size). Without it, the snapshot is rebuilt from the newest healthy snapshot and the healthy
+    TXID in the replica. The database must pass integrity_check, have the replica's page size,
+    and look like the replica's source: the newest restore point that restores must have its
+    application id and only tables it has (the plan shows the comparison; --force-source
+    overrides a mismatch). Without it, the snapshot is rebuilt from the newest healthy snapshot and the healthy
     files after it (up to the last restore point that passes the content check), and the TXIDs
     that can no longer be restored are named.
     Damaged files, and files that would keep verify failing, move to REPLICA/quarantine/<time>/
@@ -52,7 +60,7 @@ def repair(
     if from_db is not None and not from_db.is_file():
         raise Fail(f"{from_db}: no such database file", EXIT_USAGE)
     try:
-        plan = plan_repair(storage, from_db=from_db)
+        plan = plan_repair(storage, from_db=from_db, force_source=force_source)
     except RepairError as exc:
         raise Fail(f"{replica}: {exc}") from None
     if not plan.needed:
@@ -64,6 +72,11 @@ def repair(
 
         out.print(f"  content: {content_line(plan.before)}", markup=False)
     out.print(f"  new snapshot TXID {plan.txid:016x}, built from {plan.source}")
+    if plan.comparison:
+        style = "bold red" if "NOT the replica's database" in plan.comparison else "dim"
+        from rich.markup import escape
+
+        out.print(f"  [{style}]source check[/{style}]: {escape(plan.comparison)}", highlight=False)
     for nf in plan.new_files:
         out.print(f"  publish  {nf.key}", markup=False)
     for key, why in sorted(plan.quarantine.items()):
