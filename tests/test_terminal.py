@@ -92,9 +92,14 @@ def run_on_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
     )
     os.close(slave)
     seen = b""
-    typed = False
+    typed = 0.0  # when the answer was typed
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
+        # A Ctrl-C that lands after the prompt is written but before the read starts only marks
+        # the signal, which Python acts on once the read returns: as a person would, press it again.
+        if typed and answer == b"\x03" and time.monotonic() - typed > 2 and proc.poll() is None:
+            os.write(master, answer)
+            typed = time.monotonic()
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
             try:
@@ -105,8 +110,9 @@ def run_on_terminal(args: list[str], answer: bytes) -> tuple[int, str]:
                 break
             seen += chunk
             if not typed and b"apply this repair?" in seen:
+                time.sleep(0.2)  # a person reads the prompt first
                 os.write(master, answer)
-                typed = True
+                typed = time.monotonic()
         elif proc.poll() is not None:
             break
     if proc.poll() is None:
