@@ -136,13 +136,18 @@ def test_repair_from_the_chain_rebuilds_at_the_last_good_txid(stale: H.DamagedRe
     assert H.dump_sha256(out) == mark.dump_sha256
 
 
+def refused_from_db(run_ltxkit, stale: H.DamagedReplica, db: Path) -> str:  # type: ignore[no-untyped-def]
+    """`repair --from-db db --yes` refuses (exit 1) and changes nothing; its message."""
+    before = tree(stale.replica_dir)
+    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", db, "--yes")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert tree(stale.replica_dir) == before
+    return r.stderr
+
+
 def test_repair_from_db_refuses_a_database_with_another_page_size(stale: H.DamagedReplica, tmp_path: Path, run_ltxkit):
     other = H.make_db(tmp_path / "other.db", page_size=1024, rows=5)
-    before = tree(stale.replica_dir)
-    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", other, "--yes")
-    assert r.returncode == 1
-    assert "1024-byte pages, the replica 4096-byte pages" in r.stderr
-    assert tree(stale.replica_dir) == before
+    assert "1024-byte pages, the replica 4096-byte pages" in refused_from_db(run_ltxkit, stale, other)
 
 
 def test_repair_from_db_refuses_a_database_that_fails_integrity_check(
@@ -152,11 +157,7 @@ def test_repair_from_db_refuses_a_database_that_fails_integrity_check(
     out = tmp_path / "restored.db"
     assert H.restore(stale.replica_dir, out).returncode == 0  # the corrupt latest state
     broken.write_bytes(out.read_bytes())
-    before = tree(stale.replica_dir)
-    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", broken, "--yes")
-    assert r.returncode == 1
-    assert "itself fails integrity_check" in r.stderr
-    assert tree(stale.replica_dir) == before
+    assert "itself fails integrity_check" in refused_from_db(run_ltxkit, stale, broken)
 
 
 def test_repair_from_db_refuses_a_database_that_is_not_the_replicas_source(
@@ -172,11 +173,9 @@ def test_repair_from_db_refuses_a_database_that_is_not_the_replicas_source(
     conn.executemany("INSERT INTO invoices(total) VALUES (?)", [(i * 1.5,) for i in range(50)])
     conn.commit()
     conn.close()
+    said = refused_from_db(run_ltxkit, stale, other)
+    assert "does not look like this replica's database" in said and "lacks the replica's table(s) t" in said
     before = tree(stale.replica_dir)
-    r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", other, "--yes")
-    assert r.returncode == 1
-    assert "does not look like this replica's database" in r.stderr and "lacks the replica's table(s) t" in r.stderr
-    assert tree(stale.replica_dir) == before
     # the real source passes the comparison, and the plan says what was compared
     r = run_ltxkit("repair", stale.replica_dir, "--rebuild-snapshot", "--from-db", stale.db_path, "--dry-run")
     assert r.returncode == 0, r.stderr
