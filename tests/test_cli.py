@@ -412,3 +412,11 @@ def test_verify_summary_says_when_the_latest_restore_point_does_not_restore(run_
     assert "latest restorable TXID" not in bad.stdout
     good = run_ltxkit("verify", FIXTURES / "replicas" / "healthy")
     assert "1 snapshot;" in good.stdout and "latest restorable TXID: 0000000000000004" in good.stdout
+
+
+def test_short_help_and_debug_after_the_command(run_ltxkit: Run, tmp_path: Path) -> None:
+    for args in (("-h",), ("verify", "-h"), ("restore", "-h")):
+        r = run_ltxkit(*args)
+        assert r.returncode == 0 and "Usage:" in r.stdout, (args, r.stderr)
+    r = run_ltxkit("inspect", tmp_path / "missing.ltx", "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr  # --debug after the command still shows it

@@ -81,3 +81,18 @@ def test_what_is_not_a_regular_file_is_refused(replica: Path, tmp_path: Path, ki
     after = out.lstat()
     assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".thing")] == []  # no temp file left
+
+
+def test_timestamp_needs_a_zone_and_outside_the_window_says_what_is_there(replica: Path, tmp_path: Path) -> None:
+    """As `litestream restore -timestamp`: RFC 3339 with a zone. simple_chain stamps TXID n at
+    1_700_000_000_000 + n ms (file mtime = header time, as Litestream's file backend)."""
+    r = run("restore", replica, "-o", tmp_path / "a.db", "--timestamp", "2023-11-14T22:13:20")
+    assert r.returncode == 2 and "give a zone" in r.stderr and not (tmp_path / "a.db").exists()
+    r = run("restore", replica, "-o", tmp_path / "b.db", "--timestamp", "2020-01-01T00:00:00Z")
+    assert r.returncode == 1 and not (tmp_path / "b.db").exists()
+    assert "the earliest restorable time is 2023-11-14T22:13:20.002Z" in r.stderr, r.stderr
+    latest, later = tmp_path / "latest.db", tmp_path / "later.db"
+    assert run("restore", replica, "-o", latest, "--quiet").returncode == 0
+    r = run("restore", replica, "-o", later, "--timestamp", "2030-01-01T00:00:00+02:00", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert later.read_bytes() == latest.read_bytes()  # after the last file: the latest state

@@ -17,7 +17,14 @@ for _command in (inspect.inspect, verify.verify, restore.restore, snapshot.snaps
 
 
 def main() -> None:
-    app()
+    """Run the CLI. `--debug` works anywhere on the line, not only before the command."""
+    import sys
+
+    args = sys.argv[1:]
+    if "--debug" in args[1:]:
+        args.remove("--debug")
+        args.insert(0, "--debug")
+    app(args=args, prog_name="ltxkit")
 
 
 __all__ = ["app", "main"]

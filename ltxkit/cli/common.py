@@ -8,7 +8,7 @@ on each run, and string annotations would be compiled again each time (~20 ms of
 import functools
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported where used: every module loaded here is start-up t
 
 app = typer.Typer(
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -159,6 +160,6 @@ def parse_timestamp_ms(text: str | None) -> int | None:
         raise Fail(
             f"--timestamp {text!r}: expected an RFC 3339 time such as 2026-01-02T15:04:05Z", EXIT_USAGE
         ) from None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
+    if ts.tzinfo is None:  # as Litestream: RFC 3339 names its zone, and guessing one restores the wrong state
+        raise Fail(f"--timestamp {text!r}: give a zone, Z or +hh:mm (RFC 3339), such as {text}Z", EXIT_USAGE)
     return int(ts.timestamp() * 1000)

@@ -24,7 +24,12 @@ def restore(
     output: Annotated[Path, typer.Option("--output", "-o", help="Database file to write.", show_default=False)],
     txid: Annotated[str | None, typer.Option("--txid", help="Restore up to this TXID (hex, inclusive).")] = None,
     timestamp: Annotated[
-        str | None, typer.Option("--timestamp", help="Restore the state as of this RFC 3339 time.")
+        str | None,
+        typer.Option(
+            "--timestamp",
+            help="Restore the state as of this RFC 3339 time, zone included (Z or +hh:mm). A time after "
+            "the last file restores the latest state, as Litestream does.",
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output database.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the restore plan; write nothing.")] = False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ltxkit.errors import LtxkitError
 from ltxkit.format.errors import Code
@@ -113,6 +114,15 @@ def _extend_chain(plan: list[ReplicaFile], candidates: list[ReplicaFile], curren
             return current
 
 
+def _earliest_time(files: list[ReplicaFile]) -> str:
+    """ ": the earliest restorable time is ...", from the files a restore can start with."""
+    starts = [f.created_ms for f in files if f.level == SNAPSHOT_LEVEL or f.min_txid == 1]
+    if not starts:
+        return ""
+    when = datetime.fromtimestamp((min(starts) + 1) / 1000, UTC).isoformat(timespec="milliseconds")
+    return f": the earliest restorable time is {when.replace('+00:00', 'Z')}"
+
+
 def restore_plan(
     files: list[ReplicaFile],
     *,
@@ -163,9 +173,10 @@ def restore_plan(
         if not files:
             raise PlanError(Code.NO_SNAPSHOT, "replica holds no LTX files")
         first = min(files, key=lambda f: f.min_txid)
-        if txid is not None or timestamp_ms is not None:
-            target = f"TXID {txid:016x}" if txid is not None else "that time"
-            why = f"no file that a restore can start from ends at or before {target}"
+        if txid is not None:
+            why = f"no file that a restore can start from ends at or before TXID {txid:016x}"
+        elif timestamp_ms is not None:
+            why = "no restore point is that old" + _earliest_time(files)
         else:
             why = (
                 f"no snapshot to start from: the oldest file starts at TXID "
