@@ -278,8 +278,10 @@ def test_output_file(run_ltxkit: Run, tmp_path: Path) -> None:
         run_ltxkit,
         [(*args, "--format", "json", "--output", tmp_path / "v.json"), (*args, "-o", tmp_path / "v.txt")],
     )
-    for r in (as_json, as_text):
-        assert r.returncode == 1 and r.stdout == "" and r.stderr == ""
+    for r, out in ((as_json, tmp_path / "v.json"), (as_text, tmp_path / "v.txt")):
+        # nothing on stdout; on stderr only the verdict, so a CI log shows why the job failed
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr == f"ltxkit verify: FAILED: 1 error(s), 0 warning(s) (report in {out})\n"
     doc = json.loads((tmp_path / "v.json").read_text())
     assert [f["code"] for f in doc["findings"]] == ["txid-gap"]
     text = (tmp_path / "v.txt").read_text()
@@ -420,3 +422,29 @@ def test_short_help_and_debug_after_the_command(run_ltxkit: Run, tmp_path: Path)
         assert r.returncode == 0 and "Usage:" in r.stdout, (args, r.stderr)
     r = run_ltxkit("inspect", tmp_path / "missing.ltx", "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr  # --debug after the command still shows it
+
+
+def test_junit_report_is_valid_and_complete_even_when_a_path_cannot_be_checked(run_ltxkit: Run, tmp_path: Path) -> None:
+    """CI's view: the JUnit report validates against `tests/junit.xsd` (totals on <testsuites>),
+    a missing path does not stop the others or the report, the verdict goes to stderr, and a
+    file name that is not UTF-8 does not break the XML."""
+    from lxml import etree
+
+    schema = etree.XMLSchema(etree.parse(str(Path(__file__).parent / "junit.xsd")))
+    odd = tmp_path / os.fsdecode(b"bad-\xff-name.ltx")
+    odd.write_bytes((FILES / "page-order.ltx").read_bytes())
+    report = tmp_path / "verify.xml"
+    r = run_ltxkit(
+        "verify", REPLICAS / "healthy", tmp_path / "missing", REPLICAS / "txid-gap", odd, "-f", "junit", "-o", report
+    )
+    assert r.returncode == 2  # could not check everything
+    assert "ltxkit verify: FAILED: 2 error(s), 0 warning(s), 1 path(s) could not be checked" in r.stderr
+    assert f"ltxkit: {tmp_path / 'missing'}: no such file or directory" in r.stderr
+    doc = etree.parse(str(report))
+    schema.assertValid(doc)
+    root = doc.getroot()
+    suites = root.findall("testsuite")
+    assert [s.get("name") for s in suites][:3] == ["files", str(REPLICAS / "healthy"), str(REPLICAS / "txid-gap")]
+    assert int(root.get("tests")) == sum(int(s.get("tests")) for s in suites)
+    assert (root.get("failures"), root.get("errors")) == ("2", "1")
+    assert suites[-1].get("name") == "could not check" and suites[-1].find("testcase/error") is not None

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, guarded, out, progress_bar
+from ltxkit.cli.common import Fail, err, guarded, out, progress_bar
 from ltxkit.errors import EXIT_DEFECTS, EXIT_OK, EXIT_USAGE
 
 
@@ -74,7 +74,7 @@ def verify(
                ltxkit verify file:///backups/app --format junit -o verify.xml
                ltxkit verify /backups/huge-replica --structure-only
     """
-    from ltxkit.verify.engine import VerifyUsageError, total_bytes, verify_paths
+    from ltxkit.verify.engine import total_bytes, verify_paths
     from ltxkit.verify.findings import Severity
     from ltxkit.verify.report import render_json, render_junit, render_text
     from ltxkit.workers import default_jobs
@@ -86,23 +86,20 @@ def verify(
     content = not (quick or structure_only)
     progress = progress_bar(fmt == OutputFormat.text and output is None)
     workers = jobs or default_jobs()
-    try:
-        if progress is not None:
-            with progress:
-                task = progress.add_task("verifying", total=total_bytes(paths))
-                report = verify_paths(
-                    paths,
-                    quick=quick,
-                    content=content,
-                    deep=deep,
-                    jobs=workers,
-                    progress=lambda _p, n: progress.advance(task, n),
-                    note=lambda line: progress.update(task, description=line),
-                )
-        else:
-            report = verify_paths(paths, quick=quick, content=content, deep=deep, jobs=workers)
-    except VerifyUsageError as exc:
-        raise Fail(str(exc), EXIT_USAGE) from None
+    if progress is not None:
+        with progress:
+            task = progress.add_task("verifying", total=total_bytes(paths))
+            report = verify_paths(
+                paths,
+                quick=quick,
+                content=content,
+                deep=deep,
+                jobs=workers,
+                progress=lambda _p, n: progress.advance(task, n),
+                note=lambda line: progress.update(task, description=line),
+            )
+    else:
+        report = verify_paths(paths, quick=quick, content=content, deep=deep, jobs=workers)
     severity = Severity(fail_on.value)
     if fmt == OutputFormat.text:
         if output is not None:
@@ -118,4 +115,10 @@ def verify(
             output.write_text(text)
         else:
             sys.stdout.write(text)
+    if output is not None:  # the report went to a file: say the verdict here, for the CI log
+        err.print(f"ltxkit verify: {report.summary(severity)} (report in {output})", markup=False, highlight=False)
+    for why in report.unusable:
+        err.print(f"ltxkit: {why}", markup=False, highlight=False)
+    if report.unusable:
+        raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_DEFECTS if report.failed(severity) else EXIT_OK)

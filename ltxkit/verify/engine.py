@@ -14,6 +14,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -182,39 +184,58 @@ def verify_paths(
     note: Note | None = None,
     jobs: int = 1,
 ) -> Report:
-    """Check each path: a loose LTX file, a directory of them, or a replica (see `check_replica`)."""
+    """Check each path: a loose LTX file, a directory of them, or a replica (see `check_replica`).
+
+    A path that cannot be checked at all (missing, not a replica) goes into `report.unusable`;
+    the other paths are still checked, so one bad argument never hides what the rest hold."""
     report = Report()
 
     def replica(storage: Storage, label: str) -> ReplicaSummary:
-        return check_replica(
+        t = time.perf_counter()
+        summary = check_replica(
             storage, label, quick=quick, content=content, deep=deep, progress=progress, note=note, jobs=jobs
         )
+        summary.seconds = time.perf_counter() - t
+        return summary
 
+    started = time.perf_counter()
     for raw in paths:
-        if "://" in raw:
-            try:
-                storage = open_storage(raw)
-            except ReplicaNotFound as exc:
-                raise VerifyUsageError(str(exc)) from exc
-            report.replicas.append(replica(storage, storage.label))
-            continue
-        path = Path(raw)
-        if path.is_file():
-            report.files.append(check_loose_file(path, quick=quick))
-            if progress is not None:
-                progress(str(path), report.files[-1].size)
-        elif path.is_dir():
-            if (path / LTX_DIR).is_dir():
-                report.replicas.append(replica(open_storage(raw), str(path)))
-            else:
-                ltx_files = sorted(p for p in path.iterdir() if p.suffix == ".ltx" and p.is_file())
-                if not ltx_files:
-                    raise VerifyUsageError(f"{path}: not a replica (no {LTX_DIR}/ directory) and holds no .ltx files")
-                for p in ltx_files:
-                    report.files.append(check_loose_file(p, quick=quick))
-        else:
-            raise VerifyUsageError(f"{path}: no such file or directory")
+        try:
+            _verify_path(raw, report, replica, quick=quick, progress=progress)
+        except (VerifyUsageError, ReplicaNotFound) as exc:  # the other paths are still checked
+            report.unusable.append(str(exc))
+    report.seconds = time.perf_counter() - started
     return report
+
+
+def _verify_path(
+    raw: str,
+    report: Report,
+    replica: Callable[[Storage, str], ReplicaSummary],
+    *,
+    quick: bool,
+    progress: ProgressHook | None,
+) -> None:
+    if "://" in raw:
+        storage = open_storage(raw)
+        report.replicas.append(replica(storage, storage.label))
+        return
+    path = Path(raw)
+    if path.is_file():
+        report.files.append(check_loose_file(path, quick=quick))
+        if progress is not None:
+            progress(str(path), report.files[-1].size)
+    elif path.is_dir():
+        if (path / LTX_DIR).is_dir():
+            report.replicas.append(replica(open_storage(raw), str(path)))
+        else:
+            ltx_files = sorted(p for p in path.iterdir() if p.suffix == ".ltx" and p.is_file())
+            if not ltx_files:
+                raise VerifyUsageError(f"{path}: not a replica (no {LTX_DIR}/ directory) and holds no .ltx files")
+            for p in ltx_files:
+                report.files.append(check_loose_file(p, quick=quick))
+    else:
+        raise VerifyUsageError(f"{path}: no such file or directory")
 
 
 def total_bytes(paths: list[str]) -> int:

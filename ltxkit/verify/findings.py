@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -96,6 +97,7 @@ class ReplicaSummary:
     plan: list[str] = field(default_factory=list)
     content: ContentVerdict | None = None
     content_skipped: str | None = None  # why the content was not checked
+    seconds: float = 0.0  # how long checking it took
 
     @property
     def errors(self) -> list[Finding]:
@@ -138,6 +140,17 @@ class ReplicaSummary:
 class Report:
     files: list[FileCheck] = field(default_factory=list)  # loose files given on the command line
     replicas: list[ReplicaSummary] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)  # paths that could not be checked at all, and why
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    seconds: float = 0.0
+
+    def summary(self, fail_on: Severity = Severity.ERROR) -> str:
+        """One line for a person: the verdict and the counts."""
+        errors = sum(1 for f in self.findings if f.severity == Severity.ERROR)
+        warnings = len(self.findings) - errors
+        verdict = "FAILED" if self.failed(fail_on) else "INCOMPLETE" if self.unusable else "passed"
+        could_not = f", {len(self.unusable)} path(s) could not be checked" if self.unusable else ""
+        return f"{verdict}: {errors} error(s), {warnings} warning(s){could_not}"
 
     @property
     def findings(self) -> list[Finding]:
@@ -156,7 +169,8 @@ class Report:
 
     def to_json(self, fail_on: Severity = Severity.ERROR) -> dict[str, Any]:
         return {
-            "ok": not self.failed(fail_on),
+            "ok": not self.failed(fail_on) and not self.unusable,
+            "could_not_check": self.unusable,
             "findings": [f.to_json() for f in self.findings],
             "files": [fc.to_json() for fc in self.files],
             "replicas": [r.to_json() for r in self.replicas],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import re
 from xml.etree import ElementTree as ET
 
 from rich.console import Console
@@ -18,44 +18,72 @@ def render_json(report: Report, fail_on: Severity) -> str:
 
 
 def render_junit(report: Report, fail_on: Severity) -> str:
-    """One test case per file and one per replica (its chain/plan checks)."""
+    """One test suite per replica (a case for the replica's own rules, one per file), one for loose
+    files, one for paths that could not be checked; the attributes the common JUnit schema names
+    (tests, failures, errors, skipped, time, timestamp), with totals on `<testsuites>`.
+    `tests/junit.xsd` holds it to that."""
     suites = ET.Element("testsuites", name="ltxkit verify")
     failing = {Severity.ERROR} if fail_on == Severity.ERROR else {Severity.ERROR, Severity.WARNING}
 
-    def case(suite: ET.Element, name: str, classname: str, findings: list[Finding]) -> None:
-        tc = ET.SubElement(suite, "testcase", name=name, classname=classname)
+    def suite(name: str, seconds: float) -> ET.Element:
+        return ET.SubElement(suites, "testsuite", name=_xml_text(name), timestamp=report.started, time=f"{seconds:.3f}")
+
+    def case(parent: ET.Element, name: str, classname: str, findings: list[Finding], out: str = "") -> None:
+        tc = ET.SubElement(parent, "testcase", name=_xml_text(name), classname=classname, time="0")
         bad = [f for f in findings if f.severity in failing]
         if bad:
-            el = ET.SubElement(tc, "failure", message=f"{bad[0].code}: {bad[0].message}", type=str(bad[0].code))
-            el.text = "\n".join(f"{f.code}: {f.message}" for f in bad)
-        soft = [f for f in findings if f not in bad]
-        if soft:
-            ET.SubElement(tc, "system-out").text = "\n".join(f"{f.severity} {f.code}: {f.message}" for f in soft)
-
-    def close(suite: ET.Element) -> None:
-        cases = suite.findall("testcase")
-        suite.set("tests", str(len(cases)))
-        suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+            el = ET.SubElement(
+                tc, "failure", message=_xml_text(f"{bad[0].code}: {bad[0].message}"), type=str(bad[0].code)
+            )
+            el.text = _xml_text("\n".join(f"{f.code} {f.path}: {f.message}" for f in bad))
+        lines = [f"{f.severity} {f.code} {f.path}: {f.message}" for f in findings if f not in bad]
+        if out:
+            lines.append(out)
+        if lines:
+            ET.SubElement(tc, "system-out").text = _xml_text("\n".join(lines))
 
     if report.files:
-        suite = ET.SubElement(suites, "testsuite", name="files")
+        s = suite("files", 0.0)
         for fc in report.files:
-            case(suite, fc.path, "ltxkit.verify.file", fc.findings)
-        close(suite)
+            case(s, fc.path, "ltxkit.verify.file", fc.findings)
     for r in report.replicas:
-        suite = ET.SubElement(suites, "testsuite", name=r.path)
-        case(suite, "replica", "ltxkit.verify.replica", r.findings)
-        replica_case = suite.findall("testcase")[-1]
-        out = replica_case.find("system-out")
-        if out is None:
-            out = ET.SubElement(replica_case, "system-out")
-            out.text = ""
-        out.text = ((out.text + "\n") if out.text else "") + f"content: {content_line(r)}"
+        s = suite(r.path, r.seconds)
+        case(s, "replica", "ltxkit.verify.replica", r.findings, out=f"content: {content_line(r)}")
         for fc in r.files:
-            case(suite, fc.key or fc.path, "ltxkit.verify.file", fc.findings)
-        close(suite)
+            case(s, fc.key or fc.path, "ltxkit.verify.file", fc.findings)
+    if report.unusable:
+        s = suite("could not check", 0.0)
+        for why in report.unusable:
+            tc = ET.SubElement(
+                s, "testcase", name=_xml_text(why.split(": ", 1)[0]), classname="ltxkit.verify", time="0"
+            )
+            ET.SubElement(tc, "error", message=_xml_text(why), type="could-not-run")
+    totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
+    for s in suites.findall("testsuite"):
+        cases = s.findall("testcase")
+        counts = {
+            "tests": len(cases),
+            "failures": sum(1 for c in cases if c.find("failure") is not None),
+            "errors": sum(1 for c in cases if c.find("error") is not None),
+            "skipped": 0,
+        }
+        for key, n in counts.items():
+            s.set(key, str(n))
+            totals[key] += n
+    for key, n in totals.items():
+        suites.set(key, str(n))
+    suites.set("time", f"{report.seconds:.3f}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Text XML 1.0 can hold: a file name that is not UTF-8 (surrogate escapes) or carries control
+    characters would make the whole report invalid, so such characters become U+FFFD."""
+    return _XML_INVALID.sub("\ufffd", text)
 
 
 def _count(n: int, noun: str) -> str:
@@ -107,14 +135,11 @@ def render_text(report: Report, fail_on: Severity, console: Console) -> None:
         console.print(f"{len(report.files)} file(s) checked")
     findings = report.findings
     unchecked = [r.path for r in report.replicas if r.content is None]
-    if not findings:
+    if not findings and not report.unusable:
         tail = f" (content not checked: {', '.join(unchecked)})" if unchecked else ""
         console.print(f"[green]ok[/green]: no defects found{tail}", highlight=False)
         return
-    by_sev: dict[Severity, int] = defaultdict(int)
     for f in findings:
-        by_sev[f.severity] += 1
         style = "red" if f.severity == Severity.ERROR else "yellow"
         console.print(f"[{style}]{f.severity}[/{style}] [bold]{f.code}[/bold] {f.path}: {f.message}", highlight=False)
-    verdict = "FAILED" if report.failed(fail_on) else "passed"
-    console.print(f"{verdict}: {by_sev[Severity.ERROR]} error(s), {by_sev[Severity.WARNING]} warning(s)")
+    console.print(report.summary(fail_on), highlight=False)
