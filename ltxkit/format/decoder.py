@@ -278,8 +278,8 @@ class LTXReader:
         self._pos += len(out)
         return out
 
-    def _defect(self, code: Code, message: str, offset: int | None, **ctx: object) -> None:
-        err = LTXError(code, message, offset=offset, **ctx)
+    def _report(self, err: LTXError) -> None:
+        """A semantic defect: kept, and handed to `on_defect` (which raises in strict mode)."""
         self.defects.append(err)
         self._on_defect(err)
 
@@ -390,8 +390,7 @@ class LTXReader:
             yield pgno, page
 
         for err in page_number_defects(hdr, frames):
-            self.defects.append(err)
-            self._on_defect(err)
+            self._report(err)
         self._finish(frames, crc, db_sum if track else None)
 
     def _legacy_page(self, pgno: int, page_size: int) -> tuple[bytes, int]:
@@ -452,8 +451,7 @@ class LTXReader:
             raise LTXError(Code.BAD_TRAILER, "; ".join(problems), offset=index_off + used)
         wrong = None if db_sum is None else post_apply_mismatch(trailer.post_apply_checksum, db_sum, index_off + used)
         if wrong is not None:
-            self.defects.append(wrong)
-            self._on_defect(wrong)
+            self._report(wrong)
         self.info = FileInfo(self.header, trailer, frames, index_off + len(rest), len(frames), self.defects)
 
     def _read_all(self) -> bytes:

@@ -136,16 +136,16 @@ def check_content(
     """Check the latest restore point; if it fails, bisect for the last good and first bad ones."""
     with tempfile.TemporaryDirectory(prefix="ltxkit-verify-") as tmp:
         db = Path(tmp) / "restore-point.db"
+        probes: list[PointCheck] = []
 
         def probe(plan: list[ReplicaFile]) -> PointCheck:
             if note is not None:
                 note(f"checking TXID {plan[-1].max_txid:016x}: restore + {mode.pragma}")
             point = check_point(storage, plan, db, mode, jobs=jobs)
-            verdict.probes.append(point)
+            probes.append(point)
             return point
 
-        verdict = ContentVerdict(mode, PointCheck(latest_plan[-1].max_txid, latest_plan[-1].key))
-        verdict.latest = probe(latest_plan)
+        verdict = ContentVerdict(mode, probe(latest_plan), probes=probes)
         if verdict.latest.ok:
             return verdict
         _bisect(files, verdict, probe)
