@@ -9,6 +9,9 @@
 6. Structure is not truth: a replica whose every file is well-formed, but whose latest restore is a
    corrupt database. `litestream restore` "succeeds"; `ltxkit verify` restores it, lets SQLite
    judge, and names the last good and the first bad TXID; `repair` mends it.
+7. `ltxkit replicate` under the same #752 recipe (kill -9, writes and a TRUNCATE checkpoint while
+   it is down, restart): every file it published was proven first; the replica verifies and both
+   tools restore every row.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 
 import harness as H
@@ -93,7 +97,9 @@ def main() -> None:
     if quarantine:
         console.print(f"the damaged file is kept in {quarantine[0].parent.relative_to(ROOT)}/ (see manifest.json)")
     stale_page_story(ltxkit, litestream)
-    console.print("\n[bold green]demo complete[/bold green]: damage found before restore time, mended, restored.")
+    replicate_story(ltxkit, litestream)
+    console.print("\n[bold green]demo complete[/bold green]: damage found before restore time, mended, restored; "
+                  "a replica made by ltxkit survives the recipe that broke one.")
 
 
 def stale_page_story(ltxkit: list[str], litestream: str) -> None:
@@ -117,6 +123,47 @@ def stale_page_story(ltxkit: list[str], litestream: str) -> None:
         console.print("[red]demo failed: the mended replica does not restore the source's rows[/red]")
         sys.exit(1)
     console.print(f"litestream restore now gives the source's {H.row_count(db)} rows; quick_check: ok")
+
+
+def replicate_story(ltxkit: list[str], litestream: str) -> None:
+    step("8. ltxkit replicate under the #752 recipe: kill -9, writes and a checkpoint while down, restart")
+    work = WORK / "replicate"
+    work.mkdir()
+    db = H.make_db(work / "app.db", rows=40)
+    replica = work / "replica"
+    writer = H.Writer(db)
+    rep = H.LtxkitReplicator(db, replica, interval="200ms")
+    shown = " ".join(rep.command()[2:]).replace(str(ROOT) + "/", "")
+    console.print(f"[dim]$[/dim] [bold]ltxkit {shown.removeprefix('ltxkit ')}[/bold]  [dim](in the background)[/dim]")
+    try:
+        rep.start()
+        writer.run_for(1.5)
+        rep.kill9()
+        console.print("replicator killed with SIGKILL; the application keeps writing, then checkpoints (TRUNCATE)")
+        writer.run_for(0.5)
+        writer.checkpoint("TRUNCATE")
+        writer.run_for(0.5)
+        rep.start()
+        writer.run_for(1.0)
+        rep.stop()
+    finally:
+        if rep.alive:
+            rep.kill9()
+        writer.close()
+    events = rep.events()
+    for e in events:
+        if e["event"] != "published" or e["kind"] != "increment":
+            console.print(f"  [dim]{e['event']:<10}[/dim] {escape(e['message'])}")
+    increments = sum(1 for e in events if e.get("kind") == "increment")
+    console.print(f"  [dim]... and {increments} increments, each proven before it was published[/dim]")
+    sh(*ltxkit, "verify", replica)
+    theirs = work / "litestream.db"
+    sh(litestream, "restore", "-o", theirs, f"file://{replica}")
+    if H.logical_dump(theirs) != H.logical_dump(db) or H.integrity_check(theirs) != "ok":
+        console.print("[red]demo failed: litestream restore of ltxkit's replica differs from the source[/red]")
+        sys.exit(1)
+    console.print(f"litestream restore of ltxkit's replica gives the source's {H.row_count(db)} rows; "
+                  "integrity_check: ok")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ from harness.ltxcodec import (  # noqa: F401
     _verify_ltx_bytes,
     _write_preserving_mtime,
 )
+from harness.ltxkit_replicate import LtxkitReplicator, Writer, run_once  # noqa: F401
 from harness.replicas import (  # noqa: F401
     DamagedReplica,
     Mark,

@@ -8,11 +8,19 @@ paths), 130 interrupted. Errors are one line, naming the file and the problem; `
 the traceback instead.
 """
 
-from ltxkit.cli import inspect, repair, restore, snapshot, verify
+from ltxkit.cli import inspect, repair, replicate, restore, snapshot, verify
 from ltxkit.cli.common import app
 
 # `--help` lists the commands in this order
-for _command in (inspect.inspect, verify.verify, restore.restore, snapshot.snapshot, snapshot.checksum, repair.repair):
+for _command in (
+    inspect.inspect,
+    verify.verify,
+    restore.restore,
+    replicate.replicate,
+    snapshot.snapshot,
+    snapshot.checksum,
+    repair.repair,
+):
     app.command()(_command)
 
 

@@ -69,6 +69,10 @@ class Storage(Protocol):
         """A new local directory for files to be published here; the caller removes it."""
         ...
 
+    def remove_stale_staging(self) -> int:
+        """Remove staging directories whose process is gone (killed mid-build); how many went."""
+        ...
+
     def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
         """Make the verified local file `source` the object `key`, created at `created_ms`.
 
@@ -171,6 +175,16 @@ def atomic_output(
 STAGING_PREFIX = ".ltxkit-staging-"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class LocalStorage:
     """A replica in a local directory (what Litestream's `file://` replica type writes)."""
 
@@ -244,11 +258,25 @@ class LocalStorage:
 
     def make_staging(self) -> Path:
         """Inside the replica (so publishing is a link, not a copy), outside `ltx/` (so nothing reads it)."""
-        return Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self._root))
+        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self._root))
+
+    def remove_stale_staging(self) -> int:
+        """The directory names carry their process id; one whose process is gone holds nothing
+        anyone will publish."""
+        removed = 0
+        for entry in os.scandir(self._root):
+            if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
+                continue
+            pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+        return removed
 
     def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parent(target)
         with open(source, "rb") as fh:
             os.fsync(fh.fileno())
         ns = created_ms * 1_000_000
@@ -277,9 +305,16 @@ class LocalStorage:
                     tmp.unlink()
         fsync_dir(target.parent)
 
+    def _make_parent(self, target: Path) -> None:
+        """Create the directories below the replica root, never the root itself: a replica that
+        disappeared (an unmounted disk, a deleted directory) must not silently start over."""
+        if not self._root.is_dir():
+            raise ReplicaNotFound(f"{self.label}: the replica directory is gone")
+        target.parent.mkdir(parents=True, exist_ok=True)
+
     def put_bytes(self, key: str, data: bytes) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parent(target)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "xb") as fh:
@@ -313,8 +348,12 @@ class LocalStorage:
         fsync_dir(src.parent)
 
 
-def open_storage(location: str) -> Storage:
-    """The replica at `location`: a directory path or a `file://` URL holding Litestream's `ltx/`."""
+def open_storage(location: str, *, create: bool = False) -> Storage:
+    """The replica at `location`: a directory path or a `file://` URL holding Litestream's `ltx/`.
+
+    With `create` (the replicator), a new replica is made there: the directory (whose parent must
+    exist) and its `ltx/`.
+    """
     if "://" in location:
         url = urlparse(location)
         if url.scheme != "file":
@@ -324,6 +363,14 @@ def open_storage(location: str) -> Storage:
         path = Path(unquote(url.path))
     else:
         path = Path(location)
+    if create and not (path / LTX_DIR).is_dir():
+        if not path.parent.is_dir():
+            raise ReplicaNotFound(f"{location}: its parent directory does not exist")
+        try:
+            path.mkdir(exist_ok=True)
+            (path / LTX_DIR).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ReplicaNotFound(f"{location}: cannot create the replica: {exc.strerror}") from exc
     if not path.is_dir():
         raise ReplicaNotFound(f"{location}: not a directory")
     if not (path / LTX_DIR).is_dir():

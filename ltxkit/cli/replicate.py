@@ -1,0 +1,98 @@
+"""`ltxkit replicate DB REPLICA`: stream a live database into a replica, one proven file per sync."""
+
+import json
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ltxkit.cli.common import Fail, err, guarded
+from ltxkit.errors import EXIT_DEFECTS, EXIT_USAGE
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """'1s', '250ms', '5m', '1h' or plain seconds -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not m or float(m.group(1)) <= 0:
+        raise Fail(f"{option} {text!r}: expected a duration such as 1s, 250ms or 5m", EXIT_USAGE)
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+@guarded
+def replicate(
+    db: Annotated[Path, typer.Argument(help="The SQLite database to replicate (WAL mode).", show_default=False)],
+    replica: Annotated[
+        str,
+        typer.Argument(
+            help="Where the replica lives: a directory or file:// URL (created if its parent exists).",
+            show_default=False,
+        ),
+    ],
+    interval: Annotated[str, typer.Option("--interval", help="Time between syncs (1s, 250ms, ...).")] = "1s",
+    once: Annotated[bool, typer.Option("--once", help="Sync what is committed now, then exit (cron, CI).")] = False,
+    log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object per line).")] = "text",
+    min_checkpoint_pages: Annotated[
+        int, typer.Option("--min-checkpoint-pages", help="PASSIVE checkpoint once the WAL holds this many frames.")
+    ] = 1000,
+    checkpoint_interval: Annotated[
+        str, typer.Option("--checkpoint-interval", help="... or this long after the last one.")
+    ] = "1m",
+    truncate_pages: Annotated[
+        int, typer.Option("--truncate-pages", help="TRUNCATE checkpoint once the WAL file is this many frames long.")
+    ] = 121_359,
+) -> None:
+    """Stream a live database into a Litestream 0.5.x replica, publishing only proven files.
+
+    Each sync reads what the database committed (from its WAL, checking SQLite's frame checksums)
+    and writes one level-0 LTX file, as Litestream does: the first one a snapshot, TXIDs never
+    reused. Before a file is published it is decoded and proven to take the replica from its
+    previous state exactly to the database state that was read; a file that fails is never
+    published and the next sync writes a full file instead. `litestream restore` and `ltxkit
+    restore` both restore the replica, and `litestream replicate` can continue it (stop one
+    replicator before starting the other).
+
+    State lives beside the database in `.<name>-ltxkit/`; losing it costs one full read of the
+    database, never correctness. Runs until SIGTERM or Ctrl-C, then syncs once more and exits 0.
+    One log line per published file; exit 1 when replication cannot go on (a changed page size),
+    2 when it cannot start (not WAL mode, a second replicator on the same database).
+    """
+    from ltxkit.replica.storage import open_storage
+    from ltxkit.replicate import Event, FatalError, Options, Replicator
+    from ltxkit.replicate.hooks import Hooks
+
+    if log_format not in ("text", "json"):
+        raise Fail(f"--log-format {log_format!r}: expected text or json", EXIT_USAGE)
+    options = Options(
+        interval_s=parse_duration(interval, "--interval"),
+        min_checkpoint_pages=min_checkpoint_pages,
+        checkpoint_interval_s=parse_duration(checkpoint_interval, "--checkpoint-interval"),
+        truncate_pages=truncate_pages,
+    )
+    storage = open_storage(replica, create=True)
+
+    def emit(event: Event) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        if log_format == "json":
+            line = json.dumps({"time": stamp, "event": event.kind, "message": event.message, **event.fields})
+        else:
+            line = f"{stamp} {event.kind:<9} {event.message}"
+        err.print(line, markup=False, highlight=False)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    replicator = Replicator(db, storage, options=options, emit=emit, hooks=Hooks.from_env())
+    try:
+        ok = replicator.run(stop, once=once)
+    except FatalError as exc:
+        raise Fail(str(exc), EXIT_DEFECTS) from exc
+    if once and not ok:
+        raise typer.Exit(EXIT_DEFECTS)

@@ -1,0 +1,601 @@
+"""The replication engine: each sync turns what the database committed since the last one into one
+L0 file, proves it, publishes it, and records where it stands.
+
+Two ways to read what changed:
+
+* **incremental** (the usual one): the WAL frames after the saved position, when the WAL provably
+  continues it (same generation and the last published frame still in place, or a new generation
+  started while our pin vouched that nothing came between);
+* **resync**: one consistent read of the whole database (taken at an exact WAL position under a
+  brief write lock, then read under the pin while writers go on). Against the page checksums of
+  the published state it gives an increment of exactly the pages that differ; without a trusted
+  previous state it gives a full file (a snapshot when it is the replica's first).
+
+Either way the file is built in the storage's staging area, fsynced, decoded and proven by
+`proof.prove` against what was read from the source, and only then published (create-only) and
+the state saved. A file that fails its proof is never published; the next sync writes a full
+file from a fresh read. Storage and database failures are logged and retried; nothing is
+recorded until it is published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ltxkit.errors import LtxkitError
+from ltxkit.format.checksum import CHECKSUM_FLAG, page_checksum
+from ltxkit.format.decoder import parse_header
+from ltxkit.format.encoder import LTXWriter
+from ltxkit.format.errors import LTXError
+from ltxkit.format.schema import lock_pgno
+from ltxkit.replica.layout import list_replica
+from ltxkit.replica.storage import Storage
+from ltxkit.replicate import wal_position
+from ltxkit.replicate.hooks import Hooks
+from ltxkit.replicate.pagemap import PageMap
+from ltxkit.replicate.proof import Intent, ProofError, prove
+from ltxkit.replicate.source import NotWalMode, Source, WalReader
+from ltxkit.replicate.state import LocalState, Position, Saved
+from ltxkit.replicate.wal_position import LostTrack
+from ltxkit.sqlite import DatabaseError
+from ltxkit.wal import WAL_HEADER_SIZE, scan
+
+WAKE_S = 0.02  # how often an idle replicator looks for a commit (two stat calls)
+IDLE_SYNC_S = 10.0  # an unchanged database is still synced this often
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    interval_s: float = 1.0
+    min_checkpoint_pages: int = 1000  # PASSIVE checkpoint once the WAL holds this many frames
+    checkpoint_interval_s: float = 60.0  # ... or this long after the last one, if it holds any
+    truncate_pages: int = 121_359  # TRUNCATE checkpoint once the WAL file is this many frames long
+    busy_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of the replicator's log."""
+
+    kind: str  # started, waiting, published, resync, ready, checkpoint, warning, error, stopped
+    message: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Emit = Callable[[Event], None]
+
+
+class FatalError(LtxkitError):
+    """Replicating cannot go on without a person deciding (a page size change, a foreign replica)."""
+
+
+class Replicator:
+    def __init__(
+        self, db: Path, storage: Storage, *, options: Options | None = None, emit: Emit, hooks: Hooks | None = None
+    ) -> None:
+        self.db = Path(db)
+        self.storage = storage
+        self.options = options or Options()
+        self.emit = emit
+        self.hooks = hooks or Hooks()
+        self.state = LocalState(self.db)
+        self.state.lock()
+        self.source: Source | None = None
+        self.saved: Saved | None = None  # the published state, when proven to be the replica's latest
+        self.position: Position | None = None  # where `saved` stands in the WAL (None: unknown)
+        self.next_txid = 0
+        self.replica_page_size = 0  # of the replica's files, once it has any
+        self._full_next = False  # the last built file failed its proof: next time, a full file
+        self._waiting = False
+        self._last_checkpoint = time.monotonic()
+
+    # ---- the loop ---------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, once: bool = False) -> bool:
+        """Sync until `stop` is set, then once more. Returns whether the last sync succeeded. A
+        `FatalError` ends the loop (raised).
+
+        Syncs are at least `interval_s` apart, and happen when the database changed: its WAL and
+        file are looked at every `WAKE_S` (two `stat` calls), so a commit to a database that was
+        idle for an interval is published within about `WAKE_S`, while a busy one gets one file
+        per interval. An unchanged database is still synced every `IDLE_SYNC_S` (pin refresh,
+        checkpoint interval) and a failed sync is retried every interval.
+        """
+        self.emit(Event("started", f"replicating {self.db} to {self.storage.label}", {"db": str(self.db)}))
+        try:
+            ok = self.sync()
+            if ok and self.source is not None:
+                txid = self.saved.txid if self.saved else 0
+                self.emit(Event("ready", f"replica at TXID {txid:016x}; following the database", {"txid": txid}))
+            if not once:
+                interval = self.options.interval_s
+                last, seen = time.monotonic(), self._signature()
+                while not stop.wait(min(WAKE_S, interval)):
+                    elapsed = time.monotonic() - last
+                    if elapsed < interval:
+                        continue
+                    now_seen = self._signature()
+                    if ok and now_seen == seen and elapsed < max(interval, IDLE_SYNC_S):
+                        continue
+                    last, seen = time.monotonic(), now_seen
+                    ok = self.sync()
+                ok = self.sync()  # the last one, after the stop: what was committed before it is published
+        finally:
+            self.close()
+        self.emit(Event("stopped", "stopped", {"txid": self.saved.txid if self.saved else 0}))
+        return ok
+
+    def _signature(self) -> tuple[int, ...]:
+        """What changes when the database commits: the WAL's size and time, the file's identity."""
+        out: list[int] = []
+        for path in (self.db, Path(f"{self.db}-wal")):
+            try:
+                st = os.stat(path)
+            except OSError:
+                out += [-1, -1, -1]
+                continue
+            out += [st.st_ino, st.st_size, st.st_mtime_ns]
+        return tuple(out)
+
+    def sync(self) -> bool:
+        """One sync: publish what the database committed since the last one. False on a logged error."""
+        try:
+            self._sync()
+            return True
+        except (FatalError, NotWalMode):
+            raise
+        except ProofError as exc:
+            self._full_next = True
+            self.emit(
+                Event(
+                    "error",
+                    f"built file refused, not published: {exc}; next sync writes a full file",
+                    {"reason": exc.reason},
+                )
+            )
+        except (LtxkitError, LTXError, OSError) as exc:
+            # start the next sync from what the replica and the saved state say, not from memory
+            self._drop_source()
+            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+            self.emit(Event("error", f"sync failed, will retry: {where}{message}", {}))
+        return False
+
+    def close(self) -> None:
+        self._drop_source()
+        self.state.unlock()
+
+    def _drop_source(self) -> None:
+        if self.source is not None:
+            self.source.close()
+            self.source = None
+        self.position = None
+
+    # ---- one sync -------------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        if self.source is None and not self._open():
+            return
+        source = self.source
+        assert source is not None
+        if source.replaced():
+            self.emit(Event("warning", f"{self.db}: the database file was replaced; reading it again", {}))
+            self._drop_source()
+            if not self._open():
+                return
+        self._check_replica()
+        if self.saved is None or self.position is None or self._full_next:
+            self._resync(self._why_resync())
+        else:
+            try:
+                self._incremental()
+            except LostTrack as why:
+                self._resync(why.reason)
+        self._maybe_checkpoint()
+        self._refresh_pin()
+
+    def _refresh_pin(self) -> None:
+        """Move the pin up to the newest snapshot after each sync.
+
+        A FULL, RESTART or TRUNCATE checkpoint the application runs waits for every reader to
+        reach the newest snapshot (and blocks its writers meanwhile), so a pin left behind would
+        stall the application for its whole busy timeout. Re-pinned under the write lock nothing
+        can slip between the old pin and the new one; when the lock is busy (such a checkpoint
+        holds it while it waits for us) the pin moves without it, and `any_generation` is given
+        up: a WAL restart in that instant is then caught by its salts and costs a full read.
+        """
+        source = self.source
+        if source is None:
+            return
+        try:
+            with source.write_lock(timeout_s=0.02):
+                source.pin()
+            return
+        except DatabaseError:
+            pass
+        source.pin()
+        if self.position is not None:
+            self.position.any_generation = False
+
+    def _why_resync(self) -> str:
+        if self._full_next:
+            return "the last built file was refused"
+        if self.saved is None:
+            return "first sync" if self.next_txid == 1 else "no trusted local state"
+        return "no trusted WAL position"
+
+    def _open(self) -> bool:
+        """Open the database and decide where the replica stands. False: the database is not there."""
+        try:
+            self.source = Source(self.db, busy_timeout_s=self.options.busy_timeout_s)
+        except FileNotFoundError:
+            if not self._waiting:
+                self.emit(Event("waiting", f"{self.db}: no such database yet; waiting for it to appear", {}))
+                self._waiting = True
+            return False
+        self._waiting = False
+        if self.storage.remove_stale_staging():
+            self.emit(Event("warning", "removed files a killed ltxkit process left unpublished in the replica", {}))
+        listing = list_replica(self.storage)
+        latest = max(listing.files, key=lambda f: (f.max_txid, -f.level), default=None)
+        self.next_txid = (latest.max_txid if latest else 0) + 1
+        self.replica_page_size = 0
+        if latest is not None:
+            try:
+                self.replica_page_size = parse_header(self.storage.read_range(latest.key, 0, 100)).page_size
+            except LTXError:
+                self.replica_page_size = 0  # verify's business; a proof never leans on it
+        saved, why = self.state.load()
+        if saved is not None:
+            why = self._distrust(saved, latest.key if latest else None, latest.size if latest else 0)
+        if saved is not None and not why:
+            self.saved = saved
+            self.position = saved.position if saved.database == self.source.identity else None
+        else:
+            self.saved = None
+            self.position = None
+            if latest is not None:
+                self.emit(
+                    Event(
+                        "warning",
+                        f"continuing the replica above TXID {latest.max_txid:016x} with a full file ({why})",
+                        {"txid": latest.max_txid},
+                    )
+                )
+        return True
+
+    def _distrust(self, saved: Saved, latest_key: str | None, latest_size: int) -> str:
+        """Why `saved` cannot be the replica's latest state ("" when it is)."""
+        if saved.replica != self.storage.url:
+            return "saved state belongs to another replica"
+        if latest_key != saved.key or saved.txid != self.next_txid - 1:
+            return "the replica moved on since the state was saved (another replicator wrote to it)"
+        tail = self.storage.read_range(saved.key, latest_size - 8, 8)
+        if latest_size != saved.size or int.from_bytes(tail, "big") != saved.file_checksum:
+            return f"{saved.key} is not the file the state was saved for"
+        return ""
+
+    def _check_replica(self) -> None:
+        """Before publishing on top of it: does the replica still end with our last file?"""
+        saved = self.saved
+        if saved is None:
+            return
+        try:
+            tail = self.storage.read_range(saved.key, saved.size - 8, 8)
+        except FileNotFoundError:
+            tail = b""
+        if int.from_bytes(tail, "big") == saved.file_checksum and len(tail) == 8:
+            return
+        self.emit(Event("warning", f"the replica no longer holds {saved.key}; continuing it with a full file", {}))
+        self._drop_source()
+        self.saved = None
+        if not self._open():
+            return
+
+    # ---- reading the WAL ----------------------------------------------------------------------------
+
+    def _incremental(self) -> None:
+        source, saved, pos = self.source, self.saved, self.position
+        assert source is not None and saved is not None and pos is not None
+        with source.wal() as w:
+            if w is None:
+                if pos.salts is None:
+                    return
+                raise LostTrack("the WAL file is gone")
+            start, checksum, limit = wal_position.follow(source.index(), w, pos, saved.pages.page_size)
+            if limit <= start:
+                return
+            seg = scan(w.read_at, w.header, start, checksum, limit=limit)
+            if seg.end != limit:
+                raise LostTrack(f"the WAL does not verify up to the frames SQLite counts ({seg.stopped})")
+            if seg.frames == 0:
+                return
+            prev = saved.pages
+            commit = seg.commit
+            lock = lock_pgno(prev.page_size)
+            grown = [p for p in range(prev.commit + 1, commit + 1) if p != lock and p not in seg.pages]
+            if grown:
+                raise LostTrack(f"the database grew by pages the WAL does not hold (first {grown[0]})")
+            pgnos = sorted(p for p in seg.pages if p <= commit)
+            sums = {p: seg.pages[p][1] for p in pgnos}
+            intent = Intent(
+                txid=self.next_txid,
+                page_size=prev.page_size,
+                commit=commit,
+                full=False,
+                page_sums=sums,
+                source_checksum=prev.after(commit, sums.items()).checksum(),
+            )
+            ps = prev.page_size
+            pages = ((p, w.page(seg.pages[p][0], ps)) for p in pgnos)
+            after = Position(w.header.salts, seg.end, seg.checksum)
+            wal_range = (start, seg.end - start, *w.header.salts)
+            self._publish(intent, pages, prev, after, wal_range, "increment", w.mtime_ns, frames=seg.frames)
+
+    # ---- reading the whole database -----------------------------------------------------------------
+
+    def _resync(self, reason: str) -> None:
+        source = self.source
+        assert source is not None
+        source.unpin()  # a checkpoint the application started may be waiting for it: let it finish first
+        with contextlib.ExitStack() as stack:
+            with source.write_lock():  # an exact WAL position, and a pin taken exactly there
+                w = stack.enter_context(source.wal())  # the WAL header too: read while nothing moves
+                index = source.index()
+                source.pin()
+                page_size, commit = source.size()
+            if commit == 0:
+                return
+            if self.replica_page_size and page_size != self.replica_page_size:
+                raise FatalError(
+                    f"{self.db}: page size is {page_size}, the replica's files have {self.replica_page_size}; "
+                    "a replica cannot change page size: replicate to a new location"
+                )
+            counted = wal_position.counted_frames(index, w)
+            wal_pages: dict[int, int] = {}
+            if w is not None and counted:
+                limit = WAL_HEADER_SIZE + counted * w.header.frame_size
+                seg = scan(w.read_at, w.header, WAL_HEADER_SIZE, w.header.checksum, limit=limit)
+                if seg.end != limit:
+                    raise DatabaseError(
+                        f"{source.wal_path}: the WAL does not verify up to the frames SQLite counts ({seg.stopped})"
+                    )
+                wal_pages = {p: off for p, (off, _sum) in seg.pages.items() if p <= commit}
+                after = Position(w.header.salts, seg.end, seg.checksum)
+                wal_range = (WAL_HEADER_SIZE, seg.end - WAL_HEADER_SIZE, *w.header.salts)
+            else:
+                # no committed frame: the database file is the whole state, and under the pin the
+                # first WAL generation to appear holds only what comes after it
+                after = Position(None, WAL_HEADER_SIZE, (0, 0), any_generation=True)
+                wal_range = (WAL_HEADER_SIZE, 0, 0, 0)
+            stamp = w.mtime_ns if w is not None else os.stat(self.db).st_mtime_ns
+            prev = self.saved.pages if self.saved is not None and not self._full_next else None
+            if prev is not None and prev.page_size != page_size:
+                prev = None
+            self.emit(Event("resync", f"reading the whole database: {reason}", {"reason": reason}))
+            read = _SourceReader(source, w, page_size, commit, wal_pages)
+            if prev is None:
+                sums: dict[int, int] = {}
+                intent = Intent(self.next_txid, page_size, commit, True, sums, 0)
+                pages = read.pages(sums)
+                kind = "snapshot" if self.next_txid == 1 else "full"
+                # the intent's sums and source checksum fill in as the pages are read, before the proof
+                self._publish(intent, pages, None, after, wal_range, kind, stamp, complete=read.finish)
+                return
+            sums = read.checksums()
+            changed = {p: v for p, v in sums.items() if p > prev.commit or prev.sums[p] != v}
+            if not changed and commit == prev.commit:
+                self.position = after
+                self._save(self.saved)
+                self.emit(Event("resync", "the replica already holds this state; nothing to publish", {}))
+                return
+            intent = Intent(self.next_txid, page_size, commit, False, changed, read.source_checksum(sums))
+            self._publish(intent, read.selected(sorted(changed)), prev, after, wal_range, "diff", stamp)
+
+    # ---- building, proving, publishing ----------------------------------------------------------------
+
+    def _publish(
+        self,
+        intent: Intent,
+        pages: Iterator[tuple[int, bytes]],
+        previous: PageMap | None,
+        after: Position,
+        wal_range: tuple[int, int, int, int],
+        kind: str,
+        stamp_ns: int,
+        *,
+        frames: int = 0,
+        complete: Callable[[Intent], Intent] | None = None,
+    ) -> None:
+        storage = self.storage
+        staging = storage.make_staging()
+        try:
+            key = storage.layout.key(0, intent.txid, intent.txid)
+            path = staging / key.rsplit("/", 1)[-1]
+            now_ms = int(time.time() * 1000)
+            with open(path, "xb") as fh:
+                writer = LTXWriter(fh, intent.header(timestamp=now_ms, wal=wal_range))
+                for n, (pgno, data) in enumerate(pages):
+                    writer.write_page(pgno, data)
+                    if n == 0:
+                        self.hooks.step("encode")
+                trailer = writer.close()
+                fh.flush()
+                os.fsync(fh.fileno())
+            if complete is not None:
+                intent = complete(intent)
+            self.hooks.damage(path)
+            self.hooks.step("written")
+            with open(path, "rb") as fh:
+                state = prove(fh, intent, previous)
+            size = path.stat().st_size
+            storage.publish(key, path, created_ms=now_ms)
+            self.hooks.step("published")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        assert self.source is not None
+        saved = Saved(storage.url, intent.txid, key, size, trailer.file_checksum, self.source.identity, after, state)
+        self.saved = saved
+        self.position = after
+        self.next_txid = intent.txid + 1
+        self.replica_page_size = intent.page_size
+        self._full_next = False
+        self._save(saved)
+        lag_ms = max(0, (time.time_ns() - stamp_ns) // 1_000_000)
+        self.emit(
+            Event(
+                "published",
+                f"L0 {intent.txid:016x} {kind}: {len(intent.page_sums)} pages, {size} bytes, lag {lag_ms} ms",
+                {
+                    "level": 0,
+                    "min_txid": f"{intent.txid:016x}",
+                    "max_txid": f"{intent.txid:016x}",
+                    "kind": kind,
+                    "pages": len(intent.page_sums),
+                    "commit": intent.commit,
+                    "bytes": size,
+                    "frames": frames,
+                    "lag_ms": lag_ms,
+                    "key": key,
+                },
+            )
+        )
+
+    def _save(self, saved: Saved | None) -> None:
+        if saved is None:
+            return
+        saved.position = self.position
+        self.state.save(saved)
+
+    # ---- checkpoints -----------------------------------------------------------------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        source, pos, saved = self.source, self.position, self.saved
+        if source is None or pos is None or pos.salts is None or saved is None:
+            return
+        frame_size = saved.pages.page_size + 24
+        frames = (pos.end - WAL_HEADER_SIZE) // frame_size
+        due = frames >= self.options.min_checkpoint_pages or (
+            frames > 0 and time.monotonic() - self._last_checkpoint >= self.options.checkpoint_interval_s
+        )
+        if not due:
+            return
+        self._last_checkpoint = time.monotonic()
+        try:
+            with source.write_lock(timeout_s=0.2):  # no commit lands: publish the rest, checkpoint what we hold
+                try:
+                    self._incremental()
+                except LostTrack:
+                    return
+                pos = self.position
+                with source.wal() as w:
+                    if pos is None or w is None or wal_position.end_of_counted(source.index(), w) != pos.end:
+                        return
+                self.hooks.step("checkpoint")
+                busy, log, done = source.checkpoint("PASSIVE")
+                self.hooks.step("checkpointed")
+                source.pin()
+        except DatabaseError as exc:
+            self.emit(Event("warning", f"checkpoint skipped: {exc}", {}))
+            return
+        if log == done and not busy:
+            pos.any_generation = True
+        self.emit(
+            Event(
+                "checkpoint",
+                f"checkpoint PASSIVE: {done} of {log} frames",
+                {"mode": "PASSIVE", "frames": log, "done": done},
+            )
+        )
+        try:
+            wal_frames = os.stat(source.wal_path).st_size // frame_size
+        except FileNotFoundError:
+            return
+        if wal_frames >= self.options.truncate_pages and log == done:
+            busy, log, done = source.checkpoint("TRUNCATE")
+            source.pin()
+            # writers may have committed between our lock and the TRUNCATE: nothing proves what the
+            # truncated WAL held, so the next sync reads the database whole (a diff, not a snapshot)
+            self.position = None
+            self.emit(
+                Event(
+                    "checkpoint",
+                    f"checkpoint TRUNCATE: the WAL was {wal_frames} frames long",
+                    {"mode": "TRUNCATE", "frames": wal_frames, "busy": busy},
+                )
+            )
+
+
+class _SourceReader:
+    """Every page of the pinned database state: the database file overlaid with counted WAL frames."""
+
+    def __init__(self, source: Source, w: WalReader | None, page_size: int, commit: int, wal: dict[int, int]) -> None:
+        self.source = source
+        self.w = w
+        self.page_size = page_size
+        self.commit = commit
+        self.wal = wal
+        self.lock = lock_pgno(page_size)
+        self._sums: dict[int, int] | None = None
+
+    def _read(self, pgnos: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
+        ps, wal, w, lock = self.page_size, self.wal, self.w, self.lock
+        if pgnos is not None:
+            for p in pgnos:
+                off = wal.get(p)
+                if off is not None and w is not None:
+                    yield p, w.page(off, ps)
+                else:
+                    yield p, self.source.read_pages(p, 1, ps)
+            return
+        chunk_pages = max(1, (1 << 20) // ps)
+        first = 1
+        while first <= self.commit:
+            n = min(chunk_pages, self.commit - first + 1)
+            chunk = self.source.read_pages(first, n, ps, exact=False)  # pages only in the WAL may be past its end
+            for i in range(n):
+                p = first + i
+                if p == lock:
+                    continue
+                off = wal.get(p)
+                if off is not None and w is not None:
+                    yield p, w.page(off, ps)
+                    continue
+                page = chunk[i * ps : (i + 1) * ps]
+                if len(page) != ps:
+                    raise DatabaseError(f"{self.source.path}: file ends before page {p}, which no WAL frame holds")
+                yield p, page
+            first += n
+
+    def pages(self, sums: dict[int, int]) -> Iterator[tuple[int, bytes]]:
+        """Every page, recording each one's checksum in `sums` as it goes."""
+        for p, data in self._read():
+            sums[p] = page_checksum(p, data)
+            yield p, data
+        self._sums = sums
+
+    def finish(self, intent: Intent) -> Intent:
+        """The full file's intent, once every page was read: its sums and the source checksum."""
+        assert self._sums is not None, "pages() was not read to the end"
+        return Intent(intent.txid, intent.page_size, intent.commit, True, self._sums, self.source_checksum(self._sums))
+
+    def checksums(self) -> dict[int, int]:
+        return {p: page_checksum(p, data) for p, data in self._read()}
+
+    def selected(self, pgnos: list[int]) -> Iterator[tuple[int, bytes]]:
+        return self._read(pgnos)
+
+    @staticmethod
+    def source_checksum(sums: dict[int, int]) -> int:
+        total = 0
+        for v in sums.values():
+            total ^= v
+        return CHECKSUM_FLAG | (total & ~CHECKSUM_FLAG)

@@ -1,0 +1,370 @@
+"""`ltxkit replicate`: real SQLite, real `kill -9`, real Litestream 0.5.17 as the independent restorer.
+
+Every scenario ends the same way: the replica verifies clean with `ltxkit verify`, and both
+`litestream restore` and `ltxkit restore` give exactly the source's rows with a clean
+integrity check.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import harness as H
+from ltxkit.format.decoder import LTXReader
+from ltxkit.format.schema import FLAG_NO_CHECKSUM
+
+pytestmark = pytest.mark.litestream
+
+
+def ltxkit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ltxkit", *args], capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+    )
+
+
+def assert_replica_restores(replica: Path, source_rows: list[tuple[object, ...]], work: Path) -> None:
+    """verify exits 0; both tools restore exactly `source_rows`, integrity ok, byte-identical."""
+    v = ltxkit("verify", str(replica))
+    assert v.returncode == 0, v.stdout + v.stderr
+    ls_db, lk_db = work / f"ls-{time.monotonic_ns()}.db", work / f"lk-{time.monotonic_ns()}.db"
+    res = H.restore(replica, ls_db)
+    assert res.returncode == 0, res.stderr
+    r = ltxkit("restore", str(replica), "-o", str(lk_db), "-q")
+    assert r.returncode == 0, r.stderr
+    assert H.integrity_check(ls_db) == "ok"
+    assert H.logical_dump(ls_db) == source_rows
+    assert ls_db.read_bytes() == lk_db.read_bytes()
+
+
+def published_files(replica: Path) -> list[Path]:
+    return sorted((replica / "ltx" / "0").glob("*.ltx"))
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> tuple[Path, Path, H.Writer]:
+    db = H.make_db(tmp_path / "app.db", rows=40)
+    writer = H.Writer(db)
+    yield db, tmp_path / "replica", writer
+    writer.close()
+
+
+# ---- the seed scenario: kill -9, a checkpoint while down, restart ---------------------------------
+
+
+@pytest.mark.parametrize("mode", ["FULL", "RESTART", "TRUNCATE"])
+def test_seed_scenario_kill9_and_checkpoint_while_down(app: tuple[Path, Path, H.Writer], mode: str) -> None:
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        writer.run_for(0.8)
+        rep.kill9()
+        writer.run_for(0.3)
+        writer.checkpoint(mode)
+        writer.run_for(0.3)
+        rep.start()
+        writer.run_for(0.8)
+        assert rep.stop() == 0
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+    files = published_files(replica)
+    assert len(files) > 5
+    # TXIDs continue and are never reused: one L0 file per TXID, 1..N without a hole
+    txids = [int(f.name[:16], 16) for f in files]
+    assert txids == list(range(1, len(files) + 1))
+    for f in files:  # every file carries the no-checksum flag Litestream needs
+        with f.open("rb") as fh:
+            assert LTXReader(fh).header.flags == FLAG_NO_CHECKSUM
+
+
+def test_litestream_and_ltxkit_restore_every_txid_byte_identical(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    with H.pin_wal(db):
+        assert H.run_once(db, replica).returncode == 0  # the snapshot
+        for _ in range(6):
+            writer.write(3)
+            r = H.run_once(db, replica)
+            assert r.returncode == 0, r.stderr
+        H.execute(db, f"DELETE FROM {H.TABLE} WHERE id % 2 = 0")
+        H.execute(db, "VACUUM")  # shrinks: the last file lowers commit
+        r = H.run_once(db, replica)
+        assert r.returncode == 0, r.stderr
+        kinds = [line for line in r.stderr.splitlines() if "published" in line]
+        assert kinds, r.stderr
+    files = published_files(replica)
+    assert len(files) == 8
+    for txid in range(1, len(files) + 1):
+        ls_db, lk_db = db.parent / f"ls{txid}.db", db.parent / f"lk{txid}.db"
+        assert H.restore(replica, ls_db, txid=txid).returncode == 0
+        assert ltxkit("restore", str(replica), "-o", str(lk_db), "--txid", f"{txid:016x}", "-q").returncode == 0
+        assert ls_db.read_bytes() == lk_db.read_bytes(), txid
+    assert H.logical_dump(db.parent / f"ls{len(files)}.db") == H.logical_dump(db)
+
+
+# ---- crash points -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["encode", "written", "published", "checkpoint", "checkpointed"])
+def test_crash_at_each_step_then_restart_restores_exactly(app: tuple[Path, Path, H.Writer], step: str) -> None:
+    db, replica, writer = app
+    # checkpoints after 20 frames, so the checkpoint steps come up within a second of writing
+    rep = H.LtxkitReplicator(db, replica, args=["--min-checkpoint-pages", "20"])
+    with rep:
+        count = "1" if step in ("encode", "written") else "3"
+        rep.start(env={"LTXKIT_TEST_CRASH_AT": f"{step}:{count}"})
+        deadline = time.monotonic() + 20
+        while rep.alive and time.monotonic() < deadline:
+            writer.run_for(0.1)
+        assert rep.wait_dead(5) == -9, rep.log_text()[-2000:]
+        writer.run_for(0.3)
+        rep.start()
+        writer.run_for(0.5)
+        assert rep.stop() == 0
+    # a file half-built when the process died is removed by the next run, never published
+    assert not [p.name for p in replica.iterdir() if p.name.startswith(".ltxkit-staging-")]
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+# ---- verified publishing --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["flip", "drop"])
+def test_a_damaged_build_is_never_published_and_the_next_sync_heals(
+    app: tuple[Path, Path, H.Writer], damage: str
+) -> None:
+    db, replica, writer = app
+    with H.pin_wal(db):
+        assert H.run_once(db, replica).returncode == 0
+        writer.write(2)
+        before = {f.name: f.read_bytes() for f in published_files(replica)}
+        r = H.run_once(db, replica, "--log-format", "json", env={"LTXKIT_TEST_CORRUPT": damage})
+        assert r.returncode == 1, r.stderr
+        assert "built file refused, not published" in r.stderr
+        reason = "proof-page-missing" if damage == "drop" else ""
+        assert reason in r.stderr
+        after = {f.name: f.read_bytes() for f in published_files(replica)}
+        assert after == before  # nothing published, nothing changed
+        assert not any(p.name.startswith(".ltxkit-staging-") for p in replica.iterdir())
+        r = H.run_once(db, replica, "--log-format", "json")  # a new process proves its own file
+        assert r.returncode == 0, r.stderr
+    assert '"event": "published"' in r.stderr
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+def test_daemon_refuses_a_damaged_file_and_heals_in_the_next_sync(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start(env={"LTXKIT_TEST_CORRUPT": "flip"})
+        writer.run_for(0.5)
+        assert rep.stop() == 0
+    events = rep.events()
+    refused = [e for e in events if e["event"] == "error"]
+    assert len(refused) == 1 and "refused" in refused[0]["message"]
+    first = rep.published()[0]
+    assert first["kind"] == "snapshot" and first["min_txid"] == f"{1:016x}"
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+# ---- hand-over with Litestream ------------------------------------------------------------------------
+
+
+def test_handover_litestream_to_ltxkit_and_back(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    with H.Replicator(db, replica) as ls:
+        writer.run_for(0.6)
+        ls.wait_until_caught_up()
+    litestream_max = H.max_txid(replica)
+    assert litestream_max > 1
+    writer.run_for(0.2)
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        writer.run_for(0.6)
+        assert rep.stop() == 0
+    mine = rep.published()
+    assert int(mine[0]["min_txid"], 16) == litestream_max + 1  # continues above Litestream's TXIDs
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+    ltxkit_max = H.max_txid(replica)
+    writer.run_for(0.2)
+    with H.Replicator(db, replica) as ls:
+        writer.run_for(0.6)
+        ls.wait_until_caught_up()
+    assert H.max_txid(replica) > ltxkit_max
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+# ---- what else users hit --------------------------------------------------------------------------------
+
+
+def test_not_wal_mode_is_one_line_exit_2(tmp_path: Path) -> None:
+    db = tmp_path / "plain.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE t(x)")
+    conn.commit()
+    conn.close()
+    r = ltxkit("replicate", str(db), str(tmp_path / "rep"), "--once")
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("ltxkit: ") and "not WAL" in lines[-1] and "journal_mode=WAL" in lines[-1]
+    assert "Traceback" not in r.stderr
+
+
+def test_second_replicator_on_the_same_database_refuses(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, _writer = app
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        r = H.run_once(db, replica)
+        assert r.returncode == 2
+        assert "already being replicated" in r.stderr and str(rep.proc.pid) in r.stderr  # type: ignore[union-attr]
+        assert rep.stop() == 0
+
+
+def test_database_that_appears_later(tmp_path: Path) -> None:
+    db = tmp_path / "late.db"
+    replica = tmp_path / "replica"
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        assert [e["event"] for e in rep.events()][-1] == "waiting"
+        H.make_db(db, rows=10)
+        rep.wait_for(lambda: rep.published())
+        assert rep.stop() == 0
+    assert_replica_restores(replica, H.logical_dump(db), tmp_path)
+
+
+def test_sigterm_publishes_the_last_writes_and_exits_0(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica, interval="1h")  # only the first sync and the last one
+    with rep:
+        rep.start()
+        writer.write(5)
+        assert rep.stop() == 0
+    assert len(rep.published()) == 2
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+def test_vacuum_shrink_and_a_replaced_database(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        writer.run_for(0.4)
+        writer.conn.execute(f"DELETE FROM {H.TABLE} WHERE id > 20")
+        writer.conn.execute("VACUUM")
+        writer.write(2)
+        rep.wait_for(lambda: int(rep.published()[-1]["commit"]) < max(int(e["commit"]) for e in rep.published()))
+        writer.close()
+        # the database is replaced by another copy (a restore): a new file at the same path
+        other = H.make_db(db.parent / "other.db", rows=25, row_bytes=900)
+        os.replace(other, db)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        rep.wait_for(lambda: rep.published()[-1]["kind"] in ("full", "diff"))
+        assert rep.stop() == 0
+    assert any(e["event"] == "warning" and "replaced" in e["message"] for e in rep.events())
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+    writer.conn = sqlite3.connect(db)  # the fixture closes it
+
+
+def test_replica_directory_gone_is_an_error_not_a_new_replica(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        moved = replica.with_name("moved-away")
+        replica.rename(moved)
+        writer.write(2)
+        rep.wait_for(lambda: any(e["event"] == "error" for e in rep.events()))
+        assert not replica.exists()  # never created again behind the user's back
+        moved.rename(replica)
+        writer.write(2)
+        n = len(rep.published())
+        rep.wait_for(lambda: len(rep.published()) > n)
+        assert rep.stop() == 0
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+def test_bad_arguments_are_one_line_exit_2(tmp_path: Path) -> None:
+    db = H.make_db(tmp_path / "a.db", rows=2)
+    for args, needle in [
+        (["--interval", "soon"], "--interval 'soon'"),
+        (["--log-format", "xml"], "--log-format 'xml'"),
+    ]:
+        r = ltxkit("replicate", str(db), str(tmp_path / "rep"), "--once", *args)
+        assert r.returncode == 2 and needle in r.stderr, r.stderr
+    r = ltxkit("replicate", str(db), str(tmp_path / "no" / "such" / "rep"), "--once")
+    assert r.returncode == 2 and "parent directory does not exist" in r.stderr
+
+
+# ---- the soak --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_soak_kill9_at_random_moments_under_checkpoints_of_every_mode(tmp_path: Path) -> None:
+    db = H.make_db(tmp_path / "app.db", rows=40)
+    replica = tmp_path / "replica"
+    rng = random.Random(752)
+    writer = H.Writer(db, per_txn=1)
+    rep = H.LtxkitReplicator(db, replica, args=["--min-checkpoint-pages", "50"])
+    try:
+        for round_no in range(4):
+            for _kill in range(3):
+                rep.start()
+                end = time.monotonic() + rng.uniform(0.3, 1.2)
+                while time.monotonic() < end:
+                    writer.per_txn = rng.randint(1, 8 + round_no * 8)  # growing transactions
+                    writer.run_for(0.1)
+                    writer.checkpoint(rng.choice(["PASSIVE", "FULL", "RESTART", "TRUNCATE"]))
+                rep.kill9()
+                writer.run_for(rng.uniform(0, 0.2))
+            rep.start()
+            writer.run_for(0.3)
+            assert rep.stop() == 0
+            assert_replica_restores(replica, H.logical_dump(db), tmp_path)
+    finally:
+        if rep.alive:
+            rep.kill9()
+        writer.close()
+    shutil.rmtree(replica)
+
+
+def test_own_truncate_checkpoint_keeps_the_wal_bounded_and_the_replica_exact(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica, args=["--min-checkpoint-pages", "10", "--truncate-pages", "30"])
+    with rep:
+        rep.start()
+        writer.run_for(1.0)
+        rep.wait_for(lambda: any(e.get("mode") == "TRUNCATE" for e in rep.events()))
+        writer.run_for(0.5)
+        assert rep.stop() == 0
+    # after its own TRUNCATE nothing proves what the truncated WAL held: it reads the database once
+    # and publishes the difference, never a snapshot
+    kinds = {e["kind"] for e in rep.published()}
+    assert "diff" in kinds and "full" not in kinds
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+def test_a_page_size_change_stops_replication_with_exit_1(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    assert H.run_once(db, replica).returncode == 0
+    writer.close()
+    other = H.make_db(db.parent / "other.db", page_size=8192, rows=5)
+    os.replace(other, db)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    before = sorted(p.name for p in published_files(replica))
+    r = H.run_once(db, replica)
+    assert r.returncode == 1, r.stderr
+    assert "page size is 8192" in r.stderr and "4096" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in published_files(replica)) == before
+    writer.conn = sqlite3.connect(db)
