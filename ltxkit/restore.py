@@ -10,6 +10,7 @@ nothing is left at the output path.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import os
@@ -51,12 +52,27 @@ class RestoreResult:
 
 def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ms: int | None = None) -> list[ReplicaFile]:
     """Litestream's restore plan for this replica, or RestoreError with the verify code."""
+    files = list_replica(storage).files
+    if timestamp_ms is not None:
+        files = _exact_times(storage, files)
     try:
-        return restore_plan(list_replica(storage).files, txid=txid, timestamp_ms=timestamp_ms)
+        return restore_plan(files, txid=txid, timestamp_ms=timestamp_ms)
     except PlanError as exc:
         raise RestoreError(
             exc.code, f"cannot make a restore plan: {exc.message}", str(exc.context.get("key") or "")
         ) from exc
+
+
+def _exact_times(storage: Storage, files: list[ReplicaFile]) -> list[ReplicaFile]:
+    """Files with the creation times a timestamp restore must compare (object metadata on S3, read
+    concurrently, as Litestream does); unchanged where the listing's time is already exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not files or storage.exact_created_ns(files[0].key) is None:
+        return files
+    with ThreadPoolExecutor(16) as pool:
+        exact = list(pool.map(lambda f: storage.exact_created_ns(f.key), files))
+    return [f if ns is None else dataclasses.replace(f, created_ns=ns) for f, ns in zip(files, exact, strict=True)]
 
 
 SPLIT_MIN_BYTES = 32 << 20  # a file smaller than this is decoded in one process

@@ -135,5 +135,5 @@ def test_open_storage_by_path_and_url_and_reopen_by_url(tmp_path: Path) -> None:
         open_storage(str(tmp_path / "missing"))
     with pytest.raises(ReplicaNotFound, match="file:///path"):
         open_storage(f"file://otherhost{root}")
-    with pytest.raises(ReplicaNotFound, match="only file://"):
-        open_storage("s3://bucket/path")
+    with pytest.raises(ReplicaNotFound, match="unsupported replica URL"):
+        open_storage("gs://bucket/path")

@@ -73,6 +73,11 @@ class Storage(Protocol):
         """Remove staging directories whose process is gone (killed mid-build); how many went."""
         ...
 
+    def exact_created_ns(self, key: str) -> int | None:
+        """The creation time Litestream's timestamp restores use, when the listing's is only an
+        approximation (an object's `litestream-timestamp` metadata); None: the listing's is exact."""
+        ...
+
     def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
         """Make the verified local file `source` the object `key`, created at `created_ms`.
 
@@ -260,6 +265,9 @@ class LocalStorage:
         """Inside the replica (so publishing is a link, not a copy), outside `ltx/` (so nothing reads it)."""
         return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self._root))
 
+    def exact_created_ns(self, key: str) -> int | None:
+        return None  # a file's mtime is what Litestream's file backend sets and reads
+
     def remove_stale_staging(self) -> int:
         """The directory names carry their process id; one whose process is gone holds nothing
         anyone will publish."""
@@ -356,8 +364,12 @@ def open_storage(location: str, *, create: bool = False) -> Storage:
     """
     if "://" in location:
         url = urlparse(location)
+        if url.scheme == "s3":
+            from ltxkit.replica.s3 import open_s3
+
+            return open_s3(location, create=create)
         if url.scheme != "file":
-            raise ReplicaNotFound(f"{location}: only file:// replicas (or plain directories) are supported so far")
+            raise ReplicaNotFound(f"{location}: unsupported replica URL (use a directory, file:// or s3://)")
         if url.netloc not in ("", "localhost"):
             raise ReplicaNotFound(f"{location}: a file:// URL names a path on this machine (file:///path)")
         path = Path(unquote(url.path))

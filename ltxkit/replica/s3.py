@@ -1,0 +1,315 @@
+"""Replicas in S3-compatible object storage, through `obstore` (Rust's object_store).
+
+URLs as Litestream takes them: `s3://bucket/path?endpoint=http://host:port&region=...&
+force-path-style=true&skip-verify=true`; an endpoint implies path-style requests and, unless
+given, region `us-east-1`. Keys are Litestream's object-store layout, `<path>/<level %04x>/
+<min>-<max>.ltx`, each with the `litestream-timestamp` metadata written on publish.
+
+Credentials, in Litestream's order: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (and
+`AWS_SESSION_TOKEN`), `LITESTREAM_ACCESS_KEY_ID` / `LITESTREAM_SECRET_ACCESS_KEY`, then the
+`~/.aws/credentials` profile named by `AWS_PROFILE` (else `default`).
+
+Publishing is a create-only PUT (`If-None-Match: *`): an existing object is never replaced.
+Quarantine is copy, read the copy back and compare, then delete the original: nothing is deleted
+before its copy is proven. Every backend error becomes one line naming the URL (`UsageError`,
+exit 2) or a `FileNotFoundError` for a missing object, so callers see what they see locally.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from urllib.parse import parse_qs, urlencode, urlparse
+
+from ltxkit.errors import UsageError
+from ltxkit.replica.keys import OBJECT_STORE
+from ltxkit.replica.storage import STAGING_PREFIX, Entry, ReplicaNotFound
+
+if TYPE_CHECKING:
+    from obstore.store import S3Store
+
+TIMESTAMP_KEY = "litestream-timestamp"
+_T = TypeVar("_T")
+_READ_AHEAD = 8 << 20
+
+
+class S3Error(UsageError):
+    """The object store could not be reached or refused the request."""
+
+
+def _credentials() -> dict[str, str]:
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        creds = {"access_key_id": env["AWS_ACCESS_KEY_ID"], "secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
+        if env.get("AWS_SESSION_TOKEN"):
+            creds["session_token"] = env["AWS_SESSION_TOKEN"]
+        return creds
+    if env.get("LITESTREAM_ACCESS_KEY_ID") and env.get("LITESTREAM_SECRET_ACCESS_KEY"):
+        return {
+            "access_key_id": env["LITESTREAM_ACCESS_KEY_ID"],
+            "secret_access_key": env["LITESTREAM_SECRET_ACCESS_KEY"],
+        }
+    path = Path(env.get("AWS_SHARED_CREDENTIALS_FILE", Path.home() / ".aws" / "credentials"))
+    profile = env.get("AWS_PROFILE", "default")
+    parser = configparser.ConfigParser()
+    if parser.read(path) and parser.has_section(profile):
+        section = parser[profile]
+        if section.get("aws_access_key_id") and section.get("aws_secret_access_key"):
+            creds = {
+                "access_key_id": section["aws_access_key_id"],
+                "secret_access_key": section["aws_secret_access_key"],
+            }
+            if section.get("aws_session_token"):
+                creds["session_token"] = section["aws_session_token"]
+            return creds
+    return {}
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes", "on")
+
+
+class S3Storage:
+    """A replica under `s3://bucket/path` (see the module docstring)."""
+
+    layout = OBJECT_STORE
+
+    def __init__(self, location: str) -> None:
+        url = urlparse(location)
+        if url.scheme != "s3" or not url.netloc:
+            raise UsageError(f"{location}: expected s3://bucket/path")
+        self.label = location
+        self.bucket = url.netloc
+        self.root = url.path.strip("/")
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        unknown = set(query) - {"endpoint", "region", "force-path-style", "skip-verify"}
+        if unknown:
+            raise UsageError(f"{location}: unknown option(s) {', '.join(sorted(unknown))}")
+        endpoint = query.get("endpoint")
+        region = query.get("region") or ("us-east-1" if endpoint else os.environ.get("AWS_REGION", "us-east-1"))
+        path_style = bool(endpoint) or _truthy(query.get("force-path-style"))
+        canonical = {k: v for k, v in query.items() if v}
+        self.url = f"s3://{self.bucket}/{self.root}" + (f"?{urlencode(sorted(canonical.items()))}" if canonical else "")
+        creds = _credentials()
+        if not creds:
+            raise S3Error(
+                f"{location}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+            )
+        from obstore.store import S3Store
+
+        client: dict[str, Any] = {"timeout": "60s", "connect_timeout": "5s"}
+        if endpoint and endpoint.startswith("http://"):
+            client["allow_http"] = True
+        if _truthy(query.get("skip-verify")):
+            client["allow_invalid_certificates"] = True
+        config: dict[str, Any] = {"region": region, "virtual_hosted_style_request": not path_style, **creds}
+        if endpoint:
+            config["endpoint"] = endpoint
+        self._store: S3Store = S3Store(
+            self.bucket,
+            prefix=self.root or None,
+            client_options=client,  # type: ignore[arg-type]
+            retry_config={
+                "max_retries": 4,
+                "retry_timeout": timedelta(seconds=30),
+                "backoff": {
+                    "init_backoff": timedelta(milliseconds=100),
+                    "max_backoff": timedelta(seconds=5),
+                    "base": 2,
+                },
+            },
+            **config,
+        )
+
+    # ---- error mapping ----------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        from obstore.exceptions import (
+            AlreadyExistsError,
+            NotFoundError,
+            PermissionDeniedError,
+            PreconditionError,
+            UnauthenticatedError,
+        )
+
+        try:
+            return fn(self._store, *args, **kwargs)
+        except NotFoundError:
+            raise FileNotFoundError(2, "no such object", f"{self.label}: {what}") from None
+        except (AlreadyExistsError, PreconditionError):
+            raise FileExistsError(17, "object exists", f"{self.label}: {what}") from None
+        except (PermissionDeniedError, UnauthenticatedError) as exc:
+            raise S3Error(f"{self.label}: access denied ({_first_line(exc)})") from exc
+        except Exception as exc:  # obstore's GenericError and friends: connection, bucket, timeouts
+            if type(exc).__module__.startswith("obstore") or isinstance(exc, OSError):
+                raise S3Error(f"{self.label}: {what}: {_first_line(exc)}") from exc
+            raise
+
+    # ---- the Storage protocol ---------------------------------------------------------------------
+
+    def list(self, prefix: str) -> list[Entry]:
+        import obstore
+
+        def run(store: S3Store) -> list[Entry]:
+            out = []
+            for chunk in obstore.list(store, prefix=prefix or None, chunk_size=1000):
+                for meta in chunk:
+                    ts = meta["last_modified"]
+                    out.append(Entry(meta["path"], meta["size"], int(ts.timestamp() * 1e9)))
+            return out
+
+        entries = self._call(f"listing {prefix or '/'}", run)
+        entries.sort(key=lambda e: e.key)
+        return entries
+
+    def exists(self) -> bool:
+        """Does anything live under the replica's path (a replica, or a start of one)?"""
+        import obstore
+
+        def run(store: S3Store) -> bool:
+            return any(chunk for chunk in obstore.list(store, chunk_size=1))
+
+        return self._call("listing", run)
+
+    def exact_created_ns(self, key: str) -> int | None:
+        """The `litestream-timestamp` metadata of an object (None when it has none)."""
+        import obstore
+
+        result = self._call(key, obstore.get, key, options={"head": True})
+        value = result.attributes.get(TIMESTAMP_KEY)
+        if not value:
+            return None
+        try:
+            return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1e9)
+        except ValueError:
+            return None
+
+    def open(self, key: str) -> BinaryIO:
+        import obstore
+
+        size = self._call(key, obstore.head, key)["size"]
+        return _RangeReader(self, key, size)  # type: ignore[return-value]
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        import obstore
+
+        if length <= 0:
+            return b""
+        return bytes(self._call(key, obstore.get_range, key, start=start, length=length))
+
+    def read_bytes(self, key: str) -> bytes:
+        import obstore
+
+        return bytes(self._call(key, lambda store, k: obstore.get(store, k).bytes(), key))
+
+    def make_staging(self) -> Path:
+        """A local temporary directory: objects are uploaded from it."""
+        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
+
+    def remove_stale_staging(self) -> int:
+        return 0  # staging is local and temporary; nothing of it lives in the bucket
+
+    def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
+        import obstore
+
+        stamp = datetime.fromtimestamp(created_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        size = source.stat().st_size
+        with open(source, "rb") as fh:
+            self._call(key, obstore.put, key, fh, mode="create", attributes={TIMESTAMP_KEY: stamp})
+        source.unlink()
+        return Entry(key, size, created_ms * 1_000_000)
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        import obstore
+
+        self._call(key, obstore.put, key, data, mode="create")
+
+    def delete(self, keys: Sequence[str]) -> None:
+        import obstore
+
+        keys = list(keys)
+        for i in range(0, len(keys), 1000):
+            self._call("delete", obstore.delete, keys[i : i + 1000])
+
+    def quarantine(self, key: str, new_key: str) -> None:
+        """Copy, prove the copy, then delete the original."""
+        import obstore
+
+        result = self._call(key, obstore.get, key)
+        attrs = dict(result.attributes)
+        data = bytes(result.bytes())
+        self._call(new_key, obstore.put, new_key, data, mode="create", attributes=attrs or None)
+        if self.read_bytes(new_key) != data:
+            raise S3Error(f"{self.label}: the copy of {key} at {new_key} does not read back the same; kept both")
+        self.delete([key])
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable read-only view of one object, by ranged GETs with read-ahead."""
+
+    def __init__(self, storage: S3Storage, key: str, size: int) -> None:
+        self._s, self._key, self._size = storage, key, size
+        self._pos = 0
+        self._buf = b""
+        self._buf_at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, view: Any) -> int:
+        n = len(view)
+        if n == 0 or self._pos >= self._size:
+            return 0
+        start = self._pos - self._buf_at
+        if not (0 <= start < len(self._buf)):
+            want = min(max(n, _READ_AHEAD), self._size - self._pos)
+            self._buf = self._s.read_range(self._key, self._pos, want)
+            self._buf_at, start = self._pos, 0
+            if not self._buf:
+                return 0
+        chunk = self._buf[start : start + n]
+        view[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self._size - self._pos
+        buf = bytearray(size)
+        got = 0
+        while got < size:
+            n = self.readinto(memoryview(buf)[got:])
+            if n == 0:
+                break
+            got += n
+        return bytes(buf[:got])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def open_s3(location: str, *, create: bool) -> S3Storage:
+    storage = S3Storage(location)
+    if not create and not storage.exists():
+        raise ReplicaNotFound(f"{location}: no objects under this path: not a replica")
+    return storage

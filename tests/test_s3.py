@@ -1,0 +1,237 @@
+"""s3:// replicas on a real SeaweedFS (no mocks), written by the real Litestream and by ltxkit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import harness as H
+from harness.seaweed import SeaweedFS
+from ltxkit.replica.storage import open_storage
+from tests.replica_builder import Db, write_ltx
+
+pytestmark = pytest.mark.litestream
+
+
+@pytest.fixture(scope="module")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    sw = SeaweedFS(tmp_path_factory.mktemp("seaweed")).start()
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(sw.env)  # credentials for ltxkit and Litestream; no AWS_CA_BUNDLE (Litestream)
+    try:
+        yield sw
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        sw.stop()
+
+
+def ltxkit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ltxkit", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+
+
+def litestream_once(db: Path, url: str) -> None:
+    cfg = H.write_config(db.parent / f"{db.name}.s3.yml", {"dbs": [{"path": str(db), "replica": {"url": url}}]})
+    r = subprocess.run([H.litestream_bin(), "replicate", "-once", "-config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def litestream_restore(url: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [H.litestream_bin(), "restore", "-o", str(out), *extra, url], capture_output=True, text=True, timeout=120
+    )
+
+
+def codes(report: str) -> set[str]:
+    return {f["code"] for f in json.loads(report)["findings"]}
+
+
+@pytest.fixture(scope="module")
+def litestream_replica(seaweed: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[str]]:
+    """A replica Litestream wrote to SeaweedFS: 6 syncs, a few ms apart; returns (db, url, times)."""
+    work = tmp_path_factory.mktemp("ls-s3")
+    db = H.make_db(work / "app.db", rows=30)
+    url = seaweed.url("apps/one")
+    times = []
+    with H.pin_wal(db):
+        for i in range(6):
+            H.write_rows(db, 5, size=700)
+            litestream_once(db, url)
+            times.append(H.rfc3339_ms(int(time.time() * 1000)))
+            time.sleep(0.05 if i != 2 else 1.2)
+    return db, url, times
+
+
+def test_litestream_replica_on_s3_verifies_and_restores_byte_identical(
+    litestream_replica: tuple[Path, str, list[str]], tmp_path: Path
+) -> None:
+    db, url, times = litestream_replica
+    keys = [e.key for e in open_storage(url).list("")]
+    assert keys and all(k.startswith("0000/") for k in keys)  # Litestream's object layout
+    v = ltxkit("verify", url)
+    assert v.returncode == 0, v.stdout + v.stderr
+    for extra_ls, extra_lk, name in [
+        ((), (), "latest"),
+        (("-txid", f"{3:016x}"), ("--txid", f"{3:016x}"), "txid"),
+        (("-timestamp", times[2]), ("--timestamp", times[2]), "timestamp"),
+    ]:
+        theirs, ours = tmp_path / f"ls-{name}.db", tmp_path / f"lk-{name}.db"
+        r = litestream_restore(url, theirs, *extra_ls)
+        assert r.returncode == 0, r.stderr
+        k = ltxkit("restore", url, "-o", str(ours), "-q", *extra_lk)
+        assert k.returncode == 0, k.stderr
+        assert theirs.read_bytes() == ours.read_bytes(), name
+    assert H.logical_dump(tmp_path / "lk-latest.db") == H.logical_dump(db)
+    assert H.row_count(tmp_path / "lk-timestamp.db") == H.row_count(tmp_path / "lk-txid.db")
+
+
+def _copy_replica(src_url: str, dst_url: str) -> None:
+    src, dst = open_storage(src_url), open_storage(dst_url, create=True)
+    for e in src.list(""):
+        dst.put_bytes(e.key, src.read_bytes(e.key))
+
+
+def _replace(url: str, key: str, data: bytes) -> None:
+    storage = open_storage(url)
+    storage.delete([key])
+    storage.put_bytes(key, data)
+
+
+def _mirror_to_directory(url: str, root: Path) -> None:
+    storage = open_storage(url)
+    for e in storage.list(""):
+        level, name = e.key.split("/")
+        path = root / "ltx" / str(int(level, 16)) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(storage.read_bytes(e.key))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "delete-l0"])
+def test_damaged_objects_get_the_same_codes_as_on_a_directory(
+    litestream_replica: tuple[Path, str, list[str]], seaweed: SeaweedFS, tmp_path: Path, damage: str
+) -> None:
+    _db, url, _times = litestream_replica
+    copy = seaweed.url(f"damaged/{damage}")
+    _copy_replica(url, copy)
+    storage = open_storage(copy)
+    key = [e.key for e in storage.list("0000/")][3]
+    data = storage.read_bytes(key)
+    if damage == "flip":
+        _replace(copy, key, data[:200] + bytes([data[200] ^ 0xFF]) + data[201:])
+    elif damage == "truncate":
+        _replace(copy, key, data[: len(data) - 40])
+    else:
+        storage.delete([key])
+    local = tmp_path / "local"
+    _mirror_to_directory(copy, local)
+    on_s3 = ltxkit("verify", copy, "--format", "json")
+    on_dir = ltxkit("verify", str(local), "--format", "json")
+    assert on_s3.returncode == on_dir.returncode == 1
+    found = codes(on_s3.stdout)
+    assert found == codes(on_dir.stdout)
+    expected = {"flip": "file-checksum-mismatch", "truncate": "truncated", "delete-l0": "txid-gap"}[damage]
+    assert expected in found or (damage == "flip" and "page-decompress-failed" in found), found
+
+
+def test_repair_from_db_on_s3_keeps_every_original_in_quarantine(
+    litestream_replica: tuple[Path, str, list[str]], seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    db, url, _times = litestream_replica
+    copy = seaweed.url("repair/one")
+    _copy_replica(url, copy)
+    storage = open_storage(copy)
+    key = [e.key for e in storage.list("0000/")][-1]
+    data = storage.read_bytes(key)
+    _replace(copy, key, data[:300] + bytes([data[300] ^ 0x55]) + data[301:])
+    assert ltxkit("verify", copy).returncode == 1
+    r = ltxkit("repair", copy, "--rebuild-snapshot", "--from-db", str(db), "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ltxkit("verify", copy).returncode == 0
+    out = tmp_path / "after.db"
+    assert litestream_restore(copy, out).returncode == 0
+    assert H.logical_dump(out) == H.logical_dump(db)
+    quarantined = [e.key for e in storage.list("quarantine/")]
+    assert any(k.endswith(key.rsplit("/", 1)[1]) for k in quarantined), quarantined
+    moved = next(k for k in quarantined if k.endswith(key.rsplit("/", 1)[1]))
+    assert storage.read_bytes(moved)[:300] == data[:300]  # the original bytes, damage included
+    assert any(k.endswith("manifest.json") for k in quarantined)
+
+
+def test_ltxkit_replicate_to_s3_survives_kill9_and_checkpoint(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    db = H.make_db(tmp_path / "app.db", rows=30)
+    url = seaweed.url("ltxkit/app")
+    writer = H.Writer(db)
+    rep = H.LtxkitReplicator(db, url)
+    try:
+        rep.start()
+        writer.run_for(0.8)
+        rep.kill9()
+        writer.run_for(0.3)
+        writer.checkpoint("TRUNCATE")
+        writer.run_for(0.3)
+        rep.start()
+        writer.run_for(0.8)
+        assert rep.stop() == 0
+    finally:
+        if rep.alive:
+            rep.kill9()
+        writer.close()
+    out = tmp_path / "restored.db"
+    r = litestream_restore(url, out)
+    assert r.returncode == 0, r.stderr
+    assert H.logical_dump(out) == H.logical_dump(db)
+    assert H.integrity_check(out) == "ok"
+    assert ltxkit("verify", url).returncode == 0
+    # the objects carry Litestream's timestamp metadata
+    storage = open_storage(url)
+    first = storage.list("0000/")[0]
+    assert storage.exact_created_ns(first.key) is not None
+
+
+def test_listing_pages_through_more_than_1000_keys(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    chain = tmp_path / "chain"
+    db = Db(sound=True)
+    write_ltx(chain, 0, 1, 1, db.write(list(range(1, 9))), db.commit)
+    for txid in range(2, 1101):  # 1,100 small increments, the database size unchanged
+        write_ltx(chain, 0, txid, txid, db.write([3, 4]), db.commit)
+    url = seaweed.url("many/keys")
+    storage = open_storage(url, create=True)
+    files = sorted((tmp_path / "chain" / "ltx" / "0").glob("*.ltx"))
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda p: storage.put_bytes(f"0000/{p.name}", p.read_bytes()), files))
+    assert len(storage.list("0000/")) == 1100
+    v = ltxkit("verify", url, "--format", "json")
+    assert v.returncode == 0, v.stderr
+    assert json.loads(v.stdout)["replicas"][0]["files"] == 1100
+
+
+def test_bad_s3_locations_are_one_line_exit_2(seaweed: SeaweedFS) -> None:
+    env_no_creds = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LITESTREAM_"))}
+    env_no_creds["HOME"] = "/nonexistent"
+    cases = [
+        (seaweed.url("apps/one"), env_no_creds, "no credentials"),
+        (f"s3://no-such-bucket/x?endpoint={seaweed.endpoint}", None, "no-such-bucket"),
+        ("s3://replicas/x?endpoint=http://127.0.0.1:9", None, "127.0.0.1:9"),
+        (seaweed.url("nothing/here"), None, "not a replica"),
+    ]
+    for url, env, needle in cases:
+        r = ltxkit("verify", url, env=env)
+        assert r.returncode == 2, (url, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
