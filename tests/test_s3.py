@@ -235,3 +235,42 @@ def test_bad_s3_locations_are_one_line_exit_2(seaweed: SeaweedFS) -> None:
         assert r.returncode == 2, (url, r.stdout, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_fleet_of_20_replicas_with_one_broken(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    chain = tmp_path / "chain"
+    db = Db(sound=True)
+    write_ltx(chain, 0, 1, 1, db.write(list(range(1, 9))), db.commit)
+    for txid in range(2, 5):
+        write_ltx(chain, 0, txid, txid, db.write([3, 4]), db.commit)
+    files = sorted((chain / "ltx" / "0").glob("*.ltx"))
+    for i in range(20):
+        storage = open_storage(seaweed.url(f"fleet/app{i:02d}"), create=True)
+        for p in files:
+            data = p.read_bytes()
+            if i == 13 and p.name.startswith("0000000000000002"):
+                data = data[:150] + bytes([data[150] ^ 0xFF]) + data[151:]
+            storage.put_bytes(f"0000/{p.name}", data)
+    r = ltxkit("verify", seaweed.url("fleet"), "--recursive")
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    verdicts = [line for line in lines if line.startswith(("ok   ", "FAIL "))]
+    assert len(verdicts) == 20
+    bad = [line for line in verdicts if line.startswith("FAIL")]
+    assert len(bad) == 1 and "fleet/app13" in bad[0] and "file-checksum-mismatch" in bad[0]
+    assert "20 replica(s), 1 with errors" in r.stdout
+    junit = ltxkit("verify", seaweed.url("fleet"), "-r", "--format", "junit")
+    assert junit.returncode == 1 and junit.stdout.count("<testsuite ") == 20
+
+
+def test_recursive_on_a_directory_and_nothing_found(tmp_path: Path) -> None:
+    for name in ("a", "b/c"):
+        (tmp_path / "fleet" / name / "ltx" / "0").mkdir(parents=True)
+        db = Db(sound=True)
+        write_ltx(tmp_path / "fleet" / name, 0, 1, 1, db.write(list(range(1, 9))), db.commit)
+    r = ltxkit("verify", str(tmp_path / "fleet"), "-r")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 replica(s), 0 with errors" in r.stdout
+    (tmp_path / "empty").mkdir()
+    r = ltxkit("verify", str(tmp_path / "empty"), "-r")
+    assert r.returncode == 2 and "no replica below it" in r.stderr

@@ -25,7 +25,7 @@ class FailOn(StrEnum):
 @guarded
 def verify(
     paths: Annotated[
-        list[str], typer.Argument(help="LTX files, replica directories or file:// URLs.", show_default=False)
+        list[str], typer.Argument(help="LTX files, replica directories, file:// or s3:// URLs.", show_default=False)
     ],
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.text,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
@@ -53,6 +53,10 @@ def verify(
         int | None,
         typer.Option("--jobs", "-j", min=1, help="Processes that decode a replica's files (default: one per core)."),
     ] = None,
+    recursive: Annotated[
+        bool,
+        typer.Option("--recursive", "-r", help="Check every replica below each directory or s3:// prefix (a fleet)."),
+    ] = False,
 ) -> None:
     """Name every defect in LTX files and replicas, each with a stable code.
 
@@ -73,6 +77,7 @@ def verify(
     Examples:  ltxkit verify /backups/app.db-replica
                ltxkit verify file:///backups/app --format junit -o verify.xml
                ltxkit verify /backups/huge-replica --structure-only
+               ltxkit verify s3://bucket/backups --recursive --format junit -o fleet.xml
     """
     from ltxkit.verify.engine import total_bytes, verify_paths
     from ltxkit.verify.findings import Severity
@@ -84,6 +89,16 @@ def verify(
     if structure_only and deep:
         raise Fail("--structure-only and --deep cannot be used together", EXIT_USAGE)
     content = not (quick or structure_only)
+    if recursive:
+        from ltxkit.replica.discover import find_replicas
+
+        expanded: list[str] = []
+        for p in paths:
+            found = find_replicas(p)
+            if not found:
+                raise Fail(f"{p}: no replica below it", EXIT_USAGE)
+            expanded += found
+        paths = expanded
     progress = progress_bar(fmt == OutputFormat.text and output is None)
     workers = jobs or default_jobs()
     if progress is not None:
@@ -106,9 +121,11 @@ def verify(
             with output.open("w") as fh:
                 from rich.console import Console
 
-                render_text(report, severity, Console(file=fh, highlight=False, width=200, soft_wrap=True))
+                render_text(
+                    report, severity, Console(file=fh, highlight=False, width=200, soft_wrap=True), fleet=recursive
+                )
         else:
-            render_text(report, severity, out.real())
+            render_text(report, severity, out.real(), fleet=recursive)
     else:
         text = render_json(report, severity) if fmt == OutputFormat.json else render_junit(report, severity)
         if output is not None:

@@ -115,8 +115,20 @@ def content_line(r: ReplicaSummary) -> str:
     return line
 
 
-def render_text(report: Report, fail_on: Severity, console: Console) -> None:
-    for r in report.replicas:
+def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: bool = False) -> None:
+    """The human report; `fleet`: one line per replica instead of a table each (verify --recursive)."""
+    if fleet:
+        for r in report.replicas:
+            found = {f.code for f in r.errors}
+            if fail_on == Severity.WARNING:
+                found |= {f.code for f in r.findings} | {f.code for fc in r.files for f in fc.findings}
+            codes = sorted(found)
+            verdict = "[red]FAIL[/red]" if codes else "[green]ok[/green]  "
+            detail = ", ".join(str(c) for c in codes) if codes else f"{latest_line(r)}; content: {content_line(r)}"
+            console.print(f"{verdict} {r.path}: {detail}", highlight=False)
+        bad = sum(1 for r in report.replicas if r.errors)
+        console.print(f"{len(report.replicas)} replica(s), {bad} with errors", highlight=False)
+    for r in report.replicas if not fleet else []:
         data = r.to_json()
         table = Table(title=f"replica {r.path}", title_justify="left")
         for col in ("level", "files", "bytes", "TXIDs"):

@@ -1,0 +1,49 @@
+"""Find every replica below a directory or an `s3://` prefix (`ltxkit verify --recursive`).
+
+A replica is a directory holding `ltx/` (Litestream's file layout), or an object prefix under
+which keys look like `<level %04x>/<min>-<max>.ltx` (its object-store layout). The search does not
+descend into a replica it found: nothing inside one is another.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+from ltxkit.replica.keys import LTX_DIR
+from ltxkit.replica.storage import ReplicaNotFound
+
+_OBJECT_KEY = re.compile(r"^(?:(.*)/)?[0-9a-f]{4}/[0-9a-f]{16}-[0-9a-f]{16}\.ltx$")
+
+
+def find_replicas(location: str) -> list[str]:
+    """Every replica at or below `location`, as paths or URLs the other commands take, sorted."""
+    if location.startswith("s3://"):
+        return _s3_replicas(location)
+    root = Path(location.removeprefix("file://")) if location.startswith("file://") else Path(location)
+    if not root.is_dir():
+        raise ReplicaNotFound(f"{location}: not a directory")
+    found: list[str] = []
+    for dirpath, dirnames, _files in os.walk(root):
+        if LTX_DIR in dirnames and os.path.isdir(os.path.join(dirpath, LTX_DIR)):
+            found.append(dirpath)
+            dirnames.clear()  # a replica's own directories hold no other replica
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    return sorted(found)
+
+
+def _s3_replicas(location: str) -> list[str]:
+    from ltxkit.replica.s3 import S3Storage
+
+    storage = S3Storage(location)
+    roots: set[str] = set()
+    for entry in storage.list(""):
+        m = _OBJECT_KEY.match(entry.key)
+        if m and "quarantine/" not in entry.key:
+            roots.add(m.group(1) or "")
+    url = urlparse(location)
+    base = url.path.rstrip("/")
+    return sorted(urlunparse(url._replace(path=f"{base}/{r}".rstrip("/") if r else base)) for r in roots)
