@@ -79,6 +79,7 @@ class S3Storage:
     """A replica under `s3://bucket/path` (see the module docstring)."""
 
     layout = OBJECT_STORE
+    concurrency = 16
 
     def __init__(self, location: str) -> None:
         url = urlparse(location)

@@ -50,6 +50,7 @@ class Storage(Protocol):
     """What a replica backend provides (see the module docstring)."""
 
     url: str  # reopens this storage anywhere: `open_storage(url)`
+    concurrency: int  # reads worth running at once (1: local, read when needed)
     label: str  # how the user named it: for messages and reports, never a path to open
     layout: KeyLayout
 
@@ -194,6 +195,7 @@ class LocalStorage:
     """A replica in a local directory (what Litestream's `file://` replica type writes)."""
 
     layout = DIRECTORY
+    concurrency = 1
 
     def __init__(self, root: Path, label: str | None = None) -> None:
         self._root = Path(root)
