@@ -302,6 +302,7 @@ class LTXReader:
         decompress = _decompress
         crc64_ = crc64
         prefix_size = FRAME_PREFIX_SIZE
+        max_block = page_size + page_size // 255 + 16  # LZ4's worst case for incompressible input
         frames: list[tuple[int, int, int]] = []
         append = frames.append
         legacy = 0  # LZ4-frame pages read: their CRC input has no size prefix
@@ -357,9 +358,17 @@ class LTXReader:
             end = pos + prefix_size + size
             if end > buf_len:
                 self._pos = pos
-                if not self._fill(prefix_size + size):
+                # never more than one page's worst case: a damaged prefix must not size a buffer
+                if not self._fill(prefix_size + min(size, max_block + 1)):
                     raise LTXError(
                         Code.TRUNCATED, f"file ends inside page {pgno}", offset=self._base + len(self._buf), pgno=pgno
+                    )
+                if size > max_block:
+                    raise LTXError(
+                        Code.PAGE_DECOMPRESS_FAILED,
+                        f"page {pgno}: an LZ4 block of {size} bytes cannot hold one {page_size}-byte page",
+                        offset=self._base + self._pos,
+                        pgno=pgno,
                     )
                 buf, pos = self._buf, self._pos
                 buf_len = len(buf)

@@ -49,6 +49,11 @@ class Intent:
     full: bool  # holds every page 1..commit (the first file of a replica is then a snapshot)
     page_sums: dict[int, int]  # pgno -> checksum of the source page, for every page the file holds
     source_checksum: int  # database checksum of the source state the file leads to
+    first_txid: int = 0  # the file's min TXID when it spans several (a compaction); 0: `txid`
+
+    @property
+    def min_txid(self) -> int:
+        return self.first_txid or self.txid
 
     def header(self, *, timestamp: int, wal: tuple[int, int, int, int] = (32, 0, 0, 0)) -> Header:
         """The header that carries this intent (`wal`: offset, size, salt1, salt2 of its WAL range)."""
@@ -57,7 +62,7 @@ class Intent:
             flags=FLAG_NO_CHECKSUM,
             page_size=self.page_size,
             commit=self.commit,
-            min_txid=self.txid,
+            min_txid=self.min_txid,
             max_txid=self.txid,
             timestamp=timestamp,
             wal_offset=offset,
@@ -70,28 +75,10 @@ class Intent:
 def prove(stream: BinaryIO, intent: Intent, previous: PageMap | None) -> PageMap:
     """Decode `stream` and prove it is `intent` applied to `previous`; return the state it reaches.
 
-    `previous` is None only for a full file. Raises `ProofError` (or `LTXError`, a decoding
-    defect, whose code says which) on the first thing that does not hold.
+    `previous` is None only for a full file. Raises `ProofError` (a decoding defect's reason is
+    its LTX code) on the first thing that does not hold.
     """
-    try:
-        reader = LTXReader(stream)
-        header = reader.header
-        _check_header(header, intent)
-        found: dict[int, int] = {}
-        sums = intent.page_sums
-        for pgno, data in reader.pages():
-            value = page_checksum(pgno, data)
-            expected = sums.get(pgno)
-            if expected is None:
-                raise ProofError("proof-unexpected-page", f"page {pgno} was not meant to be in the file")
-            if value != expected:
-                raise ProofError("proof-page-mismatch", f"page {pgno} differs from the source page")
-            found[pgno] = value
-    except LTXError as exc:
-        raise ProofError(str(exc.code), f"the built file does not decode: {exc}") from exc
-    if len(found) != len(sums):
-        lost = sorted(set(sums) - set(found))
-        raise ProofError("proof-page-missing", f"{len(lost)} page(s) missing from the file, first {lost[0]}")
+    found = prove_pages(stream, intent)
     if intent.full or previous is None:
         if not intent.full:
             raise ProofError("proof-no-previous-state", "an increment needs the previous state to be proven")
@@ -116,6 +103,32 @@ def prove(stream: BinaryIO, intent: Intent, previous: PageMap | None) -> PageMap
     return after
 
 
+def prove_pages(stream: BinaryIO, intent: Intent) -> dict[int, int]:
+    """The part of the proof that needs no previous state: the file decodes strictly, its header
+    says what was meant, and it holds exactly the intended pages with the intended bytes. Returns
+    each page's checksum (what a compaction, whose previous state is not at hand, stops at)."""
+    try:
+        reader = LTXReader(stream)
+        header = reader.header
+        _check_header(header, intent)
+        found: dict[int, int] = {}
+        sums = intent.page_sums
+        for pgno, data in reader.pages():
+            value = page_checksum(pgno, data)
+            expected = sums.get(pgno)
+            if expected is None:
+                raise ProofError("proof-unexpected-page", f"page {pgno} was not meant to be in the file")
+            if value != expected:
+                raise ProofError("proof-page-mismatch", f"page {pgno} differs from the source page")
+            found[pgno] = value
+    except LTXError as exc:
+        raise ProofError(str(exc.code), f"the built file does not decode: {exc}") from exc
+    if len(found) != len(sums):
+        lost = sorted(set(sums) - set(found))
+        raise ProofError("proof-page-missing", f"{len(lost)} page(s) missing from the file, first {lost[0]}")
+    return found
+
+
 def _check_header(header: Header, intent: Intent) -> None:
     wrong = []
     if header.flags != FLAG_NO_CHECKSUM:
@@ -124,7 +137,9 @@ def _check_header(header: Header, intent: Intent) -> None:
         wrong.append(f"page size {header.page_size}")
     if header.commit != intent.commit:
         wrong.append(f"commit {header.commit} (wanted {intent.commit})")
-    if (header.min_txid, header.max_txid) != (intent.txid, intent.txid):
-        wrong.append(f"TXIDs {header.min_txid:016x}-{header.max_txid:016x} (wanted {intent.txid:016x})")
+    if (header.min_txid, header.max_txid) != (intent.min_txid, intent.txid):
+        wrong.append(
+            f"TXIDs {header.min_txid:016x}-{header.max_txid:016x} (wanted {intent.min_txid:016x}-{intent.txid:016x})"
+        )
     if wrong:
         raise ProofError("proof-header", "header says " + ", ".join(wrong))
