@@ -52,7 +52,7 @@ class LtxkitReplicator:
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env, **(env or {})},
+                env={**os.environ, "PYTHONFAULTHANDLER": "1", **self.env, **(env or {})},
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -65,11 +65,17 @@ class LtxkitReplicator:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 20) -> int:
-        """SIGTERM: one last sync, then exit (0 expected)."""
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM: one last sync, then exit (0 expected). A replicator that does not stop in time
+        is dumped (faulthandler: where it was stuck) and killed, and the test fails saying so."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER prints every thread's stack
+            self.proc.wait(10)
+            raise RuntimeError(f"ltxkit replicate did not stop in {timeout} s:\n{self.log_text()[-5000:]}") from None
 
     def kill9(self) -> int:
         assert self.proc is not None

@@ -74,8 +74,6 @@ def parse_header(data: bytes) -> WalHeader:
         raise WalError(f"bad WAL magic 0x{magic:08x}")
     if version != WAL_VERSION:
         raise WalError(f"unknown WAL version {version}")
-    if page_size == 1:  # SQLite stores 65536 as 1 in the database header, but the WAL holds it whole
-        page_size = 65536
     if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
         raise WalError(f"bad WAL page size {page_size}")
     header = WalHeader(magic, version, page_size, seq, (salt1, salt2), (c1, c2))

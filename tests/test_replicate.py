@@ -368,3 +368,55 @@ def test_a_page_size_change_stops_replication_with_exit_1(app: tuple[Path, Path,
     assert "page size is 8192" in r.stderr and "4096" in r.stderr and "Traceback" not in r.stderr
     assert sorted(p.name for p in published_files(replica)) == before
     writer.conn = sqlite3.connect(db)
+
+
+FAST_LIFECYCLE = [
+    "--levels", "300ms,1s",
+    "--snapshot-interval", "1500ms",
+    "--snapshot-retention", "1s",
+    "--l0-retention", "500ms",
+    "--l0-retention-check-interval", "300ms",
+]  # fmt: skip
+
+
+def test_compaction_snapshots_and_retention_keep_the_replica_exact(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica, args=FAST_LIFECYCLE)
+    with rep:
+        rep.start()
+        writer.run_for(3.5)
+        assert rep.stop() == 0
+    kinds = [e["event"] for e in rep.events()]
+    assert "compacted" in kinds and "snapshot" in kinds and "retention" in kinds
+    assert "error" not in kinds
+    assert H.list_ltx(replica, 1) and H.list_ltx(replica, 2) and H.list_ltx(replica, 9)
+    published_l0 = len(rep.published())
+    assert len(H.list_ltx(replica, 0)) < published_l0  # retention deleted covered L0 files
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+    # Litestream continues a replica ltxkit compacted
+    writer.run_for(0.2)
+    with H.Replicator(db, replica) as ls:
+        writer.run_for(0.5)
+        ls.wait_until_caught_up()
+    assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+def test_compaction_never_merges_a_damaged_file(app: tuple[Path, Path, H.Writer]) -> None:
+    db, replica, writer = app
+    with H.pin_wal(db):
+        for _ in range(4):
+            writer.write(2)
+            assert H.run_once(db, replica, "--levels", "none").returncode == 0
+    victim = published_files(replica)[2]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    rep = H.LtxkitReplicator(db, replica, args=FAST_LIFECYCLE)
+    with rep:
+        rep.start()
+        writer.run_for(0.8)
+        assert rep.stop() == 0
+    errors = [e["message"] for e in rep.events() if e["event"] == "error"]
+    assert any(m.startswith("L1") for m in errors), errors
+    assert not H.list_ltx(replica, 1)  # nothing built on the damaged file
+    assert victim.read_bytes() == bytes(data)  # and it was not deleted either

@@ -47,6 +47,20 @@ def replicate(
     truncate_pages: Annotated[
         int, typer.Option("--truncate-pages", help="TRUNCATE checkpoint once the WAL file is this many frames long.")
     ] = 121_359,
+    levels: Annotated[
+        str,
+        typer.Option("--levels", help="Compaction intervals of levels 1, 2, ... ('none': keep L0 files only)."),
+    ] = "30s,5m,1h",
+    snapshot_interval: Annotated[str, typer.Option("--snapshot-interval", help="Level-9 snapshot every ...")] = "24h",
+    snapshot_retention: Annotated[
+        str, typer.Option("--snapshot-retention", help="Keep snapshots (and what they need) this long.")
+    ] = "24h",
+    l0_retention: Annotated[
+        str, typer.Option("--l0-retention", help="Keep L0 files this long after level 1 covers them.")
+    ] = "5m",
+    l0_retention_check_interval: Annotated[
+        str, typer.Option("--l0-retention-check-interval", help="How often retention runs.")
+    ] = "15s",
 ) -> None:
     """Stream a live database into a Litestream 0.5.x replica, publishing only proven files.
 
@@ -62,10 +76,19 @@ def replicate(
     database, never correctness. Runs until SIGTERM or Ctrl-C, then syncs once more and exits 0.
     One log line per published file; exit 1 when replication cannot go on (a changed page size),
     2 when it cannot start (not WAL mode, a second replicator on the same database).
+
+    Like Litestream it compacts level 0 into levels 1, 2, 3 (--levels), takes level-9 snapshots
+    and deletes what retention allows and no restore needs; every compacted file and snapshot is
+    proven before it is published.
+
+    Examples:  ltxkit replicate /srv/app.db /backups/app
+               ltxkit replicate /srv/app.db s3://bucket/app --log-format json
+               ltxkit replicate /srv/app.db /backups/app --once
     """
     from ltxkit.replica.storage import open_storage
     from ltxkit.replicate import Event, FatalError, Options, Replicator
     from ltxkit.replicate.hooks import Hooks
+    from ltxkit.replicate.lifecycle import Policy
 
     if log_format not in ("text", "json"):
         raise Fail(f"--log-format {log_format!r}: expected text or json", EXIT_USAGE)
@@ -75,6 +98,18 @@ def replicate(
         checkpoint_interval_s=parse_duration(checkpoint_interval, "--checkpoint-interval"),
         truncate_pages=truncate_pages,
     )
+    policy = None
+    if levels.strip().lower() != "none":
+        intervals = [parse_duration(v, "--levels") for v in levels.split(",") if v.strip()]
+        policy = Policy(
+            levels=tuple((i + 1, v) for i, v in enumerate(intervals)),
+            snapshot_interval_s=parse_duration(snapshot_interval, "--snapshot-interval"),
+            snapshot_retention_s=parse_duration(snapshot_retention, "--snapshot-retention"),
+            l0_retention_s=parse_duration(l0_retention, "--l0-retention"),
+            l0_retention_check_s=parse_duration(l0_retention_check_interval, "--l0-retention-check-interval"),
+        )
+        if len(policy.levels) > 8:
+            raise Fail("--levels: at most 8 levels (level 9 holds snapshots)", EXIT_USAGE)
     storage = open_storage(replica, create=True)
 
     def emit(event: Event) -> None:
@@ -89,7 +124,7 @@ def replicate(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    replicator = Replicator(db, storage, options=options, emit=emit, hooks=Hooks.from_env())
+    replicator = Replicator(db, storage, options=options, emit=emit, hooks=Hooks.from_env(), policy=policy)
     try:
         ok = replicator.run(stop, once=once)
     except FatalError as exc:

@@ -21,6 +21,7 @@ recorded until it is published.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import threading
@@ -36,10 +37,12 @@ from ltxkit.format.decoder import parse_header
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import LTXError
 from ltxkit.format.schema import lock_pgno
+from ltxkit.replica.keys import SNAPSHOT_LEVEL
 from ltxkit.replica.layout import list_replica
 from ltxkit.replica.storage import Storage
-from ltxkit.replicate import wal_position
+from ltxkit.replicate import lifecycle, wal_position
 from ltxkit.replicate.hooks import Hooks
+from ltxkit.replicate.lifecycle import Policy
 from ltxkit.replicate.pagemap import PageMap
 from ltxkit.replicate.proof import Intent, ProofError, prove
 from ltxkit.replicate.source import NotWalMode, Source, WalReader
@@ -65,7 +68,8 @@ class Options:
 class Event:
     """One line of the replicator's log."""
 
-    kind: str  # started, waiting, published, resync, ready, checkpoint, warning, error, stopped
+    kind: str  # started, waiting, published, resync, ready, checkpoint, compacted, snapshot, retention,
+    # warning, error, stopped
     message: str
     fields: dict[str, Any] = field(default_factory=dict)
 
@@ -79,7 +83,14 @@ class FatalError(LtxkitError):
 
 class Replicator:
     def __init__(
-        self, db: Path, storage: Storage, *, options: Options | None = None, emit: Emit, hooks: Hooks | None = None
+        self,
+        db: Path,
+        storage: Storage,
+        *,
+        options: Options | None = None,
+        emit: Emit,
+        hooks: Hooks | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.db = Path(db)
         self.storage = storage
@@ -96,6 +107,8 @@ class Replicator:
         self._full_next = False  # the last built file failed its proof: next time, a full file
         self._waiting = False
         self._last_checkpoint = time.monotonic()
+        self.policy = policy  # compaction, snapshots, retention (None: L0 files only)
+        self._ran: dict[str, float] = {}  # maintenance task -> when it last ran (monotonic)
 
     # ---- the loop ---------------------------------------------------------------------------------
 
@@ -201,6 +214,51 @@ class Replicator:
                 self._resync(why.reason)
         self._maybe_checkpoint()
         self._refresh_pin()
+        self._maintain()
+
+    def _maintain(self) -> None:
+        """Compaction, snapshots and retention when due (`lifecycle`); a failure is logged and
+        retried at the next interval, and never touches what was published."""
+        policy, saved = self.policy, self.saved
+        if policy is None or saved is None:
+            return
+        now = time.monotonic()
+        if not self._ran:  # first pass: a snapshot only if the newest is older than the interval
+            snaps = list_replica(self.storage).level(SNAPSHOT_LEVEL)
+            age_s = time.time() - snaps[-1].created_ms / 1000 if snaps else float("inf")
+            self._ran["snapshot"] = now - min(age_s, policy.snapshot_interval_s)
+            for level, _interval in policy.levels:
+                self._ran[f"L{level}"] = now
+            self._ran["retention"] = now
+        for level, interval in policy.levels:
+            if now - self._ran[f"L{level}"] >= interval:
+                self._ran[f"L{level}"] = now
+                self._task("compacted", f"L{level}", functools.partial(lifecycle.compact, self.storage, level))
+        if now - self._ran["snapshot"] >= policy.snapshot_interval_s:
+            self._ran["snapshot"] = now
+            self._task("snapshot", "L9", lambda: lifecycle.snapshot(self.storage, saved.pages, saved.txid))
+        if now - self._ran["retention"] >= policy.l0_retention_check_s:
+            self._ran["retention"] = now
+            try:
+                gone = lifecycle.retention(self.storage, policy)
+            except (LtxkitError, LTXError, OSError) as exc:
+                self.emit(Event("error", f"retention failed, will retry: {exc}", {}))
+                return
+            if gone:
+                self.emit(Event("retention", f"deleted {len(gone)} file(s) no restore needs", {"keys": gone}))
+
+    def _task(self, kind: str, what: str, run: Callable[[], tuple[str, int] | None]) -> None:
+        try:
+            done = run()
+        except ProofError as exc:
+            self.emit(Event("error", f"{what}: built file refused, not published: {exc}", {"reason": exc.reason}))
+            return
+        except (LtxkitError, LTXError, OSError) as exc:
+            self.emit(Event("error", f"{what} failed, will retry: {exc}", {}))
+            return
+        if done is not None:
+            key, size = done
+            self.emit(Event(kind, f"{what}: {key}, {size} bytes", {"key": key, "bytes": size}))
 
     def _refresh_pin(self) -> None:
         """Move the pin up to the newest snapshot after each sync.

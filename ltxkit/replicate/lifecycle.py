@@ -1,0 +1,213 @@
+"""A replica's lifecycle, as Litestream 0.5.x runs it: compaction levels, level-9 snapshots,
+retention. Every output is proven before it is published, and nothing is deleted that a restore
+still needs.
+
+* **Compaction** into level n merges the files of level n-1 from the TXID after level n's last
+  one, in TXID order: the newest copy of each page wins and pages above the last file's commit
+  are dropped (as superfly/ltx's compactor, whose header rules it keeps: the last input's commit
+  and timestamp, no checksums). The inputs must form an unbroken chain; a gap stops it. The
+  output's proof: it decodes strictly, and holds exactly the merge's pages, each equal to the
+  newest input's copy.
+* **Snapshots** (level 9, `0000000000000001-<txid>.ltx`) are built from a restore of the
+  replica's latest state, and proven to reach the database checksum the replicator recorded for
+  that TXID.
+* **Retention**: an L0 file goes once a level-1 file covers it and it is older than
+  `l0_retention`; a snapshot goes once it is older than `snapshot_retention`, and files of levels
+  1..8 below the oldest snapshot kept go with it. The newest file of every level stays. Before
+  anything is deleted, the latest restore plan of what would remain is computed: if it would
+  fail, or read a file marked for deletion, nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ltxkit.format.checksum import page_checksum
+from ltxkit.format.decoder import LTXReader, parse_header
+from ltxkit.format.encoder import LTXWriter
+from ltxkit.format.schema import FLAG_NO_CHECKSUM, HEADER_SIZE, Header, lock_pgno
+from ltxkit.replica.keys import SNAPSHOT_LEVEL
+from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
+from ltxkit.replica.storage import Storage
+from ltxkit.replicate.pagemap import PageMap
+from ltxkit.replicate.proof import Intent, ProofError, prove, prove_pages
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Intervals and retention, in seconds; Litestream's defaults."""
+
+    levels: tuple[tuple[int, float], ...] = ((1, 30.0), (2, 300.0), (3, 3600.0))
+    snapshot_interval_s: float = 86_400.0
+    snapshot_retention_s: float = 86_400.0
+    l0_retention_s: float = 300.0
+    l0_retention_check_s: float = 15.0
+
+
+def _read(storage: Storage, f: ReplicaFile) -> LTXReader:
+    return LTXReader.from_bytes(storage.read_bytes(f.key))
+
+
+def _chain(files: list[ReplicaFile], seek: int) -> list[ReplicaFile]:
+    """The files starting at or after TXID `seek` that follow each other without a gap or an
+    overlap (Litestream takes the files from `seek` on; a broken chain is not merged across)."""
+    out: list[ReplicaFile] = []
+    for f in sorted((f for f in files if f.min_txid >= seek), key=lambda f: (f.min_txid, f.max_txid)):
+        if out and f.min_txid != out[-1].max_txid + 1:
+            break
+        out.append(f)
+    return out
+
+
+def _build_and_publish(
+    storage: Storage, key: str, header: Header, pages: Callable[[LTXWriter], None], check: Callable[[Path], None]
+) -> int:
+    """Write the file in staging, fsync, prove it (`check` raises), publish create-only; its size."""
+    staging = storage.make_staging()
+    try:
+        path = staging / key.rsplit("/", 1)[-1]
+        with open(path, "xb") as fh:
+            writer = LTXWriter(fh, header)
+            pages(writer)
+            writer.close()
+            fh.flush()
+            os.fsync(fh.fileno())
+        check(path)
+        size = path.stat().st_size
+        storage.publish(key, path, created_ms=header.timestamp)
+        return size
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def compact(storage: Storage, level: int) -> tuple[str, int] | None:
+    """Merge level-1 into `level` from the TXID after `level`'s newest file; (key, size) or None."""
+    listing = list_replica(storage)
+    dst = listing.level(level)
+    seek = max((f.max_txid for f in dst), default=0) + 1
+    inputs = _chain(listing.level(level - 1), seek)
+    if not inputs:
+        return None
+    newest: dict[int, bytes] = {}
+    sums: dict[int, int] = {}
+    last: Header | None = None
+    for f in inputs:
+        reader = _read(storage, f)
+        hdr = reader.header
+        if last is not None and hdr.page_size != last.page_size:
+            raise ProofError("proof-page-size", f"{f.key}: page size {hdr.page_size}, the chain's {last.page_size}")
+        for pgno, page in reader.pages():
+            newest[pgno] = page
+        last = hdr
+    assert last is not None
+    commit = last.commit
+    for pgno in [p for p in newest if p > commit]:
+        del newest[pgno]
+    for pgno, page in newest.items():
+        sums[pgno] = page_checksum(pgno, page)
+    first, final = inputs[0].min_txid, inputs[-1].max_txid
+    full = first == 1
+    intent = Intent(final, last.page_size, commit, full, sums, 0, first_txid=first)
+    header = Header(
+        flags=FLAG_NO_CHECKSUM,
+        page_size=last.page_size,
+        commit=commit,
+        min_txid=first,
+        max_txid=final,
+        timestamp=last.timestamp,
+    )
+    key = storage.layout.key(level, first, final)
+
+    def write(writer: LTXWriter) -> None:
+        for pgno in sorted(newest):
+            writer.write_page(pgno, newest[pgno])
+
+    def check(path: Path) -> None:
+        with open(path, "rb") as fh:
+            found = prove_pages(fh, intent)
+        if full:
+            missing = PageMap.empty(last.page_size).after(commit, found.items()).missing()
+            if missing:
+                raise ProofError("proof-snapshot-hole", f"a compaction from TXID 1 lacks page {missing[0]}")
+
+    return key, _build_and_publish(storage, key, header, write, check)
+
+
+def snapshot(storage: Storage, state: PageMap, txid: int) -> tuple[str, int] | None:
+    """A level-9 snapshot of the replica at `txid` (its latest), proven to reach `state`."""
+    listing = list_replica(storage)
+    if any(f.max_txid == txid for f in listing.level(SNAPSHOT_LEVEL)):
+        return None
+    plan = restore_plan(listing.files)
+    if plan[-1].max_txid != txid:
+        return None  # the replica moved on since the state was recorded: next time
+    from ltxkit.restore import restore_into
+
+    last = parse_header(storage.read_range(plan[-1].key, 0, HEADER_SIZE))
+    with tempfile.TemporaryFile() as db:
+        result = restore_into(storage, plan, db)
+        page_size, commit = result.page_size, result.commit
+        lock = lock_pgno(page_size)
+        sums: dict[int, int] = {}
+
+        def pages(writer: LTXWriter) -> None:
+            for pgno in range(1, commit + 1):
+                if pgno == lock:
+                    continue
+                page = os.pread(db.fileno(), page_size, (pgno - 1) * page_size)
+                sums[pgno] = page_checksum(pgno, page)
+                writer.write_page(pgno, page)
+
+        header = Header.snapshot(page_size, commit, txid, last.timestamp, checksums=False)
+        key = storage.layout.key(SNAPSHOT_LEVEL, 1, txid)
+
+        def check(path: Path) -> None:
+            intent = Intent(txid, page_size, commit, True, sums, state.checksum(), first_txid=1)
+            with open(path, "rb") as fh:
+                prove(fh, intent, None)
+
+        return key, _build_and_publish(storage, key, header, pages, check)
+
+
+def retention(storage: Storage, policy: Policy, *, now_ms: int | None = None) -> list[str]:
+    """Delete what retention allows and no restore needs; the keys deleted."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    listing = list_replica(storage)
+    doomed: list[ReplicaFile] = []
+    snaps = listing.level(SNAPSHOT_LEVEL)
+    cutoff = now_ms - int(policy.snapshot_retention_s * 1000)
+    old = [f for f in snaps[:-1] if f.created_ms < cutoff]
+    doomed += old
+    kept = [f for f in snaps if f not in old]
+    if kept:
+        floor = min(f.max_txid for f in kept)
+        for level in range(1, SNAPSHOT_LEVEL):
+            files = listing.level(level)
+            doomed += [f for f in files[:-1] if f.max_txid < floor]
+    l1_max = max((f.max_txid for f in listing.level(1)), default=0)
+    if l1_max:
+        l0_cutoff = now_ms - int(policy.l0_retention_s * 1000)
+        l0 = listing.level(0)
+        for f in l0[:-1]:
+            if f.created_ms >= l0_cutoff:
+                break
+            if f.max_txid <= l1_max:
+                doomed.append(f)
+    if not doomed:
+        return []
+    gone = {f.key for f in doomed}
+    remaining = [f for f in listing.files if f.key not in gone]
+    try:
+        plan = restore_plan(remaining)
+    except PlanError:
+        return []  # something would no longer restore: delete nothing
+    if plan[-1].max_txid != listing.max_txid or any(f.key in gone for f in plan):
+        return []
+    storage.delete(sorted(gone))
+    return sorted(gone)
