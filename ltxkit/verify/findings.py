@@ -14,6 +14,7 @@ from typing import Any
 
 from ltxkit.format.errors import WARNING_CODES, Code
 from ltxkit.format.schema import Header, Trailer
+from ltxkit.inspect import iso_ms
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing
 from ltxkit.verify.content import ContentVerdict
 
@@ -92,12 +93,37 @@ class ReplicaSummary:
     listing: Listing
     findings: list[Finding] = field(default_factory=list)
     latest_txid: int | None = None
+    latest_ms: int | None = None  # the latest restore point's time (its file's creation time)
+    earliest_txid: int | None = None  # the oldest restore point: the window opens here
+    earliest_ms: int | None = None
     page_size: int | None = None
     commit: int | None = None
     plan: list[str] = field(default_factory=list)
     content: ContentVerdict | None = None
     content_skipped: str | None = None  # why the content was not checked
     seconds: float = 0.0  # how long checking it took
+
+    def window_json(self) -> dict[str, str | None]:
+        """The point-in-time window: earliest and latest restorable TXID and time."""
+
+        def txid(v: int | None) -> str | None:
+            return f"{v:016x}" if v is not None else None
+
+        return {
+            "earliest_txid": txid(self.earliest_txid),
+            "earliest_time": iso_ms(self.earliest_ms) if self.earliest_ms is not None else None,
+            "latest_txid": txid(self.latest_txid),
+            "latest_time": iso_ms(self.latest_ms) if self.latest_ms is not None else None,
+        }
+
+    def window_line(self) -> str:
+        w = self.window_json()
+        if w["earliest_txid"] is None or w["latest_txid"] is None:
+            return "restorable window: none"
+        return (
+            f"restorable window: TXID {w['earliest_txid']} ({w['earliest_time']}) "
+            f"to TXID {w['latest_txid']} ({w['latest_time']})"
+        )
 
     @property
     def errors(self) -> list[Finding]:
@@ -127,6 +153,7 @@ class ReplicaSummary:
             "min_txid": f"{min((f.min_txid for f in self.listing.files), default=0):016x}",
             "max_txid": f"{self.listing.max_txid:016x}",
             "latest_txid": f"{self.latest_txid:016x}" if self.latest_txid is not None else None,
+            "window": self.window_json(),
             "page_size": self.page_size,
             "commit": self.commit,
             "restore_plan": self.plan,

@@ -48,7 +48,7 @@ def render_junit(report: Report, fail_on: Severity) -> str:
             case(s, fc.path, "ltxkit.verify.file", fc.findings)
     for r in report.replicas:
         s = suite(r.path, r.seconds)
-        case(s, "replica", "ltxkit.verify.replica", r.findings, out=f"content: {content_line(r)}")
+        case(s, "replica", "ltxkit.verify.replica", r.findings, out=f"content: {content_line(r)}\n{r.window_line()}")
         for fc in r.files:
             case(s, fc.key or fc.path, "ltxkit.verify.file", fc.findings)
     if report.unusable:
@@ -143,6 +143,7 @@ def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: b
             + (f", {data['commit']} pages of {data['page_size']} bytes" if data["commit"] is not None else "")
         )
         console.print(f"  content: {content_line(r)}", highlight=False)
+        console.print(f"  {r.window_line()}", highlight=False)
     if report.files:
         console.print(f"{len(report.files)} file(s) checked")
     findings = report.findings

@@ -107,6 +107,19 @@ def _check_pair(
             )
 
 
+def earliest_restore_point(files: list[ReplicaFile]) -> tuple[int | None, int | None]:
+    """The oldest TXID a restore can stop at, and its time: every restore starts from a file that
+    begins at TXID 1, so the smallest one whose own plan works is where the window opens."""
+    for f in sorted((f for f in files if f.min_txid == 1), key=lambda f: f.max_txid):
+        try:
+            plan = restore_plan(files, txid=f.max_txid)
+        except PlanError:
+            continue
+        if plan[-1].max_txid == f.max_txid:
+            return f.max_txid, plan[-1].created_ms
+    return None, None
+
+
 def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: ReplicaSummary, label: str) -> None:
     add = summary.findings.append
     files = listing.files
@@ -120,6 +133,8 @@ def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: Replic
         return
     summary.plan = [f.key for f in plan]
     summary.latest_txid = plan[-1].max_txid
+    summary.latest_ms = plan[-1].created_ms
+    summary.earliest_txid, summary.earliest_ms = earliest_restore_point(files)
     broken = [f for f in plan if checks[f.key].broken or checks[f.key].header is None]
     if broken:
         add(
