@@ -45,10 +45,14 @@ class Code(StrEnum):
     UNRESTORABLE = "unrestorable"
     STRAY_FILE = "stray-file"
     INTEGRITY_CHECK_FAILED = "integrity-check-failed"
+    # the checksum ledger ltxkit replicate keeps beside ltx/
+    LEDGER_MISMATCH = "ledger-mismatch"
+    LEDGER_GAP = "ledger-gap"
+    LEDGER_DAMAGED = "ledger-damaged"
 
 
 #: Findings that are worth knowing but do not make a replica fail verify (unless --fail-on warning).
-WARNING_CODES = frozenset({Code.STRAY_FILE, Code.TXID_GAP_BRIDGED})
+WARNING_CODES = frozenset({Code.STRAY_FILE, Code.TXID_GAP_BRIDGED, Code.LEDGER_GAP})
 
 #: Defects after which the rest of the file cannot be trusted or even located; decoding stops.
 FATAL_CODES = frozenset(

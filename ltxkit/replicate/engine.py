@@ -37,6 +37,7 @@ from ltxkit.format.decoder import parse_header
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import LTXError
 from ltxkit.format.schema import lock_pgno
+from ltxkit.replica import ledger
 from ltxkit.replica.keys import SNAPSHOT_LEVEL
 from ltxkit.replica.layout import list_replica
 from ltxkit.replica.storage import Storage
@@ -507,6 +508,19 @@ class Replicator:
         self.replica_page_size = intent.page_size
         self._full_next = False
         self._save(saved)
+        self._record(
+            ledger.Record(
+                0,
+                intent.min_txid,
+                intent.txid,
+                intent.page_size,
+                intent.commit,
+                len(intent.page_sums),
+                trailer.file_checksum,
+                previous.checksum() if previous is not None else None,
+                state.checksum(),
+            )
+        )
         lag_ms = max(0, (time.time_ns() - stamp_ns) // 1_000_000)
         self.emit(
             Event(
@@ -526,6 +540,13 @@ class Replicator:
                 },
             )
         )
+
+    def _record(self, record: ledger.Record) -> None:
+        """The ledger record of a published file; failing to write it costs the proof, not data."""
+        try:
+            self.storage.put_bytes(ledger.key(record.level, record.min_txid, record.max_txid), ledger.encode(record))
+        except (LtxkitError, OSError) as exc:
+            self.emit(Event("warning", f"ledger record not written: {exc}", {}))
 
     def _save(self, saved: Saved | None) -> None:
         if saved is None:

@@ -32,6 +32,7 @@ from ltxkit.format.checksum import page_checksum
 from ltxkit.format.decoder import LTXReader, parse_header
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, HEADER_SIZE, Header, lock_pgno
+from ltxkit.replica import ledger
 from ltxkit.replica.keys import SNAPSHOT_LEVEL
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import Storage
@@ -67,23 +68,35 @@ def _chain(files: list[ReplicaFile], seek: int) -> list[ReplicaFile]:
 
 def _build_and_publish(
     storage: Storage, key: str, header: Header, pages: Callable[[LTXWriter], None], check: Callable[[Path], None]
-) -> int:
-    """Write the file in staging, fsync, prove it (`check` raises), publish create-only; its size."""
+) -> tuple[int, int]:
+    """Write the file in staging, fsync, prove it (`check` raises), publish create-only; its size
+    and file checksum."""
     staging = storage.make_staging()
     try:
         path = staging / key.rsplit("/", 1)[-1]
         with open(path, "xb") as fh:
             writer = LTXWriter(fh, header)
             pages(writer)
-            writer.close()
+            trailer = writer.close()
             fh.flush()
             os.fsync(fh.fileno())
         check(path)
         size = path.stat().st_size
         storage.publish(key, path, created_ms=header.timestamp)
-        return size
+        return size, trailer.file_checksum
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _record(storage: Storage, record: ledger.Record) -> None:
+    storage.put_bytes(ledger.key(record.level, record.min_txid, record.max_txid), ledger.encode(record))
+
+
+def _recorded(storage: Storage, f: ReplicaFile) -> ledger.Record | None:
+    try:
+        return ledger.decode(storage.read_bytes(ledger.key(f.level, f.min_txid, f.max_txid)))
+    except (FileNotFoundError, ledger.LedgerError):
+        return None
 
 
 def compact(storage: Storage, level: int) -> tuple[str, int] | None:
@@ -136,7 +149,16 @@ def compact(storage: Storage, level: int) -> tuple[str, int] | None:
             if missing:
                 raise ProofError("proof-snapshot-hole", f"a compaction from TXID 1 lacks page {missing[0]}")
 
-    return key, _build_and_publish(storage, key, header, write, check)
+    size, file_checksum = _build_and_publish(storage, key, header, write, check)
+    head, tail = _recorded(storage, inputs[0]), _recorded(storage, inputs[-1])
+    if head is not None and tail is not None:  # the merge reaches what its last input reached
+        _record(
+            storage,
+            ledger.Record(
+                level, first, final, last.page_size, commit, len(newest), file_checksum, head.before, tail.after
+            ),
+        )
+    return key, size
 
 
 def snapshot(storage: Storage, state: PageMap, txid: int) -> tuple[str, int] | None:
@@ -172,7 +194,12 @@ def snapshot(storage: Storage, state: PageMap, txid: int) -> tuple[str, int] | N
             with open(path, "rb") as fh:
                 prove(fh, intent, None)
 
-        return key, _build_and_publish(storage, key, header, pages, check)
+        size, file_checksum = _build_and_publish(storage, key, header, pages, check)
+        _record(
+            storage,
+            ledger.Record(SNAPSHOT_LEVEL, 1, txid, page_size, commit, len(sums), file_checksum, None, state.checksum()),
+        )
+        return key, size
 
 
 def retention(storage: Storage, policy: Policy, *, now_ms: int | None = None) -> list[str]:
@@ -210,4 +237,6 @@ def retention(storage: Storage, policy: Policy, *, now_ms: int | None = None) ->
     if plan[-1].max_txid != listing.max_txid or any(f.key in gone for f in plan):
         return []
     storage.delete(sorted(gone))
+    records = {ledger.key(f.level, f.min_txid, f.max_txid) for f in doomed}
+    storage.delete(sorted(records))  # a record without its file vouches for nothing
     return sorted(gone)

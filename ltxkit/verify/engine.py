@@ -27,6 +27,7 @@ from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
 from ltxkit.verify.findings import FileCheck, Finding, ProgressHook, ReplicaSummary, Report, join_label
+from ltxkit.verify.ledger_check import check_ledger
 from ltxkit.verify.rules import (
     check_chain,
     check_latest,
@@ -123,6 +124,8 @@ def check_replica(
     for level in range(SNAPSHOT_LEVEL):
         check_chain([f for f in usable if f.level == level], checks, add, label)
     check_latest(listing, checks, summary, label)
+    if summary.plan and not quick and not plan_has_errors(summary, checks):
+        check_ledger(storage, restore_plan(listing.files), summary, label)
     if not (content or deep):
         summary.content_skipped = "--quick reads no pages" if quick else "structure only (--structure-only)"
     elif summary.latest_txid is None or any(f.code == Code.UNRESTORABLE for f in summary.findings):

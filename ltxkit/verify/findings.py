@@ -96,6 +96,7 @@ class ReplicaSummary:
     latest_ms: int | None = None  # the latest restore point's time (its file's creation time)
     earliest_txid: int | None = None  # the oldest restore point: the window opens here
     earliest_ms: int | None = None
+    proven: bool = False  # every file of the latest restore plan matches its ledger record
     page_size: int | None = None
     commit: int | None = None
     plan: list[str] = field(default_factory=list)
@@ -154,6 +155,7 @@ class ReplicaSummary:
             "max_txid": f"{self.listing.max_txid:016x}",
             "latest_txid": f"{self.latest_txid:016x}" if self.latest_txid is not None else None,
             "window": self.window_json(),
+            "proven": self.proven,
             "page_size": self.page_size,
             "commit": self.commit,
             "restore_plan": self.plan,

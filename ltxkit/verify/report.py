@@ -144,6 +144,8 @@ def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: b
         )
         console.print(f"  content: {content_line(r)}", highlight=False)
         console.print(f"  {r.window_line()}", highlight=False)
+        if r.proven:
+            console.print("  ledger: the latest restore point is proven (every file matches its record)")
     if report.files:
         console.print(f"{len(report.files)} file(s) checked")
     findings = report.findings

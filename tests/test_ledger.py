@@ -1,0 +1,74 @@
+"""The checksum ledger `ltxkit replicate` writes beside ltx/, and what verify makes of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import harness as H
+from ltxkit.replica import ledger
+
+pytestmark = pytest.mark.litestream
+
+
+def verify(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ltxkit", "verify", *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def replica(tmp_path: Path) -> Path:
+    db = H.make_db(tmp_path / "app.db", rows=20)
+    rep = tmp_path / "replica"
+    writer = H.Writer(db)
+    with H.pin_wal(db):
+        for _ in range(4):
+            assert H.run_once(db, rep, "--levels", "none").returncode == 0
+            writer.write(3)
+    writer.close()
+    return rep
+
+
+def records(rep: Path) -> list[Path]:
+    return sorted((rep / "ledger" / "0").glob("*.json"))
+
+
+def test_every_published_file_has_a_record_and_the_latest_point_is_proven(replica: Path) -> None:
+    assert [p.stem for p in records(replica)] == [p.stem for p in sorted((replica / "ltx" / "0").glob("*.ltx"))]
+    first = ledger.decode(records(replica)[0].read_bytes())
+    assert first.before is None and first.min_txid == 1  # the snapshot starts from nothing
+    r = verify(str(replica), "--format", "json")
+    assert r.returncode == 0, r.stdout
+    assert json.loads(r.stdout)["replicas"][0]["proven"] is True
+    assert "latest restore point is proven" in verify(str(replica)).stdout
+
+
+def test_a_record_that_disagrees_is_ledger_mismatch(replica: Path) -> None:
+    path = records(replica)[-1]
+    rec = ledger.decode(path.read_bytes())
+    path.write_bytes(ledger.encode(dataclasses.replace(rec, after=rec.after ^ 1)))  # a valid record, wrong state
+    r = verify(str(replica), "--format", "json")
+    assert r.returncode == 1
+    codes = {f["code"] for f in json.loads(r.stdout)["findings"]}
+    assert codes == {"ledger-mismatch"}
+    assert json.loads(r.stdout)["replicas"][0]["proven"] is False
+
+
+def test_a_damaged_record_and_a_missing_one(replica: Path) -> None:
+    damaged, missing = records(replica)[-1], records(replica)[1]
+    damaged.write_bytes(damaged.read_bytes().replace(b'"commit"', b'"cOmmit"'))
+    missing.unlink()
+    r = verify(str(replica), "--format", "json")
+    codes = {f["code"]: f["severity"] for f in json.loads(r.stdout)["findings"]}
+    assert codes == {"ledger-damaged": "error", "ledger-gap": "warning"}
+    assert r.returncode == 1
+
+
+def test_a_gap_alone_is_a_warning(replica: Path) -> None:
+    records(replica)[1].unlink()  # e.g. killed between publishing the file and writing its record
+    assert verify(str(replica)).returncode == 0
+    assert verify(str(replica), "--fail-on", "warning").returncode == 1
