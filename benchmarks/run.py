@@ -30,6 +30,7 @@ import lz4.block
 
 from benchmarks.dataset import PAGE_SIZE, ensure_replica, ensure_small_replica
 from benchmarks.measure import ChildRun, best_of, mb_per_s, run_child
+from benchmarks.replicate import bench_replicate
 from benchmarks.report import Row, render
 from ltxkit.format import FLAG_NO_CHECKSUM, Header, LTXReader, LTXWriter, crc64, read_header, read_page_index
 from ltxkit.format.schema import FRAME_PREFIX_SIZE
@@ -38,7 +39,7 @@ from ltxkit.replica.storage import open_storage
 from ltxkit.sqlite import consistent_view
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("decode", "encode", "snapshot", "verify", "quick", "restore")
+BENCHMARKS = ("decode", "encode", "snapshot", "verify", "quick", "restore", "replicate")
 
 GOAL_DECODE_MBS = 1000.0
 GOAL_ENCODE_MBS = 300.0
@@ -609,6 +610,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "verify": bench_verify,
     "quick": bench_quick,
     "restore": bench_restore,
+    "replicate": bench_replicate,
 }
 
 

@@ -252,6 +252,13 @@ INDEX_COPY_SIZE = 48
 class IndexHeader:
     max_frame: int  # frames 1..max_frame of the WAL are committed (0: none)
     salt_bytes: bytes  # the salts of the generation the index describes, as the WAL header stores them
+    backfilled: int = 0  # frames 1..backfilled are copied into the database file (WalCkptInfo.nBackfill)
+
+    @property
+    def fully_backfilled(self) -> bool:
+        """Every committed frame is in the database file too. A reader that starts now reads the
+        file alone and does not hold the WAL: the next writer may restart it over its frames."""
+        return self.max_frame > 0 and self.backfilled >= self.max_frame
 
     @property
     def salts(self) -> tuple[int, int]:
@@ -260,11 +267,13 @@ class IndexHeader:
 
 
 def parse_index_header(data: bytes) -> IndexHeader | None:
-    """The WAL index header from the first 96 bytes of `-shm`; None when it is not initialised or
-    its two copies differ (a writer is updating it: read again later)."""
+    """The WAL index header from the first 96 bytes of `-shm` (and, given 100, the checkpoint
+    info's nBackfill after it); None when it is not initialised or its two copies differ (a
+    writer is updating it: read again later)."""
     if len(data) < 2 * INDEX_COPY_SIZE or data[:INDEX_COPY_SIZE] != data[INDEX_COPY_SIZE : 2 * INDEX_COPY_SIZE]:
         return None
     _ver, _unused, _change, is_init, _big, _sz, mx_frame, _npage, _fck, salt, _ck = _INDEX.unpack_from(data)
     if not is_init:
         return None
-    return IndexHeader(mx_frame, salt)
+    backfilled = struct.unpack_from("=I", data, 2 * INDEX_COPY_SIZE)[0] if len(data) >= 100 else 0
+    return IndexHeader(mx_frame, salt, backfilled)

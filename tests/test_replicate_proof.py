@@ -21,12 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltxkit.format.checksum import CHECKSUM_FLAG, database_checksum, page_checksum
-from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter, encode_file
 from ltxkit.format.errors import LTXError
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, lock_pgno
 from ltxkit.replicate.pagemap import PageMap
-from ltxkit.replicate.proof import Intent, ProofError, prove
+from ltxkit.replicate.proof import Intent, ProofError, prove, prove_pages
 from ltxkit.replicate.state import AlreadyRunning, LocalState, Position, Saved
 
 TS = 1_700_000_000_000
@@ -192,6 +191,22 @@ def test_intent_header() -> None:
     assert (h.min_txid, h.max_txid, h.commit, h.page_size, h.timestamp) == (5, 5, 3, PS, TS)
     assert (h.wal_offset, h.wal_size, h.wal_salt1, h.wal_salt2) == (32, 1000, 7, 8)
     assert h.problems() == []
+
+
+def test_intent_spanning_several_txids() -> None:
+    """A compaction's intent: TXIDs first_txid..txid in the header, the same proof otherwise."""
+    _, previous, new, written = _increment()
+    intent = dataclasses.replace(_intent(6, new, written, full=False), first_txid=3)
+    header = intent.header(timestamp=TS)
+    assert (header.min_txid, header.max_txid) == (3, 6)
+    data = _encode(intent, written)
+    assert _prove(data, intent, previous) == _map(new, PS)
+    assert prove_pages(io.BytesIO(data), intent) == intent.page_sums
+    single = _encode(_intent(6, new, written, full=False), written)  # TXIDs 6-6
+    assert _refused(single, intent, previous).reason == "proof-header"
+    with pytest.raises(ProofError) as info:
+        prove_pages(io.BytesIO(single), intent)
+    assert info.value.reason == "proof-header"
 
 
 # ---- refusals -----------------------------------------------------------------------------------

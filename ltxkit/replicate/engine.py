@@ -50,7 +50,7 @@ from ltxkit.replicate.source import NotWalMode, Source, WalReader
 from ltxkit.replicate.state import LocalState, Position, Saved
 from ltxkit.replicate.wal_position import LostTrack
 from ltxkit.sqlite import DatabaseError
-from ltxkit.wal import WAL_HEADER_SIZE, scan
+from ltxkit.wal import WAL_HEADER_SIZE, frame_trailer_checksum, scan
 
 WAKE_S = 0.02  # how often an idle replicator looks for a commit (two stat calls)
 IDLE_SYNC_S = 10.0  # an unchanged database is still synced this often
@@ -369,7 +369,8 @@ class Replicator:
                 if pos.salts is None:
                     return
                 raise LostTrack("the WAL file is gone")
-            start, checksum, limit = wal_position.follow(source.index(), w, pos, saved.pages.page_size)
+            index = source.index()
+            start, checksum, limit = wal_position.follow(index, w, pos, saved.pages.page_size)
             if limit <= start:
                 return
             seg = scan(w.read_at, w.header, start, checksum, limit=limit)
@@ -394,7 +395,13 @@ class Replicator:
                 source_checksum=prev.after(commit, sums.items()).checksum(),
             )
             ps = prev.page_size
-            pages = ((p, w.page(seg.pages[p][0], ps)) for p in pgnos)
+            if index is not None and index.fully_backfilled:
+                # a pin taken on a fully checkpointed WAL does not hold it: a commit may restart it
+                # over these frames at any moment, but the database file, which our pin keeps from
+                # being checkpointed into, holds exactly their pages
+                pages = ((p, source.read_pages(p, 1, ps)) for p in pgnos)
+            else:
+                pages = ((p, w.page(seg.pages[p][0], ps)) for p in pgnos)
             after = Position(w.header.salts, seg.end, seg.checksum)
             wal_range = (start, seg.end - start, *w.header.salts)
             self._publish(intent, pages, prev, after, wal_range, "increment", w.mtime_ns, frames=seg.frames)
@@ -411,6 +418,13 @@ class Replicator:
                 index = source.index()
                 source.pin()
                 page_size, commit = source.size()
+                counted = wal_position.counted_frames(index, w)
+                end_checksum = None
+                if w is not None and counted and index is not None and index.fully_backfilled:
+                    # the pin does not hold a fully checkpointed WAL (see `_incremental`): take what
+                    # the position needs from it now, while the write lock keeps it in place
+                    end = WAL_HEADER_SIZE + counted * w.header.frame_size
+                    end_checksum = frame_trailer_checksum(w.read_at, w.header, end)
             if commit == 0:
                 return
             if self.replica_page_size and page_size != self.replica_page_size:
@@ -418,9 +432,13 @@ class Replicator:
                     f"{self.db}: page size is {page_size}, the replica's files have {self.replica_page_size}; "
                     "a replica cannot change page size: replicate to a new location"
                 )
-            counted = wal_position.counted_frames(index, w)
             wal_pages: dict[int, int] = {}
-            if w is not None and counted:
+            if w is not None and end_checksum is not None:
+                # every counted frame is in the database file: read it alone; and since the pin was
+                # taken on a fully checkpointed WAL, whatever generation comes next starts from here
+                after = Position(w.header.salts, end, end_checksum, any_generation=True)
+                wal_range = (WAL_HEADER_SIZE, end - WAL_HEADER_SIZE, *w.header.salts)
+            elif w is not None and counted:
                 limit = WAL_HEADER_SIZE + counted * w.header.frame_size
                 seg = scan(w.read_at, w.header, WAL_HEADER_SIZE, w.header.checksum, limit=limit)
                 if seg.end != limit:

@@ -162,7 +162,7 @@ class Source:
     def index(self) -> IndexHeader | None:
         """The WAL index header (None: not initialised, or being written this instant)."""
         for _ in range(3):
-            head = parse_index_header(os.pread(self._shm_fd, 96, 0))
+            head = parse_index_header(os.pread(self._shm_fd, 100, 0))
             if head is not None:
                 return head
         return None
