@@ -748,7 +748,10 @@ def test_parse_index_header_synthetic() -> None:
     index = parse_index_header(copy + copy)
     assert index == IndexHeader(7, b"\x01\x02\x03\x04\x05\x06\x07\x08")
     assert index is not None and index.salts == (0x01020304, 0x05060708)
-    assert parse_index_header(copy + copy + b"\xff" * 100) == index  # the rest of -shm is ignored
+    # the checkpoint info's nBackfill follows the two copies; the rest of -shm is ignored
+    backfilled = parse_index_header(copy + copy + struct.pack("=I", 7) + b"\xff" * 100)
+    assert backfilled == IndexHeader(7, b"\x01\x02\x03\x04\x05\x06\x07\x08", 7)
+    assert backfilled is not None and backfilled.fully_backfilled and not index.fully_backfilled
     zero = _index_copy(max_frame=0)
     assert parse_index_header(zero + zero) == IndexHeader(0, b"\x01\x02\x03\x04\x05\x06\x07\x08")
 
