@@ -128,8 +128,15 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
             raise DatabaseError(f"{path}: not a SQLite database")
     fds: list[int] = []
     conn = None
+    keeper = None
     try:
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=busy_timeout_s, isolation_level=None)
+        # The last connection to a WAL database checkpoints it and deletes the WAL as it closes,
+        # unless it cannot write: this read-only one is closed last, so reading changes nothing.
+        # (It holds a read transaction: only then does it count as a connection still using the WAL.)
+        keeper = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None)
+        keeper.execute("BEGIN")
+        keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         conn.execute("BEGIN IMMEDIATE")
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         commit = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -158,6 +165,8 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             conn.close()
+        if keeper is not None:
+            keeper.close()
         for fd in fds:
             os.close(fd)
 
