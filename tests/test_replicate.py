@@ -420,3 +420,31 @@ def test_compaction_never_merges_a_damaged_file(app: tuple[Path, Path, H.Writer]
     assert any(m.startswith("L1") for m in errors), errors
     assert not H.list_ltx(replica, 1)  # nothing built on the damaged file
     assert victim.read_bytes() == bytes(data)  # and it was not deleted either
+
+
+def test_metrics_endpoint_answers_while_replicating(app: tuple[Path, Path, H.Writer]) -> None:
+    import socket
+    import urllib.request
+
+    db, replica, writer = app
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rep = H.LtxkitReplicator(db, replica, args=["--metrics-addr", f"127.0.0.1:{port}", *FAST_LIFECYCLE])
+    with rep:
+        rep.start()
+        writer.run_for(1.0)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert rep.stop() == 0
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    label = f'db="{db}"'
+    assert values[f"ltxkit_sync_count_total{{{label}}}"] > 3
+    assert 1 <= values[f"ltxkit_txid{{{label}}}"] <= H.max_txid(replica)
+    assert values[f'ltxkit_published_files_total{{{label},kind="increment",level="0"}}'] >= 1
+    assert any(k.startswith("ltxkit_compaction_count_total") for k in values)
+    for name in ("ltxkit_lag_seconds", "ltxkit_wal_size", "ltxkit_db_size", "ltxkit_last_sync_timestamp_seconds"):
+        assert f"{name}{{{label}}}" in values, name

@@ -61,6 +61,10 @@ def replicate(
     l0_retention_check_interval: Annotated[
         str, typer.Option("--l0-retention-check-interval", help="How often retention runs.")
     ] = "15s",
+    metrics_addr: Annotated[
+        str | None,
+        typer.Option("--metrics-addr", help="Serve Prometheus metrics at HOST:PORT (e.g. 127.0.0.1:9090)."),
+    ] = None,
 ) -> None:
     """Stream a live database into a Litestream 0.5.x replica, publishing only proven files.
 
@@ -112,7 +116,21 @@ def replicate(
             raise Fail("--levels: at most 8 levels (level 9 holds snapshots)", EXIT_USAGE)
     storage = open_storage(replica, create=True)
 
+    metrics = None
+    if metrics_addr is not None:
+        from ltxkit.replicate.metrics import Metrics
+
+        metrics = Metrics(db)
+        try:
+            metrics.serve(metrics_addr)
+        except (OSError, ValueError) as exc:
+            raise Fail(f"--metrics-addr {metrics_addr}: {getattr(exc, 'strerror', None) or exc}", EXIT_USAGE) from exc
+
     def emit(event: Event) -> None:
+        if metrics is not None:
+            metrics.observe(event)
+        if event.kind == "sync":
+            return
         now = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
         if log_format == "json":

@@ -70,7 +70,7 @@ class Event:
     """One line of the replicator's log."""
 
     kind: str  # started, waiting, published, resync, ready, checkpoint, compacted, snapshot, retention,
-    # warning, error, stopped
+    # warning, error, stopped; and `sync` after each sync (for metrics: QUIET, never logged)
     message: str
     fields: dict[str, Any] = field(default_factory=dict)
 
@@ -163,6 +163,7 @@ class Replicator:
         """One sync: publish what the database committed since the last one. False on a logged error."""
         try:
             self._sync()
+            self.emit(Event("sync", "", {"ok": True}))
             return True
         except (FatalError, NotWalMode):
             raise
@@ -181,6 +182,7 @@ class Replicator:
             message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
             self.emit(Event("error", f"sync failed, will retry: {where}{message}", {}))
+        self.emit(Event("sync", "", {"ok": False}))
         return False
 
     def close(self) -> None:
