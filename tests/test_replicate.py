@@ -7,6 +7,7 @@ integrity check.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -448,3 +449,62 @@ def test_metrics_endpoint_answers_while_replicating(app: tuple[Path, Path, H.Wri
     assert any(k.startswith("ltxkit_compaction_count_total") for k in values)
     for name in ("ltxkit_lag_seconds", "ltxkit_wal_size", "ltxkit_db_size", "ltxkit_last_sync_timestamp_seconds"):
         assert f"{name}{{{label}}}" in values, name
+
+
+def test_two_databases_from_one_litestream_config(tmp_path: Path) -> None:
+    dbs = [H.make_db(tmp_path / f"app{i}.db", rows=20 + i) for i in range(2)]
+    writers = [H.Writer(db) for db in dbs]
+    cfg = tmp_path / "litestream.yml"
+    cfg.write_text(
+        "levels:\n  - interval: 300ms\n  - interval: 1s\n"
+        "snapshot:\n  interval: 1s500ms\n  retention: 1s\n"
+        "l0-retention: 500ms\nl0-retention-check-interval: 300ms\n"
+        "sync-interval: 50ms\n"
+        "logging:\n  level: debug\n"  # Litestream's, not ltxkit's: named in a warning
+        "dbs:\n"
+        + "".join(
+            f"  - path: {db}\n    monitor-interval: 1s\n    replica:\n      url: file://{tmp_path / f'replica{i}'}\n"
+            for i, db in enumerate(dbs)
+        )
+    )
+    log = tmp_path / "replicate.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ltxkit", "replicate", "--config", str(cfg), "--log-format", "json"],
+            stdout=fh,
+            stderr=fh,
+        )
+    try:
+        time.sleep(1.0)
+        for _ in range(15):
+            for w in writers:
+                w.write(2)
+            time.sleep(0.1)
+        proc.send_signal(2)  # Ctrl-C: one last sync each, exit 0
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for w in writers:
+            w.close()
+    events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    warnings = [e["message"] for e in events if e["event"] == "warning"]
+    assert any("logging: not supported" in m for m in warnings), warnings
+    assert any("dbs[0].monitor-interval: not supported" in m for m in warnings), warnings
+    assert {e["db"] for e in events if e["event"] == "published"} == {str(db) for db in dbs}
+    assert any(e["event"] == "compacted" for e in events)
+    for i, db in enumerate(dbs):
+        assert_replica_restores(tmp_path / f"replica{i}", H.logical_dump(db), tmp_path)
+
+
+def test_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yml"
+    for text, needle in [
+        ("dbs: []\n", "no databases"),
+        ("dbs:\n  - path: /x\n", "replica needs a `url:`"),
+        ("sync-interval: soon\ndbs:\n  - path: /x\n    replica: {url: /y}\n", "is not a duration"),
+        ("dbs: [unclosed\n", "not valid YAML"),
+    ]:
+        cfg.write_text(text)
+        r = ltxkit("replicate", "--config", str(cfg), "--once")
+        assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (text, r.stderr)

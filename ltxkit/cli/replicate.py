@@ -5,6 +5,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -27,14 +28,25 @@ def parse_duration(text: str, option: str) -> float:
 
 @guarded
 def replicate(
-    db: Annotated[Path, typer.Argument(help="The SQLite database to replicate (WAL mode).", show_default=False)],
+    db: Annotated[
+        Path | None, typer.Argument(help="The SQLite database to replicate (WAL mode).", show_default=False)
+    ] = None,
     replica: Annotated[
-        str,
+        str | None,
         typer.Argument(
-            help="Where the replica lives: a directory or file:// URL (created if its parent exists).",
+            help="Where the replica lives: a directory, file:// or s3:// URL (created if its parent exists).",
             show_default=False,
         ),
-    ],
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Litestream's YAML (dbs[].path, dbs[].replica.url, levels, snapshot, retention, "
+            "checkpoint and sync settings): several databases, one process. Unsupported keys are named.",
+        ),
+    ] = None,
     interval: Annotated[str, typer.Option("--interval", help="Time between syncs (1s, 250ms, ...).")] = "1s",
     once: Annotated[bool, typer.Option("--once", help="Sync what is committed now, then exit (cron, CI).")] = False,
     log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object per line).")] = "text",
@@ -88,9 +100,11 @@ def replicate(
     Examples:  ltxkit replicate /srv/app.db /backups/app
                ltxkit replicate /srv/app.db s3://bucket/app --log-format json
                ltxkit replicate /srv/app.db /backups/app --once
+               ltxkit replicate --config /etc/litestream.yml
     """
     from ltxkit.replica.storage import open_storage
     from ltxkit.replicate import Event, FatalError, Options, Replicator
+    from ltxkit.replicate.config import DbConfig, load_file
     from ltxkit.replicate.hooks import Hooks
     from ltxkit.replicate.lifecycle import Policy
 
@@ -114,38 +128,87 @@ def replicate(
         )
         if len(policy.levels) > 8:
             raise Fail("--levels: at most 8 levels (level 9 holds snapshots)", EXIT_USAGE)
-    storage = open_storage(replica, create=True)
+    warnings: list[str] = []
+    if config is not None:
+        if db is not None or replica is not None:
+            raise Fail("give either DB REPLICA or --config, not both", EXIT_USAGE)
+        loaded = load_file(config, base=options, policy=policy)
+        targets, warnings = loaded.dbs, loaded.warnings
+    elif db is None or replica is None:
+        raise Fail("give DB and REPLICA (or --config FILE)", EXIT_USAGE)
+    else:
+        targets = [DbConfig(db, replica, options, policy)]
+    several = len(targets) > 1
 
     metrics = None
     if metrics_addr is not None:
         from ltxkit.replicate.metrics import Metrics
 
-        metrics = Metrics(db)
+        metrics = Metrics()
         try:
             metrics.serve(metrics_addr)
         except (OSError, ValueError) as exc:
             raise Fail(f"--metrics-addr {metrics_addr}: {getattr(exc, 'strerror', None) or exc}", EXIT_USAGE) from exc
+    lock = threading.Lock()
 
-    def emit(event: Event) -> None:
-        if metrics is not None:
-            metrics.observe(event)
-        if event.kind == "sync":
-            return
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
-        if log_format == "json":
-            line = json.dumps({"time": stamp, "event": event.kind, "message": event.message, **event.fields})
-        else:
-            line = f"{stamp} {event.kind:<9} {event.message}"
-        err.print(line, markup=False, highlight=False)
+    def emitter(db_path: Path) -> Callable[[Event], None]:
+        def emit(event: Event) -> None:
+            if metrics is not None:
+                metrics.observe(str(db_path), event)
+            if event.kind == "sync":
+                return
+            now = time.time()
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+            if log_format == "json":
+                fields = {"time": stamp, "event": event.kind, "message": event.message, **event.fields}
+                if several:
+                    fields["db"] = str(db_path)
+                line = json.dumps(fields)
+            else:
+                line = f"{stamp} {event.kind:<9} " + (f"{db_path}: " if several else "") + event.message
+            with lock:
+                err.print(line, markup=False, highlight=False)
 
+        return emit
+
+    for warning in warnings:
+        emitter(Path(config or "."))(Event("warning", f"{config}: {warning}", {}))
+    replicators = [
+        Replicator(
+            t.path,
+            open_storage(t.replica, create=True),
+            options=t.options,
+            emit=emitter(t.path),
+            hooks=Hooks.from_env(),
+            policy=t.policy,
+        )
+        for t in targets
+    ]
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    replicator = Replicator(db, storage, options=options, emit=emit, hooks=Hooks.from_env(), policy=policy)
-    try:
-        ok = replicator.run(stop, once=once)
-    except FatalError as exc:
-        raise Fail(str(exc), EXIT_DEFECTS) from exc
-    if once and not ok:
+    results: dict[int, bool | BaseException] = {}
+
+    def run(i: int) -> None:
+        try:
+            results[i] = replicators[i].run(stop, once=once)
+        except BaseException as exc:  # reported below, in the main thread
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), name=str(t.path)) for i, t in enumerate(targets[1:], 1)]
+    for t in threads:
+        t.start()
+    run(0)
+    for t in threads:
+        while t.is_alive():  # a join that lets the signal handler run
+            t.join(0.2)
+    failures = [r for r in results.values() if isinstance(r, BaseException)]
+    for other in failures[1:]:
+        err.print(f"ltxkit: {other}", markup=False, highlight=False)
+    if failures:
+        first = failures[0]
+        if isinstance(first, FatalError):
+            raise Fail(str(first), EXIT_DEFECTS) from first
+        raise first
+    if once and not all(results.values()):
         raise typer.Exit(EXIT_DEFECTS)

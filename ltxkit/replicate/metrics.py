@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
@@ -17,8 +16,7 @@ from ltxkit.replicate.engine import Event
 
 
 class Metrics:
-    def __init__(self, db: Path) -> None:
-        self.db = str(db)
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r, labels = self.registry, ["db"]
         self.sync_count = Counter("ltxkit_sync_count", "Syncs run", labels, registry=r)
@@ -43,8 +41,9 @@ class Metrics:
         host, _, port = addr.rpartition(":")
         start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
 
-    def observe(self, event: Event) -> None:
-        db, f = self.db, event.fields
+    def observe(self, db: str, event: Event) -> None:
+        """Count what `event`, from the replicator of database `db`, says happened."""
+        f = event.fields
         kind = event.kind
         if kind == "sync":
             self.sync_count.labels(db).inc()
@@ -52,7 +51,7 @@ class Metrics:
                 self.last_sync.labels(db).set(time.time())
             else:
                 self.sync_error_count.labels(db).inc()
-            self._sizes()
+            self._sizes(db)
         elif kind == "published":
             self.files.labels(db, "0", f["kind"]).inc()
             self.bytes.labels(db, "0").inc(f["bytes"])
@@ -70,9 +69,9 @@ class Metrics:
         elif kind == "error" and "reason" in f:
             self.refused.labels(db).inc()
 
-    def _sizes(self) -> None:
-        for gauge, path in ((self.db_size, self.db), (self.wal_size, f"{self.db}-wal")):
+    def _sizes(self, db: str) -> None:
+        for gauge, path in ((self.db_size, db), (self.wal_size, f"{db}-wal")):
             try:
-                gauge.labels(self.db).set(os.stat(path).st_size)
+                gauge.labels(db).set(os.stat(path).st_size)
             except OSError:
-                gauge.labels(self.db).set(0)
+                gauge.labels(db).set(0)

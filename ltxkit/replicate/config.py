@@ -1,0 +1,153 @@
+"""`ltxkit replicate --config FILE`: Litestream's YAML, for what ltxkit supports.
+
+Accepted, as Litestream spells them: `dbs[].path`, `dbs[].replica.url` (or `.path`; a
+one-element `replicas:` list too), `levels[].interval`, `snapshot.interval`,
+`snapshot.retention`, `l0-retention`, `l0-retention-check-interval`, `checkpoint-interval`,
+`min-checkpoint-page-count`, `truncate-page-n`, `sync-interval` (the last five at the top, per
+database, or — `sync-interval` — per replica). Durations are Go's (`1s`, `500ms`, `1h30m`).
+Every key ltxkit does not use is named in a warning: nothing is silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ltxkit.errors import UsageError
+from ltxkit.replicate.engine import Options
+from ltxkit.replicate.lifecycle import Policy
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DB_TUNING = {
+    "checkpoint-interval": "checkpoint_interval_s",
+    "min-checkpoint-page-count": "min_checkpoint_pages",
+    "truncate-page-n": "truncate_pages",
+    "sync-interval": "interval_s",
+}
+_TOP_KEYS = {"dbs", "levels", "snapshot", "l0-retention", "l0-retention-check-interval", *_DB_TUNING}
+_DB_KEYS = {"path", "replica", "replicas", *_DB_TUNING}
+_REPLICA_KEYS = {"url", "path", "type", "sync-interval"}
+
+
+class ConfigError(UsageError):
+    """The config file cannot be used (exit 2)."""
+
+
+def parse_duration(text: str | int | float, where: str) -> float:
+    """A Go duration ('1s', '250ms', '1h30m'; a bare number is seconds) in seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    t = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = _GO_DURATION.findall(t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        raise ConfigError(f"{where}: {text!r} is not a duration (such as 1s, 500ms, 1h30m)")
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class DbConfig:
+    path: Path
+    replica: str
+    options: Options
+    policy: Policy | None
+
+
+@dataclass(slots=True)
+class Config:
+    dbs: list[DbConfig] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _unknown(where: str, data: dict[str, Any], known: set[str], warnings: list[str]) -> None:
+    for key in sorted(set(data) - known):
+        warnings.append(f"{where}{key}: not supported by ltxkit replicate, ignored")
+
+
+def _tuning(data: dict[str, Any], base: Options, where: str) -> Options:
+    changes: dict[str, Any] = {}
+    for key, attr in _DB_TUNING.items():
+        if key in data:
+            value = data[key]
+            if attr.endswith("_s"):
+                changes[attr] = parse_duration(value, f"{where}{key}")
+            else:
+                try:
+                    changes[attr] = int(value)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{where}{key}: {value!r} is not a whole number") from None
+    return replace(base, **changes)
+
+
+def load(data: Any, source: str, *, base: Options, policy: Policy | None) -> Config:
+    """The config in `data` (parsed YAML); `base` and `policy` give the defaults it changes."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with a `dbs:` list")
+    cfg = Config()
+    _unknown("", data, _TOP_KEYS, cfg.warnings)
+    options = _tuning(data, base, "")
+    if policy is not None:
+        if "levels" in data:
+            levels = data["levels"] or []
+            intervals = []
+            for i, lv in enumerate(levels):
+                if not isinstance(lv, dict) or "interval" not in lv:
+                    raise ConfigError(f"{source}: levels[{i}]: expected `interval:`")
+                _unknown(f"levels[{i}].", lv, {"interval"}, cfg.warnings)
+                intervals.append((i + 1, parse_duration(lv["interval"], f"levels[{i}].interval")))
+            policy = replace(policy, levels=tuple(intervals))
+        snap = data.get("snapshot") or {}
+        if not isinstance(snap, dict):
+            raise ConfigError(f"{source}: snapshot: expected interval and retention")
+        _unknown("snapshot.", snap, {"interval", "retention"}, cfg.warnings)
+        if "interval" in snap:
+            policy = replace(policy, snapshot_interval_s=parse_duration(snap["interval"], "snapshot.interval"))
+        if "retention" in snap:
+            policy = replace(policy, snapshot_retention_s=parse_duration(snap["retention"], "snapshot.retention"))
+        if "l0-retention" in data:
+            policy = replace(policy, l0_retention_s=parse_duration(data["l0-retention"], "l0-retention"))
+        if "l0-retention-check-interval" in data:
+            policy = replace(
+                policy,
+                l0_retention_check_s=parse_duration(data["l0-retention-check-interval"], "l0-retention-check-interval"),
+            )
+    dbs = data.get("dbs")
+    if not isinstance(dbs, list) or not dbs:
+        raise ConfigError(f"{source}: no databases (`dbs:` with at least one `path:`)")
+    for i, db in enumerate(dbs):
+        where = f"dbs[{i}]."
+        if not isinstance(db, dict) or "path" not in db:
+            raise ConfigError(f"{source}: {where}path is missing")
+        _unknown(where, db, _DB_KEYS, cfg.warnings)
+        replica = db.get("replica")
+        if replica is None and isinstance(db.get("replicas"), list) and db["replicas"]:
+            if len(db["replicas"]) > 1:
+                cfg.warnings.append(f"{where}replicas: ltxkit replicates to one replica; using the first")
+            replica = db["replicas"][0]
+        if not isinstance(replica, dict) or not (replica.get("url") or replica.get("path")):
+            raise ConfigError(f"{source}: {where}replica needs a `url:` (or `path:`)")
+        _unknown(f"{where}replica.", replica, _REPLICA_KEYS, cfg.warnings)
+        db_options = _tuning(db, options, where)
+        if "sync-interval" in replica:
+            db_options = replace(db_options, interval_s=parse_duration(replica["sync-interval"], f"{where}replica."))
+        url = str(replica.get("url") or replica.get("path"))
+        cfg.dbs.append(DbConfig(Path(str(db["path"])).expanduser(), url, db_options, policy))
+    return cfg
+
+
+def load_file(path: Path, *, base: Options, policy: Policy | None) -> Config:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    return load(data, str(path), base=base, policy=policy)
