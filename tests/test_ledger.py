@@ -72,3 +72,19 @@ def test_a_gap_alone_is_a_warning(replica: Path) -> None:
     records(replica)[1].unlink()  # e.g. killed between publishing the file and writing its record
     assert verify(str(replica)).returncode == 0
     assert verify(str(replica), "--fail-on", "warning").returncode == 1
+
+
+def test_a_well_formed_file_with_other_pages_is_ledger_mismatch(replica: Path) -> None:
+    from ltxkit.format.decoder import LTXReader
+    from ltxkit.format.encoder import encode_file
+
+    victim = sorted((replica / "ltx" / "0").glob("*.ltx"))[-1]
+    reader = LTXReader.from_bytes(victim.read_bytes())
+    pages = list(reader.pages())
+    pgno, page = pages[-1]
+    changed = page[:-16] + bytes(b ^ 0xFF for b in page[-16:])  # other bytes, the file still well-formed
+    victim.write_bytes(encode_file(reader.header, [*pages[:-1], (pgno, changed)]))  # its own valid checksum
+    r = verify(str(replica), "--format", "json", "--structure-only")
+    codes = {f["code"] for f in json.loads(r.stdout)["findings"]}
+    assert codes == {"ledger-mismatch"}, r.stdout
+    assert r.returncode == 1
