@@ -31,7 +31,7 @@ from pathlib import Path
 from ltxkit.format.checksum import page_checksum
 from ltxkit.format.decoder import LTXReader, parse_header
 from ltxkit.format.encoder import LTXWriter
-from ltxkit.format.schema import FLAG_NO_CHECKSUM, HEADER_SIZE, Header, lock_pgno
+from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno
 from ltxkit.replica import ledger
 from ltxkit.replica.keys import SNAPSHOT_LEVEL
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
@@ -127,14 +127,7 @@ def compact(storage: Storage, level: int) -> tuple[str, int] | None:
     first, final = inputs[0].min_txid, inputs[-1].max_txid
     full = first == 1
     intent = Intent(final, last.page_size, commit, full, sums, 0, first_txid=first)
-    header = Header(
-        flags=FLAG_NO_CHECKSUM,
-        page_size=last.page_size,
-        commit=commit,
-        min_txid=first,
-        max_txid=final,
-        timestamp=last.timestamp,
-    )
+    header = intent.header(timestamp=last.timestamp, wal=(0, 0, 0, 0))  # as the reference compactor: no WAL range
     key = storage.layout.key(level, first, final)
 
     def write(writer: LTXWriter) -> None:
