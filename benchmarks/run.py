@@ -31,6 +31,7 @@ import lz4.block
 from benchmarks.dataset import PAGE_SIZE, ensure_replica, ensure_small_replica
 from benchmarks.measure import ChildRun, best_of, mb_per_s, run_child
 from benchmarks.replicate import bench_replicate
+from benchmarks.s3 import bench_s3
 from benchmarks.report import Row, render
 from ltxkit.format import FLAG_NO_CHECKSUM, Header, LTXReader, LTXWriter, crc64, read_header, read_page_index
 from ltxkit.format.schema import FRAME_PREFIX_SIZE
@@ -39,7 +40,7 @@ from ltxkit.replica.storage import open_storage
 from ltxkit.sqlite import consistent_view
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("decode", "encode", "snapshot", "verify", "quick", "restore", "replicate")
+BENCHMARKS = ("decode", "encode", "snapshot", "verify", "quick", "restore", "replicate", "s3")
 
 GOAL_DECODE_MBS = 1000.0
 GOAL_ENCODE_MBS = 300.0
@@ -611,6 +612,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "quick": bench_quick,
     "restore": bench_restore,
     "replicate": bench_replicate,
+    "s3": bench_s3,
 }
 
 

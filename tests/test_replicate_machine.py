@@ -278,7 +278,8 @@ class ReplicatorMachine(RuleBasedStateMachine):
     # ---- checking the replica ----------------------------------------------------------------------
 
     def _tail(self, n: int = 10) -> str:
-        return "\n".join(f"  {e.kind}: {e.message}" for e in self.events[-n:])
+        shown = [e for e in self.events if e.kind != "sync"][-n:]  # `sync` events feed metrics only
+        return "\n".join(f"  {e.kind}: {e.message}" for e in shown)
 
     def _listing(self) -> list[str]:
         return sorted(str(p.relative_to(self.replica_dir)) for p in (self.replica_dir / "ltx").rglob("*.ltx"))
