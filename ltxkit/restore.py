@@ -170,6 +170,8 @@ def restore_into(
     """
     if not plan:
         raise RestoreError(Code.NO_SNAPSHOT, "empty restore plan")
+    if not storage.fork_safe:
+        jobs = 1  # see `Storage.fork_safe`
     prefetch = _Prefetch(storage, plan)
     try:
         return _restore_into(storage, plan, out, progress, jobs, prefetch)

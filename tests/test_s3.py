@@ -274,3 +274,25 @@ def test_recursive_on_a_directory_and_nothing_found(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     r = ltxkit("verify", str(tmp_path / "empty"), "-r")
     assert r.returncode == 2 and "no replica below it" in r.stderr
+
+
+def test_large_files_from_s3_are_decoded_in_one_process(
+    litestream_replica: tuple[Path, str, list[str]], tmp_path: Path
+) -> None:
+    """Forking after obstore started its threads can hang the child: remote replicas never fork.
+    Here every file counts as large, as a 300 MB snapshot would, with two jobs asked for."""
+    _db, url, _times = litestream_replica
+    script = f"""
+import sys
+import ltxkit.restore as restore_mod, ltxkit.verify.engine as verify_mod
+from ltxkit.replica.storage import open_storage
+restore_mod.SPLIT_MIN_BYTES = 0
+verify_mod.PARALLEL_MIN_BYTES = 0
+storage = open_storage({url!r})
+restore_mod.restore_to_path(storage, __import__("pathlib").Path({str(tmp_path / "out.db")!r}), jobs=2)
+report = verify_mod.verify_paths([{url!r}], jobs=2)
+print("ok" if not report.replicas[0].errors else "errors")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    assert (tmp_path / "out.db").stat().st_size > 0

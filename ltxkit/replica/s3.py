@@ -80,6 +80,9 @@ class S3Storage:
 
     layout = OBJECT_STORE
     concurrency = 16
+    # obstore runs a tokio runtime on threads: a child forked after it was used can hang on a lock
+    # one of those threads held. Remote replicas are decoded in the one process (reads overlap instead).
+    fork_safe = False
 
     def __init__(self, location: str) -> None:
         url = urlparse(location)

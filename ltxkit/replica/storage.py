@@ -51,6 +51,7 @@ class Storage(Protocol):
 
     url: str  # reopens this storage anywhere: `open_storage(url)`
     concurrency: int  # reads worth running at once (1: local, read when needed)
+    fork_safe: bool  # may worker processes be forked once it was used (False: a client with threads)
     label: str  # how the user named it: for messages and reports, never a path to open
     layout: KeyLayout
 
@@ -196,6 +197,7 @@ class LocalStorage:
 
     layout = DIRECTORY
     concurrency = 1
+    fork_safe = True
 
     def __init__(self, root: Path, label: str | None = None) -> None:
         self._root = Path(root)

@@ -109,6 +109,8 @@ def check_replica(
     """Check every file and the replica's rules; with `content` (or `deep`, the full check) also
     restore the latest restore point and let SQLite judge it (the `ltxkit verify` default)."""
     listing = list_replica(storage)
+    if not storage.fork_safe:
+        jobs = 1
     checks = _check_files(storage, label, listing.files, quick=quick, jobs=jobs, progress=progress)
     summary = ReplicaSummary(label, list(checks.values()), listing)
     add = summary.findings.append
