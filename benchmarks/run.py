@@ -31,8 +31,8 @@ import lz4.block
 from benchmarks.dataset import PAGE_SIZE, ensure_replica, ensure_small_replica
 from benchmarks.measure import ChildRun, best_of, mb_per_s, run_child
 from benchmarks.replicate import bench_replicate
-from benchmarks.s3 import bench_s3
 from benchmarks.report import Row, render
+from benchmarks.s3 import bench_s3
 from ltxkit.format import FLAG_NO_CHECKSUM, Header, LTXReader, LTXWriter, crc64, read_header, read_page_index
 from ltxkit.format.schema import FRAME_PREFIX_SIZE
 from ltxkit.replica.layout import list_replica
