@@ -67,10 +67,11 @@ def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ms: int | N
 def _exact_times(storage: Storage, files: list[ReplicaFile]) -> list[ReplicaFile]:
     """Files with the creation times a timestamp restore must compare (object metadata on S3, read
     concurrently, as Litestream does); unchanged where the listing's time is already exact."""
-    if not files or storage.exact_created_ns(files[0].key) is None:
+    first = storage.exact_created_ns(files[0].key) if files else None
+    if first is None:
         return files
     with ThreadPoolExecutor(16) as pool:
-        exact = list(pool.map(lambda f: storage.exact_created_ns(f.key), files))
+        exact = [first, *pool.map(lambda f: storage.exact_created_ns(f.key), files[1:])]
     return [f if ns is None else dataclasses.replace(f, created_ns=ns) for f, ns in zip(files, exact, strict=True)]
 
 

@@ -27,6 +27,14 @@ def page_checksum(pgno: int, data: bytes) -> int:
     return CHECKSUM_FLAG | crc64(data, crc64(_PGNO.pack(pgno)))
 
 
+def fold_page_checksums(sums: Iterable[int]) -> int:
+    """The database checksum from page checksums already computed (0 stands for no page)."""
+    total = 0
+    for value in sums:
+        total ^= value
+    return CHECKSUM_FLAG | (total & ~CHECKSUM_FLAG)
+
+
 def database_checksum(pages: Iterable[tuple[int, bytes]], lock_page: int) -> int:
     """Fold page checksums with XOR; the lock page never counts. An empty database gives the flag."""
     total = CHECKSUM_FLAG

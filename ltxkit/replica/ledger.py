@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 from ltxkit.format.checksum import crc64
 from ltxkit.format.schema import format_filename
+from ltxkit.replica.storage import Storage
 
 LEDGER_DIR = "ledger"  # beside ltx/ (never `ltx` or `generations`: Litestream reads those)
 VERSION = 1
@@ -40,6 +41,11 @@ class Record:
     file_checksum: int  # the LTX file's trailer checksum: which file this record is about
     before: int | None  # database checksum of the state before the file (None: it is a full file)
     after: int  # database checksum of the state the replica reaches with it
+
+
+def put(storage: Storage, record: Record) -> None:
+    """Write `record` beside its file, create-only."""
+    storage.put_bytes(key(record.level, record.min_txid, record.max_txid), encode(record))
 
 
 def key(level: int, min_txid: int, max_txid: int) -> str:

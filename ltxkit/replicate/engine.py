@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ltxkit.errors import LtxkitError
-from ltxkit.format.checksum import CHECKSUM_FLAG, page_checksum
+from ltxkit.format.checksum import fold_page_checksums, page_checksum
 from ltxkit.format.decoder import parse_header
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import LTXError
@@ -46,6 +45,7 @@ from ltxkit.replicate.hooks import Hooks
 from ltxkit.replicate.lifecycle import Policy
 from ltxkit.replicate.pagemap import PageMap
 from ltxkit.replicate.proof import Intent, ProofError, prove
+from ltxkit.replicate.publish import build_and_publish
 from ltxkit.replicate.source import NotWalMode, Source, WalReader
 from ltxkit.replicate.state import LocalState, Position, Saved
 from ltxkit.replicate.wal_position import LostTrack
@@ -476,7 +476,7 @@ class Replicator:
                 self._save(self.saved)
                 self.emit(Event("resync", "the replica already holds this state; nothing to publish", {}))
                 return
-            intent = Intent(self.next_txid, page_size, commit, False, changed, read.source_checksum(sums))
+            intent = Intent(self.next_txid, page_size, commit, False, changed, fold_page_checksums(sums.values()))
             self._publish(intent, read.selected(sorted(changed)), prev, after, wal_range, "diff", stamp)
 
     # ---- building, proving, publishing ----------------------------------------------------------------
@@ -495,33 +495,29 @@ class Replicator:
         complete: Callable[[Intent], Intent] | None = None,
     ) -> None:
         storage = self.storage
-        staging = storage.make_staging()
-        try:
-            key = storage.layout.key(0, intent.txid, intent.txid)
-            path = staging / key.rsplit("/", 1)[-1]
-            now_ms = int(time.time() * 1000)
-            with open(path, "xb") as fh:
-                writer = LTXWriter(fh, intent.header(timestamp=now_ms, wal=wal_range))
-                for n, (pgno, data) in enumerate(pages):
-                    writer.write_page(pgno, data)
-                    if n == 0:
-                        self.hooks.step("encode")
-                trailer = writer.close()
-                fh.flush()
-                os.fsync(fh.fileno())
-            if complete is not None:
-                intent = complete(intent)
+        key = storage.layout.key(0, intent.txid, intent.txid)
+        now_ms = int(time.time() * 1000)
+        proven: list[tuple[Intent, PageMap]] = []  # what `check` proved: the intent, the state reached
+
+        def write(writer: LTXWriter) -> None:
+            for n, (pgno, data) in enumerate(pages):
+                writer.write_page(pgno, data)
+                if n == 0:
+                    self.hooks.step("encode")
+
+        def check(path: Path) -> None:
+            done = complete(intent) if complete is not None else intent
             self.hooks.damage(path)
             self.hooks.step("written")
             with open(path, "rb") as fh:
-                state = prove(fh, intent, previous)
-            size = path.stat().st_size
-            storage.publish(key, path, created_ms=now_ms)
-            self.hooks.step("published")
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                proven.append((done, prove(fh, done, previous)))
+
+        header = intent.header(timestamp=now_ms, wal=wal_range)
+        size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=now_ms)
+        self.hooks.step("published")
+        intent, state = proven[0]
         assert self.source is not None
-        saved = Saved(storage.url, intent.txid, key, size, trailer.file_checksum, self.source.identity, after, state)
+        saved = Saved(storage.url, intent.txid, key, size, file_checksum, self.source.identity, after, state)
         self.saved = saved
         self.position = after
         self.next_txid = intent.txid + 1
@@ -536,7 +532,7 @@ class Replicator:
                 intent.page_size,
                 intent.commit,
                 len(intent.page_sums),
-                trailer.file_checksum,
+                file_checksum,
                 previous.checksum() if previous is not None else None,
                 state.checksum(),
             )
@@ -564,7 +560,7 @@ class Replicator:
     def _record(self, record: ledger.Record) -> None:
         """The ledger record of a published file; failing to write it costs the proof, not data."""
         try:
-            self.storage.put_bytes(ledger.key(record.level, record.min_txid, record.max_txid), ledger.encode(record))
+            ledger.put(self.storage, record)
         except (LtxkitError, OSError) as exc:
             self.emit(Event("warning", f"ledger record not written: {exc}", {}))
 
@@ -684,17 +680,12 @@ class _SourceReader:
     def finish(self, intent: Intent) -> Intent:
         """The full file's intent, once every page was read: its sums and the source checksum."""
         assert self._sums is not None, "pages() was not read to the end"
-        return Intent(intent.txid, intent.page_size, intent.commit, True, self._sums, self.source_checksum(self._sums))
+        return Intent(
+            intent.txid, intent.page_size, intent.commit, True, self._sums, fold_page_checksums(self._sums.values())
+        )
 
     def checksums(self) -> dict[int, int]:
         return {p: page_checksum(p, data) for p, data in self._read()}
 
     def selected(self, pgnos: list[int]) -> Iterator[tuple[int, bytes]]:
         return self._read(pgnos)
-
-    @staticmethod
-    def source_checksum(sums: dict[int, int]) -> int:
-        total = 0
-        for v in sums.values():
-            total ^= v
-        return CHECKSUM_FLAG | (total & ~CHECKSUM_FLAG)

@@ -21,10 +21,8 @@ still needs.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_
 from ltxkit.replica.storage import Storage
 from ltxkit.replicate.pagemap import PageMap
 from ltxkit.replicate.proof import Intent, ProofError, prove, prove_pages
+from ltxkit.replicate.publish import build_and_publish
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,32 +63,6 @@ def _chain(files: list[ReplicaFile], seek: int) -> list[ReplicaFile]:
             break
         out.append(f)
     return out
-
-
-def _build_and_publish(
-    storage: Storage, key: str, header: Header, pages: Callable[[LTXWriter], None], check: Callable[[Path], None]
-) -> tuple[int, int]:
-    """Write the file in staging, fsync, prove it (`check` raises), publish create-only; its size
-    and file checksum."""
-    staging = storage.make_staging()
-    try:
-        path = staging / key.rsplit("/", 1)[-1]
-        with open(path, "xb") as fh:
-            writer = LTXWriter(fh, header)
-            pages(writer)
-            trailer = writer.close()
-            fh.flush()
-            os.fsync(fh.fileno())
-        check(path)
-        size = path.stat().st_size
-        storage.publish(key, path, created_ms=header.timestamp)
-        return size, trailer.file_checksum
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _record(storage: Storage, record: ledger.Record) -> None:
-    storage.put_bytes(ledger.key(record.level, record.min_txid, record.max_txid), ledger.encode(record))
 
 
 def _recorded(storage: Storage, f: ReplicaFile) -> ledger.Record | None:
@@ -142,10 +115,10 @@ def compact(storage: Storage, level: int) -> tuple[str, int] | None:
             if missing:
                 raise ProofError("proof-snapshot-hole", f"a compaction from TXID 1 lacks page {missing[0]}")
 
-    size, file_checksum = _build_and_publish(storage, key, header, write, check)
+    size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=header.timestamp)
     head, tail = _recorded(storage, inputs[0]), _recorded(storage, inputs[-1])
     if head is not None and tail is not None:  # the merge reaches what its last input reached
-        _record(
+        ledger.put(
             storage,
             ledger.Record(
                 level, first, final, last.page_size, commit, len(newest), file_checksum, head.before, tail.after
@@ -187,8 +160,8 @@ def snapshot(storage: Storage, state: PageMap, txid: int) -> tuple[str, int] | N
             with open(path, "rb") as fh:
                 prove(fh, intent, None)
 
-        size, file_checksum = _build_and_publish(storage, key, header, pages, check)
-        _record(
+        size, file_checksum = build_and_publish(storage, key, header, pages, check, created_ms=header.timestamp)
+        ledger.put(
             storage,
             ledger.Record(SNAPSHOT_LEVEL, 1, txid, page_size, commit, len(sums), file_checksum, None, state.checksum()),
         )

@@ -11,10 +11,8 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import reduce
-from operator import xor
 
-from ltxkit.format.checksum import CHECKSUM_FLAG
+from ltxkit.format.checksum import fold_page_checksums
 from ltxkit.format.schema import lock_pgno
 
 
@@ -39,7 +37,7 @@ class PageMap:
 
     def checksum(self) -> int:
         """The database checksum of this state (flag bit set, as LTX stores it)."""
-        return CHECKSUM_FLAG | (reduce(xor, self.sums, 0) & ~CHECKSUM_FLAG)
+        return fold_page_checksums(self.sums)
 
     def after(self, commit: int, pages: Iterable[tuple[int, int]]) -> PageMap:
         """The state after a transition to `commit` pages that rewrites `pages` ((pgno, checksum)).

@@ -1,0 +1,41 @@
+"""The one way the replicator makes a file visible: build it in the storage's staging area, fsync
+it, let `check` prove it (raising stops everything), then publish it create-only. Whatever
+happens, the staging directory goes; a file that was not proven never reaches the replica."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ltxkit.format.encoder import LTXWriter
+from ltxkit.format.schema import Header
+from ltxkit.replica.storage import Storage
+
+
+def build_and_publish(
+    storage: Storage,
+    key: str,
+    header: Header,
+    write: Callable[[LTXWriter], None],
+    check: Callable[[Path], None],
+    *,
+    created_ms: int,
+) -> tuple[int, int]:
+    """Publish the file `write` builds under `key` once `check(path)` returned; (size, file checksum)."""
+    staging = storage.make_staging()
+    try:
+        path = staging / key.rsplit("/", 1)[-1]
+        with open(path, "xb") as fh:
+            writer = LTXWriter(fh, header)
+            write(writer)
+            trailer = writer.close()
+            fh.flush()
+            os.fsync(fh.fileno())
+        check(path)
+        size = path.stat().st_size
+        storage.publish(key, path, created_ms=created_ms)
+        return size, trailer.file_checksum
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
