@@ -35,6 +35,7 @@ from ltxkit.format import (
 from ltxkit.format.decoder import DecodedFile, read_ends, read_page
 from ltxkit.format.schema import HEADER_SIZE, PAGE_FLAG_LZ4_FRAME, PAGE_FLAG_SIZE
 from ltxkit.format.spans import find_cuts, join_spans
+from tests.conftest import examples
 from tests.filespec import FileSpec, Frame, flip_byte, insert_bytes, page_bytes, random_page
 
 ALL_PAGE_SIZES = [512 << i for i in range(8)]
@@ -64,6 +65,8 @@ def ltx_files(
 ) -> tuple[Header, list[tuple[int, bytes]], int | None]:
     """(header, pages, post_apply_checksum for tracked increments) the encoder must accept."""
     page_size = draw(st.sampled_from(page_sizes))
+    if page_size <= 4096 and draw(st.integers(0, 2)) == 0:
+        max_pages *= 4  # some files well past a dozen pages (small pages only: the suite stays fast)
     lock = lock_pgno(page_size)
     tracked = draw(st.booleans())
     snapshot = draw(st.booleans())
@@ -186,7 +189,7 @@ def _join(stream: io.BytesIO, ends, cuts: list[int]) -> list[tuple[int, bytes]]:
     return pages
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ltx_files(page_sizes=[512, 1024, 4096], max_pages=24), st.data())
 def test_spans_cut_anywhere_decode_the_same_or_refuse(file, data):
     """Cuts at any frame boundaries give the streaming decoder's pages; a cut anywhere else is refused."""
@@ -214,7 +217,9 @@ def test_spans_cut_anywhere_decode_the_same_or_refuse(file, data):
 # ---- round trip -------------------------------------------------------------------------------
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(ltx_files(), st.sampled_from([1, 7, 1000, 4 << 20]))
 def test_round_trip(file, chunk_size):
     header, pages, post = file
@@ -262,7 +267,9 @@ def _legacy_build(file, data) -> bytes:  # type: ignore[no-untyped-def]
     return _spec_of(header, frame_pages, post).build()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(ltx_files(max_pages=8), st.data())
 def test_legacy_round_trip(file, data):
     header, pages, _post = file
@@ -276,8 +283,8 @@ def test_legacy_round_trip(file, data):
 
 # ---- damage -----------------------------------------------------------------------------------
 
-SMALL = {"page_sizes": [512, 1024], "max_pages": 5}
-DAMAGE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SMALL = {"page_sizes": [512, 1024, 4096], "max_pages": 8}
+DAMAGE = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _same_or_error(original: DecodedFile, mutant: bytes) -> bool:

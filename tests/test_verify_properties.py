@@ -1,6 +1,6 @@
 """Properties of `verify` and of the restore plan over generated replicas.
 
-Each example builds a small replica (page size 512, at most a dozen pages) from a model database
+Each example builds a small replica (page size 512 to 4096, up to 40 pages) from a model database
 (`tests.replica_builder.Db`): an L0 chain (TXID 1 a snapshot, then one single-TXID increment per
 transaction, growing and shrinking the database), optional compactions at levels 1 and 2 (a TXID
 range merged, newest page wins, commit of its last transaction), optional level-9 snapshots, and
@@ -49,15 +49,17 @@ from ltxkit.replica.storage import LocalStorage
 from ltxkit.restore import RestoreError, plan_for, restore_into, restore_to_path
 from ltxkit.verify.engine import check_replica, verify_paths
 from ltxkit.verify.findings import Finding, ReplicaSummary, Severity
+from tests.conftest import examples
 from tests.filespec import FileSpec, flip_byte, insert_bytes
 from tests.replica_builder import PAGE, Db, write_ltx
 
-MAX_PAGES = 12
+MAX_PAGES = 40
+PAGE_SIZES = [512, 512, 1024, 4096]  # weighted: most examples stay small
 
 
-def props(examples: int) -> settings:
+def props(n: int) -> settings:
     return settings(
-        max_examples=examples,
+        max_examples=examples(n),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
@@ -72,6 +74,7 @@ class History:
     compactions: dict[int, list[tuple[int, int]]]  # level -> disjoint (min_txid, max_txid) ranges
     snapshots: list[int]  # max_txid of each level-9 snapshot
     prune: bool  # drop L0 files that a level-1 compaction covers
+    page_size: int = PAGE
 
     @property
     def n(self) -> int:
@@ -85,7 +88,7 @@ def segments(draw, n: int) -> list[tuple[int, int]]:
     lo = 1
     while lo <= n:
         hi = draw(st.integers(lo, min(n, lo + 3)))
-        if draw(st.integers(0, 2)) == 0:
+        if draw(st.booleans()):
             out.append((lo, hi))
         lo = hi + 1
     return out
@@ -94,7 +97,8 @@ def segments(draw, n: int) -> list[tuple[int, int]]:
 @st.composite
 def histories(draw, min_txns: int = 1, max_txns: int = 8, extras: bool = True) -> History:
     n = draw(st.integers(min_txns, max_txns))
-    commit = draw(st.integers(1, MAX_PAGES))
+    page_size = draw(st.sampled_from(PAGE_SIZES))
+    commit = draw(st.integers(1, draw(st.sampled_from([12, MAX_PAGES]))))
     txns = [(list(range(1, commit + 1)), commit)]
     for _ in range(n - 1):
         kind = draw(st.sampled_from(["same", "same", "grow", "shrink"]))
@@ -111,12 +115,13 @@ def histories(draw, min_txns: int = 1, max_txns: int = 8, extras: bool = True) -
     snapshots: list[int] = []
     prune = False
     if extras:
+        # weighted so that most histories hold L0, L1, L2 and L9 files together
         for level in (1, 2):
-            if draw(st.booleans()):
+            if draw(st.integers(0, 3)):
                 compactions[level] = draw(segments(n))
-        snapshots = sorted(draw(st.sets(st.integers(1, n), max_size=2)))
+        snapshots = sorted(draw(st.sets(st.integers(1, n), min_size=draw(st.sampled_from([0, 1, 1, 1])), max_size=2)))
         prune = bool(compactions.get(1)) and draw(st.booleans())
-    return History(txns, compactions, snapshots, prune)
+    return History(txns, compactions, snapshots, prune, page_size)
 
 
 @dataclass
@@ -151,7 +156,7 @@ class Replica:
 
 def build(root: Path, h: History) -> Replica:
     rep = Replica(root, h)
-    db = Db(page_size=PAGE)
+    db = Db(page_size=h.page_size)
     changes: dict[int, dict[int, bytes]] = {}
     states: dict[int, tuple[dict[int, bytes], int]] = {}
     for pgnos, commit in h.txns:
@@ -161,7 +166,7 @@ def build(root: Path, h: History) -> Replica:
         rep.images[db.txid] = db.image()
 
     def put(level: int, lo: int, hi: int, pages: dict[int, bytes], commit: int) -> None:
-        p = write_ltx(root, level, lo, hi, pages, commit)
+        p = write_ltx(root, level, lo, hi, pages, commit, page_size=h.page_size)
         rep.files[p.relative_to(root).as_posix()] = p
 
     pruned = set()
@@ -250,7 +255,7 @@ def test_healthy_history_verifies_clean_and_restores_to_the_model(h: History) ->
         assert [describe(f) for f in all_findings(quick)] == []
         assert normal.latest_txid == rep.latest
         assert normal.commit == h.txns[-1][1]
-        assert normal.page_size == PAGE
+        assert normal.page_size == h.page_size
         assert normal.plan == [f.key for f in plan_for(rep.storage)]
 
         assert restore_latest(rep, Path(tmp)) == rep.images[rep.latest]
