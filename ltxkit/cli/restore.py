@@ -66,10 +66,23 @@ def restore(
     if dry_run:
         from rich.table import Table
 
-        t = Table("level", "min TXID", "max TXID", "bytes", "file", title="restore plan", title_justify="left")
-        for f in plan:
-            t.add_row(str(f.level), f"{f.min_txid:016x}", f"{f.max_txid:016x}", f"{f.size:,}", f.key)
-        out.print(t)
+        rows = [(str(f.level), f"{f.min_txid:016x}", f"{f.max_txid:016x}", f"{f.size:,}", f.key) for f in plan]
+        t = Table(title="restore plan", title_justify="left")
+        widths = []
+        for i, name in enumerate(("level", "min TXID", "max TXID", "bytes", "file")):
+            widths.append(max(len(name), *(len(r[i]) for r in rows)))
+            t.add_column(name, no_wrap=True, min_width=widths[-1])
+        for row in rows:
+            t.add_row(*row)
+        # every TXID and key whole, whatever the terminal's (or a pipe's) width: a plan is read to
+        # know which files a restore needs
+        console = out.real()
+        narrow = console.width
+        console.width = max(narrow, sum(widths) + 3 * len(widths) + 1)
+        try:
+            out.print(t)
+        finally:
+            console.width = narrow
         out.print(f"would restore TXID {plan[-1].max_txid:016x} to {output}")
         return
     started = time.perf_counter()
