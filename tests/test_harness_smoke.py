@@ -42,7 +42,19 @@ def test_make_db_and_write_rows_are_deterministic(tmp_path: Path) -> None:
     assert H.logical_dump(a) == H.logical_dump(b)
     assert H.execute(a, "PRAGMA page_size")[0][0] == 512
     assert H.execute(a, "PRAGMA journal_mode")[0][0] == "wal"
-    assert H.db_bytes_equal(a, a)
+    # db_bytes_equal: a byte copy is equal, one changed row is not, a changed header counter is
+    # masked only with ignore_header
+    c = tmp_path / "c.db"
+    H.checkpoint(a)
+    c.write_bytes(a.read_bytes())
+    assert H.db_bytes_equal(a, c) and H.db_bytes_equal(a, c, ignore_header=False)
+    image = bytearray(c.read_bytes())
+    image[24:28] = (int.from_bytes(image[24:28], "big") + 7).to_bytes(4, "big")  # file change counter
+    c.write_bytes(bytes(image))
+    assert H.db_bytes_equal(a, c) and not H.db_bytes_equal(a, c, ignore_header=False)
+    H.execute(c, f"UPDATE {H.db.TABLE} SET v = zeroblob(100) WHERE id = 3")
+    assert not H.db_bytes_equal(a, c)
+    assert H.logical_dump(a) != H.logical_dump(c)
     with pytest.raises(FileExistsError):
         H.make_db(a)
 
