@@ -205,7 +205,7 @@ def _restore_into(
             if done is not None:
                 hdr, pgnos = done
                 sink = sink or PageSink(out, hdr.page_size)
-                _cover(written, hdr.commit)
+                _cover(written, max(pgnos, default=0))
                 for pgno in pgnos:
                     written[pgno] = 1
                 pages_written += len(pgnos)
@@ -226,7 +226,6 @@ def _restore_into(
                 _check_names(hdr, f)
                 _check_page_size(hdr, sink.page_size if sink else None)
                 sink = sink or PageSink(out, hdr.page_size)
-                _cover(written, hdr.commit)
                 write = sink.write
                 file_commit = hdr.commit
                 for pgno, page in reader.pages():
@@ -235,7 +234,11 @@ def _restore_into(
                             Code.PAGE_BEYOND_COMMIT, f"page {pgno} is beyond commit {file_commit}", pgno=pgno
                         )
                     write(pgno, page)
-                    written[pgno] = 1
+                    try:
+                        written[pgno] = 1
+                    except IndexError:  # grown as pages come: a header may claim billions of pages
+                        _cover(written, max(pgno, min(file_commit, 2 * len(written))))
+                        written[pgno] = 1
                     pages_written += 1
                     if progress is not None and pages_written & 1023 == 0:
                         progress(bytes_read + reader.position, pages_written)
@@ -247,12 +250,12 @@ def _restore_into(
     sink.flush()
     page_size = sink.page_size
     lock = lock_pgno(page_size)
-    missing = missing_pages(written, commit, lock)
-    if missing:
+    count, first = missing_pages(written, commit, lock)
+    if count:
         raise RestoreError(
             Code.UNRESTORABLE,
-            f"the plan's files do not hold page {missing[0]} of {commit}"
-            f" ({len(missing)} pages missing): Litestream's restore fails the same way",
+            f"the plan's files do not hold page {first} of {commit}"
+            f" ({count} pages missing): Litestream's restore fails the same way",
         )
     out.truncate(commit * page_size)
     if progress is not None:
@@ -303,7 +306,8 @@ class _Prefetch:
 
 
 def _cover(written: bytearray, commit: int) -> None:
-    """Make room for one flag per page up to `commit` (index 0 unused)."""
+    """Make room for one flag per page up to `commit` (index 0 unused; pages past the end of
+    `written` count as not written)."""
     if len(written) < commit + 1:
         written.extend(bytes(commit + 1 - len(written)))
 

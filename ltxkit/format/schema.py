@@ -279,10 +279,44 @@ def last_snapshot_pgno(commit: int, lock: int) -> int:
     return commit - 1 if commit == lock else commit
 
 
-def missing_pages(covered: bytes | bytearray, commit: int, lock: int) -> list[int]:
-    """Pages 1..commit, except the lock page, whose flag in `covered` (indexed by pgno) is 0:
-    what a database of `commit` pages lacks when those are all it has."""
-    return [p for p in range(1, commit + 1) if p != lock and not covered[p]]
+def missing_pages(covered: bytes | bytearray, commit: int, lock: int) -> tuple[int, int]:
+    """(how many, the first) of pages 1..commit, except the lock page, whose flag in `covered`
+    (indexed by pgno; pages past its end count as 0) is 0: what a database of `commit` pages
+    lacks when those are all it has. (0, 0) when none is missing. Allocates nothing per page:
+    a file may claim a commit of billions of pages."""
+    end = min(len(covered), commit + 1)
+    count = covered.count(0, 1, end) if end > 1 else 0
+    first = covered.find(0, 1, end) if end > 1 else -1
+    if 1 <= lock < end and not covered[lock]:
+        count -= 1
+        if first == lock:
+            first = covered.find(0, lock + 1, end)
+    beyond = max(commit - max(end, 1) + 1, 0)  # pages end..commit: none is covered
+    if beyond and max(end, 1) <= lock <= commit:
+        beyond -= 1
+    count += beyond
+    if first < 0 and beyond:
+        first = max(end, 1) if max(end, 1) != lock else max(end, 1) + 1
+    return count, max(first, 0)
+
+
+def missing_among(present: set[int], lo: int, hi: int, lock: int) -> tuple[int, int]:
+    """(how many, the first) of pages lo..hi, except the lock page, not in `present`; (0, 0) when
+    none is missing. Costs what `present` holds, not what the range spans."""
+    inside = sorted(p for p in present if lo <= p <= hi and p != lock)
+    count = hi - lo + 1 - (1 if lo <= lock <= hi else 0) - len(inside) if hi >= lo else 0
+    if count <= 0:
+        return 0, 0
+    want = lo
+    for p in inside:
+        if want == lock:
+            want += 1
+        if p != want:
+            break
+        want += 1
+    if want == lock:
+        want += 1
+    return count, want
 
 
 # ---- varints (Go's binary.Uvarint), the hot-path form of construct's VarInt --------------------

@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Callable
 
 from ltxkit.format.errors import Code
-from ltxkit.format.schema import Header, lock_pgno, missing_pages
+from ltxkit.format.schema import Header, lock_pgno, missing_among, missing_pages
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, restore_plan
 from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary, Severity
 
@@ -91,18 +91,17 @@ def _check_pair(
         )
     if hb.commit > ha.commit and not hb.is_snapshot and not cb.broken:
         lock = lock_pgno(hb.page_size)
-        have = set(cb.pgnos)
-        missing = [p for p in range(ha.commit + 1, hb.commit + 1) if p != lock and p not in have]
-        if missing:
+        count, first = missing_among(set(cb.pgnos), ha.commit + 1, hb.commit, lock)
+        if count:
             if any(f.code == Code.GROWTH_PAGES_MISSING for f in cb.findings):
                 return
             cb.findings.append(
                 Finding(
                     Code.GROWTH_PAGES_MISSING,
                     cb.path,
-                    f"raises commit from {ha.commit} to {hb.commit} but lacks {len(missing)} of the new pages "
-                    f"(first: {missing[0]})",
-                    {"level": b.level, "min_txid": b.min_txid, "max_txid": b.max_txid, "pgno": missing[0]},
+                    f"raises commit from {ha.commit} to {hb.commit} but lacks {count} of the new pages "
+                    f"(first: {first})",
+                    {"level": b.level, "min_txid": b.min_txid, "max_txid": b.max_txid, "pgno": first},
                 )
             )
 
@@ -154,22 +153,33 @@ def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: Replic
             _check_pair(a, b, ha, hb, checks, add)
     commit = summary.commit or 0
     lock = lock_pgno(summary.page_size or 4096)
-    covered = bytearray(commit + 1)
-    for f in plan:
-        for p in checks[f.key].pgnos:
-            if p <= commit:
-                covered[p] = 1
-    missing = missing_pages(covered, commit, lock)
-    if missing:
+    count, first = _plan_missing([checks[f.key].pgnos for f in plan], commit, lock)
+    if count:
         add(
             Finding(
                 Code.UNRESTORABLE,
                 label,
-                f"the latest restore (TXID {summary.latest_txid:016x}) lacks {len(missing)} of {commit} pages "
-                f"(first: page {missing[0]}); `litestream restore` fails on it",
-                {"txid": summary.latest_txid, "pgno": missing[0]},
+                f"the latest restore (TXID {summary.latest_txid:016x}) lacks {count} of {commit} pages "
+                f"(first: page {first}); `litestream restore` fails on it",
+                {"txid": summary.latest_txid, "pgno": first},
             )
         )
+
+
+def _plan_missing(held: list[list[int]], commit: int, lock: int) -> tuple[int, int]:
+    """(how many, the first) of pages 1..commit the plan's files (`held`: each one's pgnos) lack.
+    Memory follows the pages the files hold, never the commit a header claims (billions, maybe):
+    one flag per page up to the highest page held when that is dense enough, else a set."""
+    total = sum(map(len, held))
+    top = min(commit, max((max(pgnos, default=0) for pgnos in held), default=0))
+    if top > 8 * total + (1 << 20):
+        return missing_among({p for pgnos in held for p in pgnos}, 1, commit, lock)
+    covered = bytearray(top + 1)
+    for pgnos in held:
+        for p in pgnos:
+            if p <= top:
+                covered[p] = 1
+    return missing_pages(covered, commit, lock)
 
 
 def check_gaps(listing: Listing, summary: ReplicaSummary, label: str, *, plan_ok: bool) -> None:
