@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 from xml.etree import ElementTree as ET
 
 from rich.console import Console
@@ -14,7 +15,28 @@ from ltxkit.verify.findings import Finding, ReplicaSummary, Report, Severity
 
 
 def render_json(report: Report, fail_on: Severity) -> str:
-    return json.dumps(report.to_json(fail_on), indent=2) + "\n"
+    return json.dumps(_json_clean(report.to_json(fail_on)), indent=2) + "\n"
+
+
+def _json_clean(value: Any) -> Any:
+    """Every string as valid Unicode: a file name that is not UTF-8 reaches us with surrogate
+    escapes, which JSON can only carry as unpaired surrogates (`"\\udcff"`) that strict readers
+    refuse; its undecodable bytes are shown as `\\xff` instead, so the name still says which file."""
+    if isinstance(value, str):
+        if not _SURROGATE.search(value):
+            return value
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a surrogate no file name decodes to
+            return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_json_clean(k): _json_clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_clean(v) for v in value]
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def render_junit(report: Report, fail_on: Severity) -> str:
