@@ -129,7 +129,7 @@ def test_cli_failure_paths(tmp_path: Path) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions: test_limits runs it as nobody")
 def test_cli_unwritable_directory(tmp_path: Path) -> None:
     simple_chain(tmp_path / "r", n=2)
     ro = tmp_path / "ro"

@@ -1,0 +1,260 @@
+"""Paths nobody walked: a header claiming billions of pages, file names that are not UTF-8, a full
+disk, Ctrl-C, and a user who is not root. Each runs the CLI in a subprocess, as a user would, and
+asserts the outcome: exit code, one line on stderr, and nothing left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
+from tests.replica_builder import Db, page_bytes, simple_chain, write_ltx
+
+ROOT = Path(__file__).resolve().parent.parent
+NOBODY = 65534
+
+
+def run(
+    *args: str | Path,
+    prelude: str = "",
+    timeout: float = 120,
+    **kwargs: object,
+) -> subprocess.CompletedProcess[str]:
+    """`ltxkit ARGS` in a fresh interpreter; `prelude` runs first (limits, privileges)."""
+    code = f"import sys\n{prelude}\nfrom ltxkit.cli import main\nmain()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("ltxkit: "), r.stderr
+    return lines[0]
+
+
+# ---- a commit of billions of pages -------------------------------------------------------------
+
+MEMORY_LIMIT = 400 << 20  # the interpreter and its imports need about 150 MB of address space
+RLIMIT_AS = f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({MEMORY_LIMIT}, {MEMORY_LIMIT}))"
+HUGE = 3_000_000_000
+
+
+@pytest.mark.parametrize("high_page", [False, True], ids=["one-low-page", "a-page-near-the-top"])
+def test_an_increment_claiming_billions_of_pages_is_named_within_bounded_memory(
+    tmp_path: Path, high_page: bool
+) -> None:
+    replica = tmp_path / "r"
+    simple_chain(replica, n=3)
+    pages = {11: page_bytes(11, 4)}
+    if high_page:
+        pages[HUGE - 1] = page_bytes(HUGE - 1, 4)
+    write_ltx(replica, 0, 4, 4, pages, HUGE)
+    r = run("verify", replica, "--format", "json", prelude=RLIMIT_AS)
+    assert r.returncode == EXIT_DEFECTS, r.stderr
+    report = json.loads(r.stdout)
+    findings = {f["code"]: f["message"] for f in report["findings"]}
+    # pages 11.. HUGE are new; the file holds 11 (and HUGE - 1); the lock page is never stored
+    lacking = HUGE - 11 - 1 - (1 if high_page else 0)
+    assert f"lacks {lacking} of {HUGE} pages (first: page 12)" in findings["unrestorable"]
+    assert f"raises commit from 10 to {HUGE} but lacks {lacking} of the new pages" in findings["growth-pages-missing"]
+    if not high_page:  # a restore writes its pages; one near the top would be a 1.5 TB sparse file
+        out = tmp_path / "out" / "x.db"
+        out.parent.mkdir()
+        r = run("restore", replica, "-o", out, "-q", prelude=RLIMIT_AS)
+        assert r.returncode == EXIT_DEFECTS
+        assert "unrestorable" in one_error_line(r)
+        assert list(out.parent.iterdir()) == []
+
+
+# ---- names that are not UTF-8 ------------------------------------------------------------------
+
+
+def test_json_report_names_non_utf8_files_in_valid_unicode(tmp_path: Path) -> None:
+    replica = tmp_path / "r"
+    simple_chain(replica, n=2)
+    (replica / "ltx" / "0").joinpath(os.fsdecode(b"caf\xe9.ltx")).write_bytes(b"x")
+    loose = tmp_path / os.fsdecode(b"bad\xff.ltx")
+    loose.write_bytes(b"LTX1 not much")
+    r = subprocess.run(
+        [sys.executable, "-m", "ltxkit", "verify", "r", os.fsdecode(b"bad\xff.ltx"), "--format", "json", "--quick"],
+        capture_output=True, cwd=tmp_path, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert r.returncode == EXIT_DEFECTS, r.stderr
+    text = r.stdout.decode("utf-8")  # strict: valid UTF-8
+    report = json.loads(text)
+
+    def strings(value: object) -> Iterator[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                yield from strings(k)
+                yield from strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from strings(v)
+
+    for s in strings(report):
+        s.encode("utf-8")  # no lone surrogate: strict JSON readers take every string
+    paths = {f["path"]: f["code"] for f in report["findings"]}
+    assert paths["bad\\xff.ltx"] == "truncated"
+    assert paths["r/ltx/0/caf\\xe9.ltx"] == "stray-file"
+
+
+# ---- a full disk -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_tmpfs(size: str) -> Iterator[Path]:
+    where = Path(tempfile.mkdtemp(prefix="ltxkit-full-"))
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                              capture_output=True, timeout=30)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        try:
+            yield where
+        finally:
+            subprocess.run(["umount", str(where)], check=True, timeout=30)
+    finally:
+        where.rmdir()
+
+
+def big_replica(root: Path, pages: int = 600) -> None:
+    """A 4 KiB-page database of `pages` pages of random bytes (about 2.4 MB restored)."""
+    db = Db(page_size=4096)
+    db.write(list(range(1, pages + 1)))
+    write_ltx(root, 0, 1, 1, {p: os.urandom(4096) for p in db.pages}, pages, page_size=4096)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_full_disk_during_restore_leaves_nothing(tmp_path: Path, jobs: str) -> None:
+    big_replica(tmp_path / "r")
+    with small_tmpfs("1m") as disk:
+        r = run("restore", tmp_path / "r", "-o", disk / "x.db", "-q", "--jobs", jobs)
+        assert r.returncode == EXIT_USAGE
+        assert "No space left on device" in one_error_line(r)
+        assert list(disk.iterdir()) == []
+
+
+def test_a_file_size_limit_during_restore_leaves_nothing(tmp_path: Path) -> None:
+    """The same without root: RLIMIT_FSIZE (SIGXFSZ ignored, so writes fail with EFBIG)."""
+    big_replica(tmp_path / "r")
+    out = tmp_path / "out"
+    out.mkdir()
+    prelude = ("import resource, signal\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+               "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))")
+    r = run("restore", tmp_path / "r", "-o", out / "x.db", "-q", "--jobs", "1", prelude=prelude)
+    assert r.returncode == EXIT_USAGE
+    assert "File too large" in one_error_line(r)
+    assert list(out.iterdir()) == []
+
+
+# ---- Ctrl-C ------------------------------------------------------------------------------------
+
+# every file read takes a while: a restore long enough to interrupt, without a big replica
+SLOW_READS = """
+import time
+from ltxkit.replica import storage as _s
+_read = _s.LocalStorage.read_bytes
+def _slow(self, key):
+    time.sleep(0.05)
+    return _read(self, key)
+_s.LocalStorage.read_bytes = _slow
+"""
+
+
+def interrupt_when(cmd: list[str], ready: callable, timeout: float = 60) -> subprocess.CompletedProcess[str]:  # type: ignore[valid-type]
+    """Start `cmd` in its own process group, wait for `ready()`, then Ctrl-C the group (as a
+    terminal does: every process of the job gets SIGINT)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "never got going"
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_ctrl_c_during_restore_leaves_nothing(tmp_path: Path) -> None:
+    replica = tmp_path / "r"
+    simple_chain(replica, n=100)
+    out = tmp_path / "out"
+    out.mkdir()
+    code = f"import sys\n{SLOW_READS}\nfrom ltxkit.cli import main\nmain()"
+    cmd = [sys.executable, "-c", code, "restore", str(replica), "-o", str(out / "x.db"), "-q"]
+    r = interrupt_when(cmd, lambda: any(out.iterdir()))  # the temp file is there: pages are being written
+    assert r.returncode == EXIT_INTERRUPTED, r.stderr
+    assert one_error_line(r) == "ltxkit: interrupted"
+    assert list(out.iterdir()) == []
+
+
+# ---- not root ----------------------------------------------------------------------------------
+
+# the interpreter lives where `nobody` may not look (/root): start as root, import what the
+# command needs, then drop every privilege before it touches a file
+AS_NOBODY = f"""
+import os
+import ltxkit.cli, ltxkit.restore, ltxkit.replica.storage, ltxkit.workers, ltxkit.format.decoder
+import rich.console, rich.table, rich.progress
+os.setgroups([])
+os.setgid({NOBODY})
+os.setuid({NOBODY})
+assert os.geteuid() == {NOBODY}
+"""
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory `nobody` can reach (pytest's tmp_path sits below a root-only directory)."""
+    where = Path(tempfile.mkdtemp(prefix="ltxkit-nobody-"))
+    where.chmod(0o755)
+    try:
+        yield where
+    finally:
+        subprocess.run(["rm", "-rf", str(where)], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="becoming nobody needs root; test_restore_synthetic runs it as you")
+def test_restore_into_a_directory_nobody_may_write(shared_dir: Path) -> None:
+    replica = shared_dir / "r"
+    simple_chain(replica, n=2)
+    for dirpath, dirs, files in os.walk(replica):
+        for name in dirs + files:
+            os.chmod(os.path.join(dirpath, name), 0o755 if name in dirs else 0o644)
+    ro = shared_dir / "ro"
+    ro.mkdir(mode=0o755)  # root's: nobody may read it, not write it
+    r = run("restore", replica, "-o", ro / "x.db", "-q", prelude=AS_NOBODY)
+    assert r.returncode == EXIT_USAGE
+    assert "Permission denied" in one_error_line(r)
+    assert list(ro.iterdir()) == []
+    # and the same user can restore where it may write
+    mine = shared_dir / "mine"
+    mine.mkdir()
+    os.chown(mine, NOBODY, NOBODY)
+    r = run("restore", replica, "-o", mine / "x.db", "-q", prelude=AS_NOBODY)
+    assert r.returncode == 0, r.stderr
+    assert (mine / "x.db").stat().st_uid == NOBODY
