@@ -79,22 +79,30 @@ def test_every_real_file_decodes_with_checksums(real_replica: H.Replica, run_ltx
 def test_ltxkit_snapshot_restores_with_litestream(tmp_path: Path, run_ltxkit) -> None:
     for page_size in (512, 4096):
         db = H.make_db(tmp_path / f"src{page_size}.db", page_size=page_size, rows=300, row_bytes=300)
-        H.write_rows(db, 20)  # leave content in the WAL: the snapshot must include it
         replica = tmp_path / f"replica{page_size}"
         out = replica / "ltx" / "0" / format_filename(1, 1)
         out.parent.mkdir(parents=True)
-        r = run_ltxkit("snapshot", db, "-o", out, "--no-checksums")
-        assert r.returncode == 0, r.stderr
         restored = tmp_path / f"restored{page_size}.db"
+        tracked = tmp_path / f"tracked{page_size}.ltx"
+        # a connection held open keeps the new rows in the WAL (the last one to close would
+        # checkpoint them away): the snapshot must read them from there
+        with H.pin_wal(db):
+            H.write_rows(db, 20)
+            wal = Path(f"{db}-wal")
+            assert wal.stat().st_size > 0
+            db_file_before = Path(db).read_bytes()
+            r = run_ltxkit("snapshot", db, "-o", out, "--no-checksums")
+            assert r.returncode == 0, r.stderr
+            # a tracked snapshot of the same state: its post-apply checksum is the database checksum
+            assert run_ltxkit("snapshot", db, "-o", tracked).returncode == 0
+            doc = json.loads(run_ltxkit("inspect", tracked, "--json").stdout)
+            assert run_ltxkit("checksum", db).stdout.strip() == doc["trailer"]["post_apply_checksum"]
+            assert wal.stat().st_size > 0 and Path(db).read_bytes() == db_file_before  # still un-checkpointed
         r = H.restore(replica, restored)
         assert r.returncode == 0, r.stderr
-        # a tracked snapshot of the same state: its post-apply checksum is the database checksum
-        tracked = tmp_path / f"tracked{page_size}.ltx"
-        assert run_ltxkit("snapshot", db, "-o", tracked).returncode == 0
-        doc = json.loads(run_ltxkit("inspect", tracked, "--json").stdout)
-        assert run_ltxkit("checksum", db).stdout.strip() == doc["trailer"]["post_apply_checksum"]
         H.checkpoint(db, "TRUNCATE")
         assert restored.read_bytes() == Path(db).read_bytes()
+        assert restored.read_bytes() != db_file_before  # the WAL's rows are in the snapshot
 
 
 def test_litestream_cannot_restore_a_tracked_file_at_the_end_of_its_plan(tmp_path: Path, run_ltxkit) -> None:

@@ -47,15 +47,25 @@ def test_repair_from_db_then_replication_resumes(shape: str, tmp_path: Path, run
     assert run_ltxkit("verify", replica).returncode == 1
     assert H.restore(replica, tmp_path / "before.db").returncode != 0  # Litestream cannot restore it
 
-    # dry run: a plan, no change
-    r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", rep.db_path, "--dry-run")
-    assert r.returncode == 0, r.stderr
-    assert "dry run" in r.stdout
-    assert contents(replica) == before
+    # the database as an application leaves it: rows in the WAL that no checkpoint has moved into
+    # the database file yet (a connection held open: the last one to close would checkpoint them)
+    with H.pin_wal(rep.db_path):
+        H.write_rows(rep.db_path, 3)
+        wal = Path(f"{rep.db_path}-wal")
+        assert wal.stat().st_size > 0
+        db_file = Path(rep.db_path).read_bytes()
 
-    r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", rep.db_path, "--yes")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "repaired" in r.stdout
+        # dry run: a plan, no change
+        r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", rep.db_path, "--dry-run")
+        assert r.returncode == 0, r.stderr
+        assert "dry run" in r.stdout
+        assert contents(replica) == before
+
+        r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", rep.db_path, "--yes")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "repaired" in r.stdout
+        assert wal.stat().st_size > 0 and Path(rep.db_path).read_bytes() == db_file  # read, not checkpointed
+        expected_now = H.logical_dump(rep.db_path)
 
     v = run_ltxkit("verify", replica, "--format", "json", "--deep")
     assert v.returncode == 0, v.stdout
@@ -65,7 +75,7 @@ def test_repair_from_db_then_replication_resumes(shape: str, tmp_path: Path, run
     lr = H.restore(replica, restored)
     assert lr.returncode == 0, lr.stderr
     assert H.integrity_check(restored) == "ok"
-    assert H.logical_dump(restored) == H.logical_dump(rep.db_path)
+    assert H.logical_dump(restored) == H.logical_dump(rep.db_path) == expected_now  # the WAL's rows too
 
     # nothing deleted: every original file is still somewhere in the replica, moved ones in quarantine
     after = contents(replica)
