@@ -384,8 +384,8 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     try:
         for key, why in sorted(plan.quarantine.items()):
             dest = quarantine_key(stamp, key)
+            moved.append((key, dest))  # first: a Ctrl-C inside the move still puts the file back
             storage.quarantine(key, dest)
-            moved.append((key, dest))
             manifest.append(
                 {
                     "original_path": key,
@@ -396,9 +396,11 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
                 }
             )
         for nf in plan.new_files:
+            published[nf.key] = -1  # first, as above: backed out even if interrupted inside publish
             try:
                 entry = storage.publish(nf.key, nf.staged, created_ms=nf.timestamp_ms)
             except FileExistsError:
+                del published[nf.key]  # not ours: never moved by a back-out
                 raise RepairError(f"{nf.key}: already exists; refusing to overwrite it") from None
             published[nf.key] = entry.size
         if manifest:
