@@ -258,3 +258,70 @@ def test_restore_into_a_directory_nobody_may_write(shared_dir: Path) -> None:
     r = run("restore", replica, "-o", mine / "x.db", "-q", prelude=AS_NOBODY)
     assert r.returncode == 0, r.stderr
     assert (mine / "x.db").stat().st_uid == NOBODY
+
+
+# ---- Ctrl-C during repair ----------------------------------------------------------------------
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file below `root` (directories too, as empty values), relative path -> bytes."""
+    out: dict[str, bytes] = {}
+    for dirpath, dirs, names in os.walk(root):
+        for d in dirs:
+            out[Path(dirpath, d).relative_to(root).as_posix() + "/"] = b""
+        for n in names:
+            out[Path(dirpath, n).relative_to(root).as_posix()] = Path(dirpath, n).read_bytes()
+    return out
+
+
+def damaged_replica(root: Path) -> None:
+    """A sound chain of 8 TXIDs whose TXID-6 file has a flipped byte: repair rebuilds a snapshot
+    from the chain up to 5, moves 6.. aside."""
+    simple_chain(root, n=8)
+    victim = root / "ltx" / "0" / f"{6:016x}-{6:016x}.ltx"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    victim.write_bytes(bytes(data))
+
+
+# a slow step at each phase of a repair, so Ctrl-C lands inside it
+SLOW_STAGING = """
+import time
+from ltxkit.format import encoder as _e
+_write = _e.LTXWriter.write_page
+def _slow(self, pgno, data):
+    time.sleep(0.3)
+    return _write(self, pgno, data)
+_e.LTXWriter.write_page = _slow
+"""
+SLOW_MOVES = """
+import time
+from ltxkit.replica import storage as _s
+_move = _s.LocalStorage.quarantine
+def _slow(self, key, new_key):
+    _move(self, key, new_key)
+    time.sleep(2)
+_s.LocalStorage.quarantine = _slow
+"""
+
+
+@pytest.mark.parametrize("phase", ["building", "moving"])
+def test_ctrl_c_during_repair_leaves_the_replica_as_it_was(tmp_path: Path, phase: str) -> None:
+    replica = tmp_path / "r"
+    damaged_replica(replica)
+    before = tree(replica)
+    slow = SLOW_STAGING if phase == "building" else SLOW_MOVES
+
+    def ready() -> bool:
+        if phase == "building":  # the new snapshot is being written in staging
+            return any(p.is_file() for p in replica.glob(".ltxkit-staging-*/*"))
+        return any(p.is_file() for p in replica.glob("quarantine/*/ltx/*/*"))  # a file was moved aside
+
+    code = f"import sys\n{slow}\nfrom ltxkit.cli import main\nmain()"
+    r = interrupt_when([sys.executable, "-c", code, "repair", str(replica), "--rebuild-snapshot", "--yes"], ready)
+    assert r.returncode == EXIT_INTERRUPTED, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "ltxkit: interrupted"
+    assert "Traceback" not in r.stderr
+    after = tree(replica)
+    assert {k: v for k, v in after.items() if not k.startswith("quarantine")} == before  # no staging, files back
+    assert [k for k, v in after.items() if k.startswith("quarantine") and not k.endswith("/")] == []
