@@ -325,3 +325,32 @@ def test_ctrl_c_during_repair_leaves_the_replica_as_it_was(tmp_path: Path, phase
     after = tree(replica)
     assert {k: v for k, v in after.items() if not k.startswith("quarantine")} == before  # no staging, files back
     assert [k for k, v in after.items() if k.startswith("quarantine") and not k.endswith("/")] == []
+
+
+def test_ctrl_c_during_a_restore_in_spans_leaves_nothing(tmp_path: Path) -> None:
+    """With --jobs 2 a big file is decoded by forked workers; Ctrl-C reaches them all (one
+    process group). Nobody hangs, nobody writes on, nothing is left."""
+    replica = tmp_path / "r"
+    big_replica(replica, pages=120)
+    write_ltx(replica, 0, 2, 2, {3: os.urandom(4096)}, 120, page_size=4096)
+    write_ltx(replica, 0, 3, 3, {p: os.urandom(4096) for p in range(1, 121)}, 120, page_size=4096)
+    out = tmp_path / "out"
+    out.mkdir()
+    slow = """
+import time
+import ltxkit.restore as _r
+_r.SPLIT_MIN_BYTES = 1 << 16
+from ltxkit.pagesink import PageSink
+_write = PageSink.write
+def _slow(self, pgno, page):
+    time.sleep(0.02)
+    return _write(self, pgno, page)
+PageSink.write = _slow
+"""
+    code = f"import sys\n{slow}\nfrom ltxkit.cli import main\nmain()"
+    cmd = [sys.executable, "-c", code, "restore", str(replica), "-o", str(out / "x.db"), "-q", "--jobs", "2"]
+    r = interrupt_when(cmd, lambda: any(p.stat().st_size > 0 for p in out.iterdir()), timeout=30)
+    assert r.returncode == EXIT_INTERRUPTED, r.stderr
+    assert one_error_line(r) == "ltxkit: interrupted"
+    time.sleep(0.5)  # a worker left behind would still be writing
+    assert list(out.iterdir()) == []
