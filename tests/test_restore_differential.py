@@ -99,9 +99,9 @@ def merged(h: History, lo: int, hi: int) -> dict[int, bytes]:
 
 def write_history(h: History, root: Path) -> None:
     ps = h.page_size
-    covered = max((hi for _, hi in h.l1), default=0) if h.drop_l0 else 0
+    covered = {t for lo, hi in h.l1 for t in range(lo, hi + 1)} if h.drop_l0 else set()
     for txid, step in enumerate(h.steps, 1):
-        if txid > covered:
+        if txid not in covered:
             write_ltx(root, 0, txid, txid, merged(h, txid, txid), step.commit, page_size=ps)
     for level, ranges in ((1, h.l1), (2, h.l2)):
         for lo, hi in ranges:
