@@ -23,7 +23,7 @@ from typing import BinaryIO
 from ltxkit.errors import LtxkitError
 from ltxkit.format.decoder import LTXReader, SpanResult, read_ends
 from ltxkit.format.errors import Code, LTXError
-from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno, missing_pages
+from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno, missing_among, missing_pages
 from ltxkit.format.spans import find_cuts, join_spans
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
@@ -186,6 +186,7 @@ def _restore_into(
     sink: PageSink | None = None
     commit = 0
     written = bytearray()  # one flag per page: has some file supplied it?
+    far: set[int] = set()  # pages far beyond the flags, where one byte per page would cost gigabytes
     pages_written = 0
     bytes_read = 0
     for f in plan:
@@ -205,9 +206,11 @@ def _restore_into(
             if done is not None:
                 hdr, pgnos = done
                 sink = sink or PageSink(out, hdr.page_size)
-                _cover(written, max(pgnos, default=0))
                 for pgno in pgnos:
-                    written[pgno] = 1
+                    try:
+                        written[pgno] = 1
+                    except IndexError:
+                        _flag_beyond(written, far, pgno, hdr.commit)
                 pages_written += len(pgnos)
                 commit = hdr.commit
                 bytes_read += f.size
@@ -237,8 +240,7 @@ def _restore_into(
                     try:
                         written[pgno] = 1
                     except IndexError:  # grown as pages come: a header may claim billions of pages
-                        _cover(written, max(pgno, min(file_commit, 2 * len(written))))
-                        written[pgno] = 1
+                        _flag_beyond(written, far, pgno, file_commit)
                     pages_written += 1
                     if progress is not None and pages_written & 1023 == 0:
                         progress(bytes_read + reader.position, pages_written)
@@ -250,7 +252,7 @@ def _restore_into(
     sink.flush()
     page_size = sink.page_size
     lock = lock_pgno(page_size)
-    count, first = missing_pages(written, commit, lock)
+    count, first = _missing(written, far, commit, lock)
     if count:
         raise RestoreError(
             Code.UNRESTORABLE,
@@ -303,6 +305,30 @@ class _Prefetch:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _flag_beyond(written: bytearray, far: set[int], pgno: int, commit: int) -> None:
+    """Flag a page past the end of `written`: grow it (doubling, up to `commit`) while pages stay
+    dense, else keep the page in `far`."""
+    if pgno <= 2 * len(written) + (1 << 24):
+        _cover(written, max(pgno, min(commit, 2 * len(written))))
+        written[pgno] = 1
+    else:
+        far.add(pgno)
+
+
+def _missing(written: bytearray, far: set[int], commit: int, lock: int) -> tuple[int, int]:
+    """(how many, the first) of pages 1..commit no file supplied, from the flags and `far`."""
+    end = len(written)
+    for pgno in far:
+        if pgno < end:
+            written[pgno] = 1
+    count, first = missing_pages(written, min(commit, end - 1), lock) if end > 1 else (0, 0)
+    if commit >= max(end, 1):
+        more, first_more = missing_among(far, max(end, 1), commit, lock)
+        count += more
+        first = first or first_more
+    return count, first
 
 
 def _cover(written: bytearray, commit: int) -> None:

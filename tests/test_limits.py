@@ -16,8 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ltxkit import restore as restore_mod
 from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
+from ltxkit.format.schema import missing_among, missing_pages
+from tests.conftest import examples
 from tests.replica_builder import Db, page_bytes, simple_chain, write_ltx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,13 +77,14 @@ def test_an_increment_claiming_billions_of_pages_is_named_within_bounded_memory(
     lacking = HUGE - 11 - 1 - (1 if high_page else 0)
     assert f"lacks {lacking} of {HUGE} pages (first: page 12)" in findings["unrestorable"]
     assert f"raises commit from 10 to {HUGE} but lacks {lacking} of the new pages" in findings["growth-pages-missing"]
-    if not high_page:  # a restore writes its pages; one near the top would be a 1.5 TB sparse file
-        out = tmp_path / "out" / "x.db"
-        out.parent.mkdir()
-        r = run("restore", replica, "-o", out, "-q", prelude=RLIMIT_AS)
-        assert r.returncode == EXIT_DEFECTS
-        assert "unrestorable" in one_error_line(r)
-        assert list(out.parent.iterdir()) == []
+    # restore writes the pages it gets (the one near the top into a sparse temp file), then refuses
+    out = tmp_path / "out" / "x.db"
+    out.parent.mkdir()
+    r = run("restore", replica, "-o", out, "-q", prelude=RLIMIT_AS)
+    assert r.returncode == EXIT_DEFECTS
+    line = one_error_line(r)
+    assert line.startswith("ltxkit: unrestorable: ") and f"({lacking} pages missing)" in line
+    assert list(out.parent.iterdir()) == []
 
 
 # ---- names that are not UTF-8 ------------------------------------------------------------------
@@ -354,3 +360,31 @@ PageSink.write = _slow
     assert one_error_line(r) == "ltxkit: interrupted"
     time.sleep(0.5)  # a worker left behind would still be writing
     assert list(out.iterdir()) == []
+
+
+# ---- the counting behind both ------------------------------------------------------------------
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    st.lists(st.integers(1, 60), max_size=40),
+    st.integers(0, 70),
+    st.integers(1, 72),
+    st.integers(0, 40),
+)
+def test_missing_page_counts_match_a_plain_listing(held: list[int], commit: int, lock: int, flags: int) -> None:
+    """`missing_pages`, `missing_among` and restore's flags-plus-far-set give what listing every
+    missing page would, without doing it."""
+    want_list = [p for p in range(1, commit + 1) if p != lock and p not in held]
+    want = (len(want_list), want_list[0] if want_list else 0)
+    assert missing_among(set(held), 1, commit, lock) == want
+    covered = bytearray(flags + 1)
+    far = set()
+    for p in held:
+        if p <= flags:
+            covered[p] = 1
+        else:
+            far.add(p)
+    assert restore_mod._missing(bytearray(covered), far, commit, lock) == want
+    if not far:
+        assert missing_pages(covered, commit, lock) == want
