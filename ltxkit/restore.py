@@ -264,7 +264,8 @@ class _Prefetch:
     """The plan's small files read ahead, in plan order, by `storage.concurrency` threads, with at
     most `budget` bytes held: an object store answers each GET in milliseconds, and a plan of
     thousands of L0 files would otherwise spend its time waiting on them one by one. A local
-    directory (concurrency 1) reads each file when it is needed, as before."""
+    directory (concurrency 1) reads each file when it is needed, as before. Reading starts at once,
+    so the small files arrive while the plan's first (large) file is still being decoded."""
 
     def __init__(self, storage: Storage, plan: list[ReplicaFile], *, budget: int = 64 << 20) -> None:
         self._storage = storage
@@ -274,6 +275,8 @@ class _Prefetch:
         self._futures: dict[str, Future[bytes]] = {}
         self._held = 0
         self._budget = budget
+        if self._pool is not None:
+            self._fill()
 
     def _fill(self) -> None:
         assert self._pool is not None

@@ -44,6 +44,7 @@ class Code(StrEnum):
     PAGE_SIZE_MISMATCH = "page-size-mismatch"
     UNRESTORABLE = "unrestorable"
     STRAY_FILE = "stray-file"
+    CHANGED_DURING_CHECK = "changed-during-check"
     INTEGRITY_CHECK_FAILED = "integrity-check-failed"
     # the checksum ledger ltxkit replicate keeps beside ltx/
     LEDGER_MISMATCH = "ledger-mismatch"
@@ -52,7 +53,7 @@ class Code(StrEnum):
 
 
 #: Findings that are worth knowing but do not make a replica fail verify (unless --fail-on warning).
-WARNING_CODES = frozenset({Code.STRAY_FILE, Code.TXID_GAP_BRIDGED, Code.LEDGER_GAP})
+WARNING_CODES = frozenset({Code.STRAY_FILE, Code.TXID_GAP_BRIDGED, Code.LEDGER_GAP, Code.CHANGED_DURING_CHECK})
 
 #: Defects after which the rest of the file cannot be trusted or even located; decoding stops.
 FATAL_CODES = frozenset(

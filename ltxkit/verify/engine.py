@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import io
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile, list_rep
 from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
-from ltxkit.verify.findings import FileCheck, Finding, ProgressHook, ReplicaSummary, Report, join_label
+from ltxkit.verify.findings import FileCheck, Finding, ProgressHook, ReplicaSummary, Report, Severity, join_label
 from ltxkit.verify.ledger_check import check_ledger
 from ltxkit.verify.rules import (
     check_chain,
@@ -41,6 +42,7 @@ from ltxkit.workers import can_fork, fork_pool
 
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting worker processes costs more than it saves
+WHOLE_GET_MAX_BYTES = 1 << 20  # remote files up to this size are fetched in one request
 
 
 def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
@@ -49,9 +51,10 @@ def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> F
 
 
 def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
-    """One replica file."""
+    """One replica file. From an object store a small file is one GET, not a HEAD and ranged GETs."""
+    whole = storage.concurrency > 1 and f.size <= WHOLE_GET_MAX_BYTES
     fc = check_file(
-        lambda: storage.open(f.key),
+        (lambda: io.BytesIO(storage.read_bytes(f.key))) if whole else (lambda: storage.open(f.key)),
         join_label(label, f.key),
         f.size,
         name=f.key.rsplit("/", 1)[-1],
@@ -71,6 +74,8 @@ def _check_files(
     is independent, so processes do. Results come back in listing order whatever the schedule.
     """
     checks: dict[str, FileCheck] = {}
+    if storage.concurrency > 1 and len(files) > 1:
+        return _check_files_concurrently(storage, label, files, quick=quick, progress=progress)
     parallel = (
         jobs > 1 and not quick and can_fork() and len(files) > 1 and sum(f.size for f in files) >= PARALLEL_MIN_BYTES
     )
@@ -95,6 +100,71 @@ def _check_files(
     return checks
 
 
+def _check_files_concurrently(
+    storage: Storage, label: str, files: list[ReplicaFile], *, quick: bool, progress: ProgressHook | None
+) -> dict[str, FileCheck]:
+    """Check a remote replica's files on `storage.concurrency` threads: each check spends most of
+    its time waiting on GETs (with `quick`, two small ranged GETs per file), which threads overlap;
+    the decoding between them takes the GIL in turn. Results come back in listing order."""
+    checks: dict[str, FileCheck] = {}
+    with concurrent.futures.ThreadPoolExecutor(min(storage.concurrency, len(files))) as pool:
+        futures = [pool.submit(_check_one, storage, label, f, quick) for f in files]
+        for f, fut in zip(files, futures, strict=True):
+            fc = fut.result()
+            checks[f.key] = fc
+            if progress is not None:
+                progress(fc.path, f.size)
+    return checks
+
+
+def _check_listed(
+    storage: Storage, label: str, *, quick: bool, jobs: int, progress: ProgressHook | None
+) -> tuple[Listing, dict[str, FileCheck], list[Finding]]:
+    """List the replica and check every file.
+
+    A replica is not frozen while verify reads it: retention deletes covered files and a
+    replicator publishes new ones. A file that failed its check and has since vanished or changed
+    (another size or time in a fresh listing) is not damage, so the replica is listed and checked
+    once more; a file that moves under that second look too is named `changed-during-check` (a
+    warning) and left out of the replica's rules, instead of being reported as unreadable or
+    truncated."""
+    for attempt in (1, 2):
+        listing = list_replica(storage)
+        checks = _check_files(storage, label, listing.files, quick=quick, jobs=jobs, progress=progress)
+        moved = _moved_since_listing(storage, listing, checks)
+        if not moved:
+            return listing, checks, []
+        if attempt == 1:
+            continue
+        notes = [
+            Finding(
+                Code.CHANGED_DURING_CHECK,
+                join_label(label, key),
+                f"{why} while verify read it (retention or a replicator at work?); not judged",
+            )
+            for key, why in moved.items()
+        ]
+        kept = [f for f in listing.files if f.key not in moved]
+        return Listing(kept, listing.stray), {f.key: checks[f.key] for f in kept}, notes
+    raise AssertionError("unreachable")
+
+
+def _moved_since_listing(storage: Storage, listing: Listing, checks: dict[str, FileCheck]) -> dict[str, str]:
+    """Files whose check found an error and that a fresh listing no longer shows as they were."""
+    failed = [f for f in listing.files if any(x.severity is Severity.ERROR for x in checks[f.key].findings)]
+    if not failed:
+        return {}
+    now = {f.key: f for f in list_replica(storage).files}
+    moved: dict[str, str] = {}
+    for f in failed:
+        current = now.get(f.key)
+        if current is None:
+            moved[f.key] = "deleted"
+        elif (current.size, current.created_ns) != (f.size, f.created_ns):
+            moved[f.key] = "rewritten"
+    return moved
+
+
 def check_replica(
     storage: Storage,
     label: str,
@@ -108,12 +178,12 @@ def check_replica(
 ) -> ReplicaSummary:
     """Check every file and the replica's rules; with `content` (or `deep`, the full check) also
     restore the latest restore point and let SQLite judge it (the `ltxkit verify` default)."""
-    listing = list_replica(storage)
     if not storage.fork_safe:
         jobs = 1
-    checks = _check_files(storage, label, listing.files, quick=quick, jobs=jobs, progress=progress)
+    listing, checks, moved = _check_listed(storage, label, quick=quick, jobs=jobs, progress=progress)
     summary = ReplicaSummary(label, list(checks.values()), listing)
     add = summary.findings.append
+    summary.findings.extend(moved)
     for entry in listing.stray:
         add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
     if not listing.files:
