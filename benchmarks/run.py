@@ -29,6 +29,7 @@ from pathlib import Path
 import lz4.block
 
 from benchmarks.dataset import PAGE_SIZE, ensure_replica, ensure_small_replica
+from benchmarks.lifecycle import bench_lifecycle
 from benchmarks.measure import ChildRun, best_of, mb_per_s, run_child
 from benchmarks.replicate import bench_replicate
 from benchmarks.report import Row, render
@@ -40,7 +41,7 @@ from ltxkit.replica.storage import open_storage
 from ltxkit.sqlite import consistent_view
 
 REPO = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("decode", "encode", "snapshot", "verify", "quick", "restore", "replicate", "s3")
+BENCHMARKS = ("decode", "encode", "snapshot", "verify", "quick", "restore", "replicate", "s3", "lifecycle")
 
 GOAL_DECODE_MBS = 1000.0
 GOAL_ENCODE_MBS = 300.0
@@ -613,6 +614,7 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "restore": bench_restore,
     "replicate": bench_replicate,
     "s3": bench_s3,
+    "lifecycle": bench_lifecycle,
 }
 
 

@@ -44,7 +44,8 @@ def test_every_published_file_has_a_record_and_the_latest_point_is_proven(replic
     r = verify(str(replica), "--format", "json")
     assert r.returncode == 0, r.stdout
     assert json.loads(r.stdout)["replicas"][0]["proven"] is True
-    assert "latest restore point is proven" in verify(str(replica)).stdout
+    assert "every restore point is proven (4 restore points" in verify(str(replica)).stdout
+    assert json.loads(r.stdout)["replicas"][0]["proven_restore_points"] == 4
 
 
 def test_a_record_that_disagrees_is_ledger_mismatch(replica: Path) -> None:

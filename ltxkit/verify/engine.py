@@ -197,7 +197,7 @@ def check_replica(
         check_chain([f for f in usable if f.level == level], checks, add, label)
     check_latest(listing, checks, summary, label)
     if summary.plan and not quick and not plan_has_errors(summary, checks):
-        check_ledger(storage, restore_plan(listing.files), summary, label)
+        check_ledger(storage, listing.files, checks, summary, label)
     if not (content or deep):
         summary.content_skipped = "--quick reads no pages" if quick else "structure only (--structure-only)"
     elif summary.latest_txid is None or any(f.code == Code.UNRESTORABLE for f in summary.findings):

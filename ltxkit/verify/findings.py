@@ -96,7 +96,8 @@ class ReplicaSummary:
     latest_ms: int | None = None  # the latest restore point's time (its file's creation time)
     earliest_txid: int | None = None  # the oldest restore point: the window opens here
     earliest_ms: int | None = None
-    proven: bool = False  # every file of the latest restore plan matches its ledger record
+    proven: bool = False  # every file matches its ledger record: every restore point is proven
+    proven_points: int = 0  # restore points (TXIDs) the ledger proves
     page_size: int | None = None
     commit: int | None = None
     plan: list[str] = field(default_factory=list)
@@ -156,6 +157,7 @@ class ReplicaSummary:
             "latest_txid": f"{self.latest_txid:016x}" if self.latest_txid is not None else None,
             "window": self.window_json(),
             "proven": self.proven,
+            "proven_restore_points": self.proven_points,
             "page_size": self.page_size,
             "commit": self.commit,
             "restore_plan": self.plan,

@@ -145,7 +145,12 @@ def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: b
         console.print(f"  content: {content_line(r)}", highlight=False)
         console.print(f"  {r.window_line()}", highlight=False)
         if r.proven:
-            console.print("  ledger: the latest restore point is proven (every file matches its record)")
+            console.print(
+                f"  ledger: every restore point is proven ({_count(r.proven_points, 'restore point')}, "
+                "every file matches its record)"
+            )
+        elif r.proven_points:
+            console.print(f"  ledger: {_count(r.proven_points, 'restore point')} proven, not all (see below)")
     if report.files:
         console.print(f"{len(report.files)} file(s) checked")
     findings = report.findings
