@@ -19,7 +19,9 @@ full-page file that carries them up to the same TXID, so Litestream's compaction
 contiguously above the repair once it is restarted.
 
 Files are published without checksum tracking, as Litestream writes them: Litestream 0.5.x
-cannot restore a plan whose last file tracks checksums.
+cannot restore a plan whose last file tracks checksums. On a replica that keeps ltxkit's checksum
+ledger, each published file gets its record (all are full files: the state they lead to is the
+fold of their own pages), and a quarantined file's record goes to quarantine with it.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ltxkit.errors import LtxkitError
+from ltxkit.format.checksum import fold_page_checksums, page_checksum
+from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
+from ltxkit.replica import ledger
 from ltxkit.replica.keys import QUARANTINE_DIR, quarantine_key
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
 from ltxkit.replica.storage import Storage
@@ -381,11 +386,19 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     manifest: list[dict[str, object]] = []
     moved: list[tuple[str, str]] = []
     published: dict[str, int] = {}  # key -> size
+    recorded = {e.key for e in storage.list(ledger.LEDGER_DIR + "/")}
+    records = [_ledger_record(nf) for nf in plan.new_files] if recorded else []
+    files = {f.key: f for f in plan.before.listing.files}
     try:
         for key, why in sorted(plan.quarantine.items()):
             dest = quarantine_key(stamp, key)
             storage.quarantine(key, dest)
             moved.append((key, dest))
+            f = files.get(key)
+            rkey = ledger.key(f.level, f.min_txid, f.max_txid) if f is not None else None
+            if rkey in recorded:  # its record goes with it: a record vouches only for its file
+                storage.quarantine(rkey, quarantine_key(stamp, rkey))
+                moved.append((rkey, quarantine_key(stamp, rkey)))
             manifest.append(
                 {
                     "original_path": key,
@@ -406,6 +419,9 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
         after_expected = {(k, s) for k, s in expected if k not in plan.quarantine} | set(published.items())
         if _listing_keys(storage) != after_expected:
             raise RepairError("the replica changed while repair was publishing (is Litestream running?)")
+        for record in records:  # the replica keeps a ledger: what repair published is recorded too
+            ledger.put(storage, record)
+            published[ledger.key(record.level, record.min_txid, record.max_txid)] = 0
     except BaseException:
         _back_out(storage, moved, list(published), stamp)
         discard(plan)
@@ -413,6 +429,27 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     discard(plan)
     after = check_replica(storage, storage.label, content=True)
     return RepairResult(plan, f"{QUARANTINE_DIR}/{stamp}" if manifest else None, after)
+
+
+def _ledger_record(nf: NewFile) -> ledger.Record:
+    """The ledger record of a file repair publishes: every such file holds every page (a full
+    state), so the database checksum it leads to is the fold of its own pages."""
+    with open(nf.staged, "rb") as fh:
+        reader = LTXReader(fh)
+        sums = [page_checksum(pgno, page) for pgno, page in reader.pages()]
+        assert reader.info is not None
+        hdr, trailer = reader.header, reader.info.trailer
+    return ledger.Record(
+        level=nf.level,
+        min_txid=hdr.min_txid,
+        max_txid=hdr.max_txid,
+        page_size=hdr.page_size,
+        commit=hdr.commit,
+        pages=len(sums),
+        file_checksum=trailer.file_checksum,
+        before=None,
+        after=fold_page_checksums(sums),
+    )
 
 
 def _manifest(entries: list[dict[str, object]], plan: RepairPlan) -> bytes:
