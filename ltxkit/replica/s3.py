@@ -22,6 +22,7 @@ import io
 import os
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ TIMESTAMP_KEY = "litestream-timestamp"
 _T = TypeVar("_T")
 _READ_AHEAD = 8 << 20  # the largest ranged GET
 _FIRST_READ = 64 << 10  # the first GET of an object read in order
+_AHEAD_DEPTH = 3  # chunks of a large object fetched ahead of the reader
 
 
 class S3Error(UsageError):
@@ -262,9 +264,9 @@ class _RangeReader(io.RawIOBase):
     """A seekable read-only view of one object, by ranged GETs.
 
     Reads start small (a quick verify wants a header and a tail, not megabytes) and double while
-    the caller reads on in order, up to `_READ_AHEAD`; from then on the next chunk is fetched in
-    the background while the caller decodes this one, so a large file streams at the speed of the
-    slower of the two instead of their sum."""
+    the caller reads on in order, up to `_READ_AHEAD`; from then on the next `_AHEAD_DEPTH` chunks
+    are fetched in the background while the caller decodes this one, so a large file streams at
+    the speed of the slower of the two instead of their sum (at most 32 MiB held per reader)."""
 
     def __init__(self, storage: S3Storage, key: str, size: int) -> None:
         self._s, self._key, self._size = storage, key, size
@@ -272,7 +274,7 @@ class _RangeReader(io.RawIOBase):
         self._buf = b""
         self._buf_at = 0
         self._chunk = _FIRST_READ
-        self._ahead: tuple[int, Future[bytes]] | None = None  # (offset, the GET in flight)
+        self._ahead: deque[tuple[int, Future[bytes]]] = deque()  # (offset, GET in flight), in order
 
     def readable(self) -> bool:
         return True
@@ -289,15 +291,29 @@ class _RangeReader(io.RawIOBase):
         return self._pos
 
     def _fetch(self, at: int, want: int) -> bytes:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            if ahead[0] == at:
-                data = ahead[1].result()
+        while self._ahead:
+            offset, future = self._ahead.popleft()
+            if offset == at:
+                data = future.result()
                 if len(data) >= want:
                     return data
-            else:
-                ahead[1].cancel()
+                break
+            future.cancel()  # the caller went elsewhere: what was fetched ahead is of no use
+        self._cancel_ahead()
         return self._s.read_range(self._key, at, want)
+
+    def _cancel_ahead(self) -> None:
+        while self._ahead:
+            self._ahead.popleft()[1].cancel()
+
+    def _read_ahead(self, following: int) -> None:
+        """Keep `_AHEAD_DEPTH` chunks after `following` in flight."""
+        if self._ahead:
+            following = self._ahead[-1][0] + _READ_AHEAD
+        while len(self._ahead) < _AHEAD_DEPTH and following < self._size:
+            length = min(_READ_AHEAD, self._size - following)
+            self._ahead.append((following, _background().submit(self._s.read_range, self._key, following, length)))
+            following += length
 
     def readinto(self, view: Any) -> int:
         n = len(view)
@@ -312,10 +328,8 @@ class _RangeReader(io.RawIOBase):
             self._buf_at, start = self._pos, 0
             if not self._buf:
                 return 0
-            following = self._pos + len(self._buf)
-            if self._chunk == _READ_AHEAD and following < self._size:
-                length = min(_READ_AHEAD, self._size - following)
-                self._ahead = (following, _background().submit(self._s.read_range, self._key, following, length))
+            if self._chunk == _READ_AHEAD and len(self._buf) == _READ_AHEAD:
+                self._read_ahead(self._pos + len(self._buf))
         chunk = self._buf[start : start + n]
         view[: len(chunk)] = chunk
         self._pos += len(chunk)
@@ -334,9 +348,7 @@ class _RangeReader(io.RawIOBase):
         return bytes(buf[:got])
 
     def close(self) -> None:
-        if self._ahead is not None:
-            self._ahead[1].cancel()
-            self._ahead = None
+        self._cancel_ahead()
         super().close()
 
 
