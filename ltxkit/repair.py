@@ -369,7 +369,7 @@ def _listing_keys(storage: Storage) -> set[tuple[str, int]]:
 def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     """Move condemned files to quarantine and publish the staged files; back out if a writer appears."""
     expected = {(f.key, f.size) for f in plan.before.listing.files} | {
-        (e.key, e.size) for e in plan.before.listing.stray
+        (e.key, e.size) for e in plan.before.listing.entries
     }
     if _listing_keys(storage) != expected:
         discard(plan)

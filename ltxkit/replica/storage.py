@@ -44,6 +44,10 @@ class Entry:
     key: str  # relative to the replica root, with '/' separators
     size: int
     created_ns: int
+    #: why this is not a readable regular file (None: it is one): "a directory", "a dangling
+    #: symbolic link", or the error listing or stat gave. Litestream lists such names too.
+    problem: str | None = None
+    directory: bool = False  # a directory that could not be listed (its files are unknown)
 
 
 class Storage(Protocol):
@@ -212,7 +216,12 @@ class LocalStorage:
         return os.path.join(self._root_str, *key.split("/"))
 
     def list(self, prefix: str) -> list[Entry]:
-        """Every file below `prefix`, recursively, sorted by key (directory symlinks not followed).
+        """Every file below `prefix`, recursively, sorted by key.
+
+        Directory symlinks are followed, as Litestream's `os.ReadDir` + stat follow them (a
+        directory reached twice is listed once). Nothing is skipped silently: a directory named
+        like an LTX file, a dangling symlink or an entry that cannot be stat'ed comes back with
+        its `problem`, and a directory that cannot be listed as an entry with `directory=True`.
 
         `os.scandir` rather than `os.walk` + `os.stat(join(...))`: a replica can hold tens of
         thousands of L0 files, and listing them is part of every restore's and verify's start.
@@ -221,23 +230,38 @@ class LocalStorage:
         out: list[Entry] = []
         if not base.exists():
             return out
+        seen: set[tuple[int, int]] = set()
         todo = [(str(base), base.relative_to(self._root).as_posix())]
         while todo:
             dirpath, rel = todo.pop()
             try:
+                st_dir = os.stat(dirpath)
+                if (st_dir.st_dev, st_dir.st_ino) in seen:
+                    continue
+                seen.add((st_dir.st_dev, st_dir.st_ino))
                 it = os.scandir(dirpath)
-            except OSError:
+            except OSError as exc:
+                out.append(Entry(rel, 0, 0, f"cannot be listed: {exc.strerror or exc}", directory=True))
                 continue
             with it:
                 for e in it:
                     key = f"{rel}/{e.name}" if rel != "." else e.name
                     try:
-                        if e.is_dir():
-                            if not e.is_symlink():
+                        if e.is_dir():  # follows a symlink to a directory, as Litestream does
+                            if e.name.endswith(".ltx"):
+                                out.append(Entry(key, 0, 0, "a directory"))
+                            else:
                                 todo.append((e.path, key))
                             continue
                         st = e.stat()
-                    except OSError:
+                    except FileNotFoundError:
+                        out.append(Entry(key, 0, 0, "a dangling symbolic link" if e.is_symlink() else "vanished"))
+                        continue
+                    except OSError as exc:
+                        out.append(Entry(key, 0, 0, f"cannot be read: {exc.strerror or exc}"))
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        out.append(Entry(key, st.st_size, st.st_mtime_ns, "not a regular file"))
                         continue
                     out.append(Entry(key, st.st_size, st.st_mtime_ns))
         out.sort(key=lambda e: e.key)

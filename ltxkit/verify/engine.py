@@ -116,6 +116,24 @@ def check_replica(
     add = summary.findings.append
     for entry in listing.stray:
         add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
+    for entry in listing.not_files:
+        add(
+            Finding(
+                Code.NOT_A_FILE,
+                join_label(label, entry.key),
+                f"named like an LTX file but {entry.problem}: Litestream lists it as one and its restore "
+                "fails on it; `ltxkit restore` leaves it out and may still restore the replica",
+            )
+        )
+    for entry in listing.unreadable:
+        add(
+            Finding(
+                Code.UNREADABLE_LEVEL,
+                join_label(label, entry.key),
+                f"level directory that cannot be read ({entry.problem}): its files were not checked, "
+                "and Litestream cannot list them either",
+            )
+        )
     if not listing.files:
         add(Finding(Code.NO_SNAPSHOT, label, "replica holds no LTX files"))
         return summary
