@@ -29,6 +29,15 @@ def repair(
             "--force-source", help="Use --from-db even when its schema does not match the replica's (loudly)."
         ),
     ] = False,
+    watch: Annotated[
+        float,
+        typer.Option(
+            "--watch",
+            min=0,
+            envvar="LTXKIT_REPAIR_WATCH",
+            help="Seconds to watch the replica for a running replicator's new files before repairing.",
+        ),
+    ] = 1.0,
 ) -> None:
     """Make a broken replica restorable again. Deletes nothing.
 
@@ -46,8 +55,11 @@ def repair(
     Damaged files, and files that would keep verify failing, move to REPLICA/quarantine/<time>/
     with a manifest.json saying why. Every new file is verified before it is published.
 
-    Stop Litestream before repairing; start it again afterwards. Repair backs out if the replica
-    changes while it works.
+    Stop Litestream (and ltxkit replicate) before repairing; start it again afterwards. Repair
+    refuses (exit 2) when it sees a replicator: with --from-db, ltxkit replicate's lock on the
+    database, or Litestream's .<db>-litestream/ state written during the --watch (1 s); always,
+    new or changed files in the replica during that watch. An idle Litestream shows none of these, so stopping
+    it is your part. Repair also backs out if the replica changes while it works.
 
     Example:  ltxkit repair /backups/app --rebuild-snapshot --from-db /srv/app.db
     """
@@ -59,11 +71,22 @@ def repair(
     storage = open_storage(replica)
     if from_db is not None and not from_db.is_file():
         raise Fail(f"{from_db}: no such database file", EXIT_USAGE)
+    from ltxkit.live import refuse_if_replicating
+
+    refuse_if_replicating(storage, from_db, watch_s=watch)
     try:
         plan = plan_repair(storage, from_db=from_db, force_source=force_source)
     except RepairError as exc:
         raise Fail(f"{replica}: {exc}") from None
+    stale = storage.stale_staging()
     if not plan.needed:
+        if stale and not dry_run:
+            storage.remove_stale_staging()
+            out.print(f"{replica}: removed {_staging(stale)} left by interrupted runs", markup=False)
+            out.print(f"{replica}: verify finds no errors; nothing else to repair", markup=False)
+            return
+        if stale:
+            out.print(f"{replica}: would remove {_staging(stale)} left by interrupted runs", markup=False)
         out.print(f"{replica}: verify finds no errors; nothing to repair, nothing changed")
         return
     out.print(f"[bold]repair plan for {replica}[/bold]")
@@ -77,6 +100,8 @@ def repair(
         from rich.markup import escape
 
         out.print(f"  [{style}]source check[/{style}]: {escape(plan.comparison)}", highlight=False)
+    for name in stale:
+        out.print(f"  remove   {name} (stale staging: its process is gone)", markup=False)
     for nf in plan.new_files:
         out.print(f"  publish  {nf.key}", markup=False)
     for key, why in sorted(plan.quarantine.items()):
@@ -99,6 +124,8 @@ def repair(
             discard(plan)
             out.print("nothing changed")
             raise typer.Exit(EXIT_INTERRUPTED if answer is None else EXIT_DEFECTS)
+    if stale:
+        storage.remove_stale_staging()
     try:
         result = apply_repair(storage, plan)
     except RepairError as exc:
@@ -111,3 +138,7 @@ def repair(
         raise Fail(f"{replica}: still failing after repair: {errors[0].code}: {errors[0].message}")
     out.print(f"[green]repaired[/green]: latest restorable TXID {plan.txid:016x}; `ltxkit verify {replica}` passes")
     out.print("next: start Litestream again; it continues above the new snapshot")
+
+
+def _staging(names: list[str]) -> str:
+    return f"{len(names):,} stale staging director{'y' if len(names) == 1 else 'ies'} ({', '.join(names)})"

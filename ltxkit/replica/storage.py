@@ -75,6 +75,10 @@ class Storage(Protocol):
         """A new local directory for files to be published here; the caller removes it."""
         ...
 
+    def stale_staging(self) -> list[str]:
+        """Keys of staging directories whose process is gone (killed mid-build); reads only."""
+        ...
+
     def remove_stale_staging(self) -> int:
         """Remove staging directories whose process is gone (killed mid-build); how many went."""
         ...
@@ -296,17 +300,26 @@ class LocalStorage:
     def exact_created_ns(self, key: str) -> int | None:
         return None  # a file's mtime is what Litestream's file backend sets and reads
 
-    def remove_stale_staging(self) -> int:
+    def stale_staging(self) -> list[str]:
         """The directory names carry their process id; one whose process is gone holds nothing
-        anyone will publish."""
-        removed = 0
-        for entry in os.scandir(self._root):
+        anyone will publish (a live one is a build in progress, not a leftover)."""
+        out = []
+        try:
+            entries = list(os.scandir(self._root))
+        except OSError:
+            return out
+        for entry in entries:
             if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
                 continue
             pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-            if not pid.isdigit() or _alive(int(pid)):
-                continue
-            shutil.rmtree(entry.path, ignore_errors=True)
+            if pid.isdigit() and not _alive(int(pid)):
+                out.append(entry.name)
+        return sorted(out)
+
+    def remove_stale_staging(self) -> int:
+        removed = 0
+        for name in self.stale_staging():
+            shutil.rmtree(os.path.join(self._root_str, name), ignore_errors=True)
             removed += 1
         return removed
 

@@ -116,6 +116,15 @@ def check_replica(
     add = summary.findings.append
     for entry in listing.stray:
         add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
+    for name in storage.stale_staging():
+        add(
+            Finding(
+                Code.STALE_STAGING,
+                join_label(label, name),
+                "a staging directory left by an interrupted ltxkit repair or replicator (its process is "
+                "gone); nothing reads it. `ltxkit repair REPLICA --rebuild-snapshot` removes it",
+            )
+        )
     for entry in listing.not_files:
         add(
             Finding(
