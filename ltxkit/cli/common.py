@@ -124,6 +124,14 @@ def main_options(
     _state["debug"] = debug
 
 
+def say_when_waiting() -> None:
+    """Waiting on a database another connection has locked prints one line on stderr, saying for
+    how long at most, instead of sitting silent for up to 30 s."""
+    from ltxkit import sqlite
+
+    sqlite.wait_note = lambda line: err.print(f"ltxkit: {line}", markup=False, highlight=False)
+
+
 def progress_bar(enabled: bool, *, pages: bool = False) -> "Progress | None":
     """A progress bar on stderr, only when stderr is a terminal (never in logs or pipes)."""
     if not enabled or not sys.stderr.isatty():

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, ask, guarded, out
+from ltxkit.cli.common import Fail, ask, guarded, out, say_when_waiting
 from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
 
 
@@ -72,6 +72,8 @@ def repair(
     if from_db is not None and not from_db.is_file():
         raise Fail(f"{from_db}: no such database file", EXIT_USAGE)
     from ltxkit.live import refuse_if_replicating
+
+    say_when_waiting()
 
     refuse_if_replicating(storage, from_db, watch_s=watch)
     try:

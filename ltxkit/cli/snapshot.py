@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, err, guarded, out, parse_txid
+from ltxkit.cli.common import Fail, err, guarded, out, parse_txid, say_when_waiting
 from ltxkit.errors import EXIT_USAGE
 
 
@@ -33,6 +33,7 @@ def snapshot(
     """
     from ltxkit.snapshot import write_snapshot_file
 
+    say_when_waiting()
     max_txid = parse_txid(txid)
     assert max_txid is not None
     if max_txid < 1:
@@ -52,6 +53,7 @@ def checksum(
     """Print a database's LTX checksum (what a snapshot's post-apply checksum would be)."""
     from ltxkit.sqlite import consistent_view
 
+    say_when_waiting()
     with consistent_view(db) as view:
         value = view.checksum()
         page_size, commit = view.page_size, view.commit
