@@ -25,6 +25,7 @@ cannot restore a plan whose last file tracks checksums.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -149,9 +150,16 @@ def plan_repair(
             _plan_from_db(plan, storage, keep, from_db, now, staging, force_source=force_source)
         else:
             _plan_from_chain(plan, storage, keep, now, staging)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         plan.staging = None
+        if isinstance(exc, OSError) and (
+            str(exc.filename).startswith(str(staging))
+            if exc.filename is not None
+            else exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        ):
+            # a file of ours in staging: name the replica the user typed, not our staging path
+            raise OSError(exc.errno, f"{exc.strerror}: while building the new files", storage.label) from exc
         raise
     return plan
 

@@ -372,9 +372,10 @@ def restore_to_path(
 
             problems = integrity_check(tmp, quick=integrity == "quick")
             if problems:
+                pragma = "quick_check" if integrity == "quick" else "integrity_check"
                 raise RestoreError(
                     Code.INTEGRITY_CHECK_FAILED,
-                    f"{output}: restored database fails integrity_check: {problems[0]}; nothing written",
+                    f"{output}: restored database fails {pragma}: {problems[0]}; nothing written",
                 )
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):

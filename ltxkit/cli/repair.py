@@ -134,7 +134,8 @@ def repair(
         raise Fail(f"{replica}: {exc}; everything was put back") from None
     if result.quarantine is not None:
         where = f"{storage.label.rstrip('/')}/{result.quarantine}"
-        out.print(f"moved {len(plan.quarantine)} file(s) to {where} (see manifest.json there)", markup=False)
+        n = len(plan.quarantine)
+        out.print(f"moved {n:,} file{'' if n == 1 else 's'} to {where} (see manifest.json there)", markup=False)
     errors = result.errors
     if errors:
         raise Fail(f"{replica}: still failing after repair: {errors[0].code}: {errors[0].message}")

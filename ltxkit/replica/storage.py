@@ -140,6 +140,22 @@ def replaceable(path: Path) -> os.stat_result | None:
     return st
 
 
+#: errors a write to the output's temp file gives without naming it: they are the output's
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _about_output(exc: OSError, path: Path, tmp: Path) -> OSError | None:
+    """The same error naming the path the user typed, when it is about our temp file beside it
+    (`.x.db.1234.tmp: Read-only file system` reads as `x.db: Read-only file system`); None when
+    it is about something else (a replica file being read, say)."""
+    names = {str(tmp), str(path)}
+    if exc.filename is None and exc.errno not in _WRITE_ERRNOS:
+        return None
+    if exc.filename is not None and str(exc.filename) not in names:
+        return None
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
 @contextlib.contextmanager
 def atomic_output(
     path: Path, *, replace: bool = False, check: Callable[[Path], None] | None = None
@@ -159,7 +175,10 @@ def atomic_output(
         raise OutputExists(path)
     old = replaceable(path) if replace else None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+    try:
+        f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+    except OSError as exc:
+        raise (_about_output(exc, path, tmp) or exc) from exc
     try:
         yield f
         f.flush()
@@ -180,10 +199,14 @@ def atomic_output(
                 raise OutputExists(path) from None
             os.unlink(tmp)
         fsync_dir(path.parent)
-    except BaseException:
-        f.close()
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            f.close()
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        named = _about_output(exc, path, tmp) if isinstance(exc, OSError) else None
+        if named is not None:
+            raise named from exc
         raise
 
 
@@ -294,8 +317,14 @@ class LocalStorage:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def make_staging(self) -> Path:
-        """Inside the replica (so publishing is a link, not a copy), outside `ltx/` (so nothing reads it)."""
-        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self._root))
+        """Inside the replica (so publishing is a link, not a copy), outside `ltx/` (so nothing reads it).
+        An error names the replica, as the user typed it, not the directory it could not create."""
+        try:
+            return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self._root))
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror}: cannot create a staging directory inside the replica", self.label
+            ) from exc
 
     def exact_created_ns(self, key: str) -> int | None:
         return None  # a file's mtime is what Litestream's file backend sets and reads

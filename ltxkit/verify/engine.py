@@ -26,7 +26,7 @@ from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile, list_rep
 from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
-from ltxkit.verify.findings import FileCheck, Finding, ProgressHook, ReplicaSummary, Report, join_label
+from ltxkit.verify.findings import FileCheck, Finding, Mode, ProgressHook, ReplicaSummary, Report, join_label
 from ltxkit.verify.ledger_check import check_ledger
 from ltxkit.verify.rules import (
     check_chain,
@@ -220,7 +220,7 @@ def verify_paths(
 
     A path that cannot be checked at all (missing, not a replica) goes into `report.unusable`;
     the other paths are still checked, so one bad argument never hides what the rest hold."""
-    report = Report()
+    report = Report(mode=Mode.QUICK if quick else Mode.DEEP if deep else Mode.FULL if content else Mode.STRUCTURE)
 
     def replica(storage: Storage, label: str) -> ReplicaSummary:
         t = time.perf_counter()
