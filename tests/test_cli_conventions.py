@@ -156,3 +156,27 @@ def test_counts_have_thousands_separators_and_plurals(tmp_path: Path) -> None:
     assert "from 1 file in" in r.stderr  # the L9 snapshot alone
     v = ltxkit("verify", HEALTHY)
     assert "6 files, " in v.stdout and "1 snapshot;" in v.stdout
+
+
+# ---- (12) getting started -------------------------------------------------------------------------
+
+
+def test_demo_prints_commands_a_user_can_paste(tmp_path: Path) -> None:
+    import shlex
+
+    from demo.run import pasteable
+
+    replica = tmp_path / "my replica"
+    shown = pasteable([sys.executable, "-m", "ltxkit", "verify", str(replica)])
+    assert shown == f"ltxkit verify {shlex.quote(str(replica))}"
+    assert shlex.split(shown)[2] == str(replica)  # absolute, and survives the shell
+    lit = pasteable(["/opt/bin/litestream", "restore", "-o", "/tmp/x.db", f"file://{replica}"])
+    assert shlex.split(lit)[-1] == f"file://{replica}"
+
+
+def test_readme_says_how_to_put_ltxkit_on_path() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Getting started")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    for how in (".venv/bin", "pip install .", "pipx install ."):
+        assert how in section, how

@@ -26,7 +26,8 @@ def repair(
     force_source: Annotated[
         bool,
         typer.Option(
-            "--force-source", help="Use --from-db even when its schema does not match the replica's (loudly)."
+            "--force-source",
+            help="Use --from-db even when its schema or pages do not match the replica's (loudly).",
         ),
     ] = False,
     watch: Annotated[
@@ -47,9 +48,11 @@ def repair(
 
     With --from-db, one consistent read of the live database becomes a new snapshot above every
     TXID in the replica. The database must pass integrity_check, have the replica's page size,
-    and look like the replica's source: the newest restore point that restores must have its
-    application id and only tables it has (the plan shows the comparison; --force-source
-    overrides a mismatch). Without it, the snapshot is rebuilt from the newest healthy snapshot and the healthy
+    and look like the replica's source: compared with the newest restore point the repair
+    keeps, it must have the same application id and every table, and at least half of the pages
+    both have must be identical (the plan's "source check" line shows the counts of identical,
+    changed, added and removed pages, or "identical" when the checksums match; --force-source
+    overrides a mismatch, loudly). Without it, the snapshot is rebuilt from the newest healthy snapshot and the healthy
     files after it (up to the last restore point that passes the content check), and the TXIDs
     that can no longer be restored are named.
     Damaged files, and files that would keep verify failing, move to REPLICA/quarantine/<time>/
