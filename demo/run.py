@@ -16,8 +16,8 @@
 
 from __future__ import annotations
 
-import shutil
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -37,9 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ltxkit.errors import LtxkitError
+from ltxkit.format.checksum import CHECKSUM_FLAG, database_checksum, page_checksum
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code
-from ltxkit.format.checksum import CHECKSUM_FLAG, database_checksum, page_checksum
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
 from ltxkit.replica.keys import QUARANTINE_DIR, quarantine_key
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan

@@ -59,7 +59,8 @@ def test_readme_table_is_the_same_table() -> None:
 
 
 @pytest.mark.parametrize(
-    ("flags", "mode"), [((), "full"), (("--quick",), "quick"), (("--structure-only",), "structure"), (("--deep",), "deep")]
+    ("flags", "mode"),
+    [((), "full"), (("--quick",), "quick"), (("--structure-only",), "structure"), (("--deep",), "deep")],
 )
 def test_verify_json_names_schema_version_and_mode(flags: tuple[str, ...], mode: str) -> None:
     r = ltxkit("verify", HEALTHY, "--format", "json", *flags)

@@ -47,7 +47,7 @@ def test_waiting_on_a_locked_database_is_said(tmp_path: Path, command: str) -> N
     assert proc.poll() is None  # still waiting
     conn.execute("COMMIT")
     conn.close()
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     lines = err.splitlines()
     assert lines[0] == f"ltxkit: waiting for {db}: another connection holds its write lock (up to 30 s)"

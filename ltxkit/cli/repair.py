@@ -48,21 +48,23 @@ def repair(
 
     With --from-db, one consistent read of the live database becomes a new snapshot above every
     TXID in the replica. The database must pass integrity_check, have the replica's page size,
-    and look like the replica's source: compared with the newest restore point the repair
-    keeps, it must have the same application id and every table, and at least half of the pages
-    both have must be identical (the plan's "source check" line shows the counts of identical,
-    changed, added and removed pages, or "identical" when the checksums match; --force-source
-    overrides a mismatch, loudly). Without it, the snapshot is rebuilt from the newest healthy snapshot and the healthy
-    files after it (up to the last restore point that passes the content check), and the TXIDs
-    that can no longer be restored are named.
+    and look like the replica's source: compared with the replica's newest restore point that
+    restores, it must have the same application id and every table, and at least half of the
+    pages both have must be identical (the plan's "source check" line shows the counts of
+    identical, changed, added and removed pages, or "identical" when the checksums match;
+    --force-source overrides a mismatch, loudly). Without --from-db, the snapshot is rebuilt
+    from the newest healthy snapshot and the healthy files after it (up to the last restore
+    point that passes the content check), and the TXIDs that can no longer be restored are named.
     Damaged files, and files that would keep verify failing, move to REPLICA/quarantine/<time>/
     with a manifest.json saying why. Every new file is verified before it is published.
+    Staging directories left by interrupted runs (whose process is gone) are removed.
 
     Stop Litestream (and ltxkit replicate) before repairing; start it again afterwards. Repair
     refuses (exit 2) when it sees a replicator: with --from-db, ltxkit replicate's lock on the
     database, or Litestream's .<db>-litestream/ state written during the --watch (1 s); always,
-    new or changed files in the replica during that watch. An idle Litestream shows none of these, so stopping
-    it is your part. Repair also backs out if the replica changes while it works.
+    new or changed files in the replica during that watch. An idle Litestream shows none of
+    these, so stopping it is your part. Repair also backs out if the replica changes while it
+    works.
 
     Example:  ltxkit repair /backups/app --rebuild-snapshot --from-db /srv/app.db
     """
@@ -146,5 +148,5 @@ def repair(
     out.print("next: start Litestream again; it continues above the new snapshot")
 
 
-def _staging(names: list[str]) -> str:
+def _staging(names: tuple[str, ...]) -> str:
     return f"{len(names):,} stale staging director{'y' if len(names) == 1 else 'ies'} ({', '.join(names)})"

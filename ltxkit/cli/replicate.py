@@ -49,7 +49,9 @@ def replicate(
     ] = None,
     interval: Annotated[str, typer.Option("--interval", help="Time between syncs (1s, 250ms, ...).")] = "1s",
     once: Annotated[bool, typer.Option("--once", help="Sync what is committed now, then exit (cron, CI).")] = False,
-    log_format: Annotated[str, typer.Option("--log-format", "--format", help="text or json (one object per line).")] = "text",
+    log_format: Annotated[
+        str, typer.Option("--log-format", "--format", help="text or json (one object per line).")
+    ] = "text",
     min_checkpoint_pages: Annotated[
         int, typer.Option("--min-checkpoint-pages", help="PASSIVE checkpoint once the WAL holds this many frames.")
     ] = 1000,

@@ -118,10 +118,10 @@ def restore(
             IntegrityMode.quick: "; PRAGMA quick_check ran on it before it was published: ok",
             IntegrityMode.full: "; PRAGMA integrity_check ran on it before it was published: ok",
         }[integrity]
+        where = "standard output" if to_stdout else output
         err.print(
-            f"restored TXID {result.txid:016x} to {'standard output' if to_stdout else output}: {result.commit:,} pages of {result.page_size:,} bytes "
+            f"restored TXID {result.txid:016x} to {where}: {result.commit:,} pages of {result.page_size:,} bytes "
             f"from {len(plan):,} file{'' if len(plan) == 1 else 's'} in {time.perf_counter() - started:.2f}s{checked}",
             markup=False,
             highlight=False,
         )
-

@@ -75,7 +75,7 @@ class Storage(Protocol):
         """A new local directory for files to be published here; the caller removes it."""
         ...
 
-    def stale_staging(self) -> list[str]:
+    def stale_staging(self) -> tuple[str, ...]:
         """Keys of staging directories whose process is gone (killed mid-build); reads only."""
         ...
 
@@ -329,21 +329,22 @@ class LocalStorage:
     def exact_created_ns(self, key: str) -> int | None:
         return None  # a file's mtime is what Litestream's file backend sets and reads
 
-    def stale_staging(self) -> list[str]:
+    def stale_staging(self) -> tuple[str, ...]:
         """The directory names carry their process id; one whose process is gone holds nothing
         anyone will publish (a live one is a build in progress, not a leftover)."""
-        out = []
+        names: set[str] = set()
         try:
-            entries = list(os.scandir(self._root))
+            with os.scandir(self._root) as it:
+                entries = [*it]
         except OSError:
-            return out
+            return ()
         for entry in entries:
             if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
                 continue
             pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
-                out.append(entry.name)
-        return sorted(out)
+                names.add(entry.name)
+        return tuple(sorted(names))
 
     def remove_stale_staging(self) -> int:
         removed = 0
