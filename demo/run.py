@@ -48,7 +48,7 @@ def pasteable(cmd: list[str]) -> str:
 
 def sh(*args: object, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
     cmd = [str(a) for a in args]
-    console.print(f"[dim]$[/dim] [bold]{escape(pasteable(cmd))}[/bold]")
+    console.print(f"[dim]$[/dim] [bold]{escape(pasteable(cmd))}[/bold]", soft_wrap=True)  # one pasteable line
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for stream in (r.stdout, r.stderr):
         if stream.strip():
@@ -67,7 +67,8 @@ def main() -> None:
     WORK.mkdir()
     console.print(
         f"Every command below can be pasted into a shell once ltxkit is on PATH: "
-        f"[bold]export PATH={escape(shlex.quote(str(Path(sys.executable).parent)))}:$PATH[/bold]"
+        f"[bold]export PATH={escape(shlex.quote(str(Path(sys.executable).parent)))}:$PATH[/bold]",
+        soft_wrap=True,
     )
 
     step("1. Litestream replicates a sample database; the #752 recipe runs against it")
@@ -146,7 +147,7 @@ def replicate_story(ltxkit: list[str], litestream: str) -> None:
     writer = H.Writer(db)
     rep = H.LtxkitReplicator(db, replica, interval="200ms")
     shown = pasteable(rep.command())
-    console.print(f"[dim]$[/dim] [bold]{escape(shown)}[/bold]  [dim](in the background)[/dim]")
+    console.print(f"[dim]$[/dim] [bold]{escape(shown)}[/bold]  [dim](in the background)[/dim]", soft_wrap=True)
     try:
         rep.start()
         writer.run_for(1.5)
