@@ -458,7 +458,11 @@ def _plan_from_chain(plan: RepairPlan, storage: Storage, keep: list[ReplicaFile]
     view = _FileView(db, result.page_size, result.commit)
     snap = Header.snapshot(result.page_size, result.commit, txid, now, checksums=False)
     existing = {f.key for f in keep}
-    if storage.layout.key(SNAPSHOT_LEVEL, 1, txid) not in existing:
+    key = storage.layout.key(SNAPSHOT_LEVEL, 1, txid)
+    tracked = [f for f in plan.before.findings if f.code == Code.TRACKED_PLAN_END and f.context.get("key") == key]
+    if key in existing and tracked:  # the snapshot ending the plan tracks checksums: Litestream cannot restore it
+        plan.quarantine.setdefault(key, []).extend(tracked)
+    if key not in existing or tracked:
         plan.new_files.append(_write_staged(storage, staging, view.pages, snap, SNAPSHOT_LEVEL))
     db.unlink()
 

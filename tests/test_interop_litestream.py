@@ -291,3 +291,23 @@ def test_restore_refuses_damaged_plan_like_verify(tmp_path: Path, run_ltxkit) ->
     r = run_ltxkit("restore", rep.replica_dir, "-o", out)
     assert r.returncode == 1 and "truncated" in r.stderr and str(Path(rep.damaged_file).name) in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("level", [0, 9])
+def test_repair_makes_a_tracked_plan_end_restorable_by_litestream(tmp_path: Path, run_ltxkit, level: int) -> None:
+    """From the chain: an untracked level-9 snapshot ends the plan after the repair (replacing a
+    tracked one with the same name, which goes to quarantine)."""
+    db = H.make_db(tmp_path / "src.db", rows=50)
+    replica = tmp_path / "replica"
+    out = replica / "ltx" / str(level) / format_filename(1, 1)
+    out.parent.mkdir(parents=True)
+    assert run_ltxkit("snapshot", db, "-o", out).returncode == 0  # tracked (the default)
+    assert H.restore(replica, tmp_path / "before.db").returncode != 0
+    r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--yes", "--watch", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert run_ltxkit("verify", replica).returncode == 0
+    theirs = tmp_path / "theirs.db"
+    lr = H.restore(replica, theirs)
+    assert lr.returncode == 0, lr.stderr
+    assert H.logical_dump(theirs) == H.logical_dump(db)
+    assert (list((replica / "quarantine").rglob("*.ltx")) != []) is (level == 9)

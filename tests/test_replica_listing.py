@@ -63,6 +63,10 @@ def test_ltx_name_that_is_not_a_file_is_named(replica: Path, tmp_path: Path, run
     # ltxkit restore still restores what the files hold
     out = run_ltxkit("restore", replica, "-o", tmp_path / "ours.db", "--quiet")
     assert out.returncode == 0, out.stderr
+    # repair moves files, not this: it says so instead of "nothing to repair"
+    r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--yes", "--watch", "0")
+    assert r.returncode == 1 and "not-a-file, which repair --rebuild-snapshot cannot mend" in r.stderr
+    assert os.path.lexists(odd) and not (replica / "quarantine").exists()
 
 
 def test_symlinked_level_directory_is_followed(replica: Path, tmp_path: Path, run_ltxkit) -> None:

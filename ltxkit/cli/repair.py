@@ -86,6 +86,9 @@ def repair(
     except RepairError as exc:
         raise Fail(f"{replica}: {exc}") from None
     stale = storage.stale_staging()
+    if not plan.needed and plan.before.errors:
+        codes = ", ".join(sorted({str(f.code) for f in plan.before.errors}))
+        raise Fail(f"{replica}: verify finds {codes}, which repair --rebuild-snapshot cannot mend; nothing changed")
     if not plan.needed:
         if stale and not dry_run:
             storage.remove_stale_staging()
