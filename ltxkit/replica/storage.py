@@ -141,7 +141,7 @@ def replaceable(path: Path) -> os.stat_result | None:
 
 
 #: errors a write to the output's temp file gives without naming it: they are the output's
-_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EIO})
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG})
 
 
 def _about_output(exc: OSError, path: Path, tmp: Path) -> OSError | None:
@@ -282,8 +282,9 @@ class LocalStorage:
                             continue
                         st = e.stat()
                     except FileNotFoundError:
-                        out.append(Entry(key, 0, 0, "a dangling symbolic link" if e.is_symlink() else "vanished"))
-                        continue
+                        if e.is_symlink():
+                            out.append(Entry(key, 0, 0, "a dangling symbolic link"))
+                        continue  # else deleted while listing (retention): not there, not a defect
                     except OSError as exc:
                         out.append(Entry(key, 0, 0, f"cannot be read: {exc.strerror or exc}"))
                         continue
