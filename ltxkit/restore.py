@@ -54,7 +54,13 @@ class RestoreResult:
 
 def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ms: int | None = None) -> list[ReplicaFile]:
     """Litestream's restore plan for this replica, or RestoreError with the verify code."""
-    files = list_replica(storage).files
+    listing = list_replica(storage)
+    if listing.unreadable:  # a plan made without its files could restore the wrong state
+        e = listing.unreadable[0]
+        raise RestoreError(
+            Code.UNREADABLE_LEVEL, f"cannot make a restore plan: {e.key} cannot be read ({e.problem})", e.key
+        )
+    files = listing.files
     if timestamp_ms is not None:
         files = _exact_times(storage, files)
     try:
@@ -400,9 +406,10 @@ def restore_to_path(
 
             problems = integrity_check(tmp, quick=integrity == "quick")
             if problems:
+                pragma = "quick_check" if integrity == "quick" else "integrity_check"
                 raise RestoreError(
                     Code.INTEGRITY_CHECK_FAILED,
-                    f"{output}: restored database fails integrity_check: {problems[0]}; nothing written",
+                    f"{output}: restored database fails {pragma}: {problems[0]}; nothing written",
                 )
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):

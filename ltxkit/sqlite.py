@@ -17,11 +17,11 @@ import errno
 import os
 import sqlite3
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ltxkit.errors import LtxkitError
+from ltxkit.errors import EXIT_USAGE, LtxkitError
 from ltxkit.format.checksum import database_checksum
 from ltxkit.format.schema import lock_pgno
 
@@ -36,6 +36,38 @@ _SHM_COPY_SIZE = 48
 
 class DatabaseError(LtxkitError):
     """The database cannot be read consistently (missing, locked, not SQLite, damaged WAL)."""
+
+
+#: Told (one line) when a database's lock is not free at once and ltxkit starts waiting for it,
+#: so a wait of up to `busy_timeout_s` is never silent. The CLI prints it on stderr; None: quiet.
+wait_note: Callable[[str], None] | None = None
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def _waiting(conn: sqlite3.Connection, sql: str, path: Path, timeout_s: float, what: str) -> sqlite3.Cursor:
+    """`conn.execute(sql)`, first without waiting; if the lock is taken, say so, then wait up to
+    `timeout_s` (a lock still held then is an error that names the wait, exit 2: could not run)."""
+    conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        return conn.execute(sql)
+    except sqlite3.Error as exc:
+        if not _locked(exc):
+            raise
+    if wait_note is not None:
+        wait_note(f"waiting for {path}: another connection holds its {what} (up to {timeout_s:g} s)")
+    conn.execute(f"PRAGMA busy_timeout = {max(0, int(timeout_s * 1000))}")
+    try:
+        return conn.execute(sql)
+    except sqlite3.Error as exc:
+        if _locked(exc):
+            raise DatabaseError(
+                f"{path}: still locked after waiting {timeout_s:g} s ({exc}); try again when the writer is done",
+                exit_code=EXIT_USAGE,
+            ) from exc
+        raise
 
 
 @dataclass(slots=True)
@@ -136,8 +168,8 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
         # (It holds a read transaction: only then does it count as a connection still using the WAL.)
         keeper = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None)
         keeper.execute("BEGIN")
-        keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        conn.execute("BEGIN IMMEDIATE")
+        _waiting(keeper, "SELECT COUNT(*) FROM sqlite_master", path, busy_timeout_s, "lock").fetchone()
+        _waiting(conn, "BEGIN IMMEDIATE", path, busy_timeout_s, "write lock")
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         commit = conn.execute("PRAGMA page_count").fetchone()[0]
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -182,7 +214,8 @@ def integrity_check(db: Path, *, quick: bool = False, live: bool = False) -> lis
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=30)
         try:
-            rows = conn.execute("PRAGMA quick_check" if quick else "PRAGMA integrity_check").fetchall()
+            pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"
+            rows = (_waiting(conn, pragma, db, 30, "lock") if live else conn.execute(pragma)).fetchall()
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -210,6 +243,8 @@ def schema_of(db: Path, *, live: bool = False) -> Schema:
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=30)
         try:
+            if live:
+                _waiting(conn, "SELECT COUNT(*) FROM sqlite_master", db, 30, "lock").fetchone()
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             tables = frozenset(

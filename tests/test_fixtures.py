@@ -42,7 +42,7 @@ def _l0(lo: int, hi: int, suffix: str = "") -> str:
 #: For each replica fixture: code -> where it may be reported, relative to the replica ("." = the
 #: replica itself, for chain/plan findings). Taken from the fixture descriptions in README.md.
 REPLICA_WHERE: dict[str, dict[str, set[str]]] = {
-    "replicas/checksum-chain-break": {"checksum-chain-break": {_l0(3, 3)}},
+    "replicas/checksum-chain-break": {"checksum-chain-break": {_l0(3, 3)}, "tracked-plan-end": {"."}},
     "replicas/filename-mismatch": {"filename-mismatch": {_l0(3, 3)}},
     "replicas/growth-pages-missing": {"growth-pages-missing": {_l0(2, 2)}, "unrestorable": {"."}},
     "replicas/healthy": {},
@@ -58,6 +58,7 @@ REPLICA_WHERE: dict[str, dict[str, set[str]]] = {
     "replicas/truncated-increment": {"truncated": {_l0(3, 3)}, "unrestorable": {"."}},
     "replicas/txid-gap": {"txid-gap": {"."}, "unrestorable": {"."}},
     "replicas/txid-overlap": {"txid-overlap": {_l0(2, 3), _l0(3, 4)}},
+    "replicas/tracked-plan-end": {"tracked-plan-end": {"."}},
 }
 
 

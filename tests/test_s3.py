@@ -258,7 +258,7 @@ def test_fleet_of_20_replicas_with_one_broken(seaweed: SeaweedFS, tmp_path: Path
     assert len(verdicts) == 20
     bad = [line for line in verdicts if line.startswith("FAIL")]
     assert len(bad) == 1 and "fleet/app13" in bad[0] and "file-checksum-mismatch" in bad[0]
-    assert "20 replica(s), 1 with errors" in r.stdout
+    assert "20 replicas, 1 with errors" in r.stdout
     junit = ltxkit("verify", seaweed.url("fleet"), "-r", "--format", "junit")
     assert junit.returncode == 1 and junit.stdout.count("<testsuite ") == 20
 
@@ -270,7 +270,7 @@ def test_recursive_on_a_directory_and_nothing_found(tmp_path: Path) -> None:
         write_ltx(tmp_path / "fleet" / name, 0, 1, 1, db.write(list(range(1, 9))), db.commit)
     r = ltxkit("verify", str(tmp_path / "fleet"), "-r")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "2 replica(s), 0 with errors" in r.stdout
+    assert "2 replicas, 0 with errors" in r.stdout
     (tmp_path / "empty").mkdir()
     r = ltxkit("verify", str(tmp_path / "empty"), "-r")
     assert r.returncode == 2 and "no replica below it" in r.stderr

@@ -222,6 +222,9 @@ class S3Storage:
         """A local temporary directory: objects are uploaded from it."""
         return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
 
+    def stale_staging(self) -> tuple[str, ...]:
+        return ()  # staging is local and temporary; nothing of it lives in the bucket
+
     def remove_stale_staging(self) -> int:
         return 0  # staging is local and temporary; nothing of it lives in the bucket
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import io
 import os
 import time
@@ -27,7 +28,16 @@ from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile, list_rep
 from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
-from ltxkit.verify.findings import FileCheck, Finding, ProgressHook, ReplicaSummary, Report, Severity, join_label
+from ltxkit.verify.findings import (
+    FileCheck,
+    Finding,
+    Mode,
+    ProgressHook,
+    ReplicaSummary,
+    Report,
+    Severity,
+    join_label,
+)
 from ltxkit.verify.ledger_check import check_ledger
 from ltxkit.verify.rules import (
     check_chain,
@@ -145,7 +155,7 @@ def _check_listed(
             for key, why in moved.items()
         ]
         kept = [f for f in listing.files if f.key not in moved]
-        return Listing(kept, listing.stray), {f.key: checks[f.key] for f in kept}, notes
+        return dataclasses.replace(listing, files=kept), {f.key: checks[f.key] for f in kept}, notes
     raise AssertionError("unreachable")
 
 
@@ -186,6 +196,33 @@ def check_replica(
     summary.findings.extend(moved)
     for entry in listing.stray:
         add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
+    for name in storage.stale_staging():
+        add(
+            Finding(
+                Code.STALE_STAGING,
+                join_label(label, name),
+                "a staging directory left by an interrupted ltxkit repair or replicator (its process is "
+                "gone); nothing reads it. `ltxkit repair REPLICA --rebuild-snapshot` removes it",
+            )
+        )
+    for entry in listing.not_files:
+        add(
+            Finding(
+                Code.NOT_A_FILE,
+                join_label(label, entry.key),
+                f"named like an LTX file but {entry.problem}: Litestream lists it as one and its restore "
+                "fails on it; `ltxkit restore` leaves it out and may still restore the replica",
+            )
+        )
+    for entry in listing.unreadable:
+        add(
+            Finding(
+                Code.UNREADABLE_LEVEL,
+                join_label(label, entry.key),
+                f"level directory that cannot be read ({entry.problem}): its files were not checked, "
+                "and Litestream cannot list them either",
+            )
+        )
     if not listing.files:
         add(Finding(Code.NO_SNAPSHOT, label, "replica holds no LTX files"))
         return summary
@@ -263,7 +300,7 @@ def verify_paths(
 
     A path that cannot be checked at all (missing, not a replica) goes into `report.unusable`;
     the other paths are still checked, so one bad argument never hides what the rest hold."""
-    report = Report()
+    report = Report(mode=Mode.QUICK if quick else Mode.DEEP if deep else Mode.FULL if content else Mode.STRUCTURE)
 
     def replica(storage: Storage, label: str) -> ReplicaSummary:
         t = time.perf_counter()
