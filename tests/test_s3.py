@@ -15,6 +15,7 @@ import pytest
 
 import harness as H
 from harness.seaweed import SeaweedFS
+from ltxkit.format.schema import parse_filename
 from ltxkit.replica.storage import open_storage
 from tests.replica_builder import Db, write_ltx
 
@@ -369,3 +370,25 @@ def test_large_objects_read_in_order_and_by_seeks_are_exact(seaweed: SeaweedFS) 
             assert fh.read(n) == data[at : at + n]
         fh.seek(-10, 2)
         assert fh.read() == data[-10:]
+
+
+def test_inspect_one_object(litestream_replica: tuple[Path, str, list[str]], seaweed: SeaweedFS) -> None:
+    _db, url, _times = litestream_replica
+    storage = open_storage(url)
+    key = storage.list("0000/")[2].key
+    base, _, query = url.partition("?")
+    r = ltxkit("inspect", f"{base}/{key}?{query}", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    name = key.rsplit("/", 1)[1]
+    assert doc["path"] == f"{base}/{key}?{query}"
+    assert (int(str(doc["header"]["min_txid"]), 16), int(str(doc["header"]["max_txid"]), 16)) == parse_filename(name)
+    assert doc["ok"] is True and doc["size"] == len(storage.read_bytes(key))
+    damaged = seaweed.url("inspect/damaged")
+    data = storage.read_bytes(key)
+    open_storage(damaged, create=True).put_bytes("0000/" + name, data[:200] + bytes([data[200] ^ 0xFF]) + data[201:])
+    base2, _, query2 = damaged.partition("?")
+    bad = ltxkit("inspect", f"{base2}/0000/{name}?{query2}", "--format", "json")
+    assert bad.returncode == 1 and json.loads(bad.stdout)["defects"], bad.stdout + bad.stderr
+    missing = ltxkit("inspect", f"{base2}/0000/nope.ltx?{query2}")
+    assert missing.returncode == 2 and missing.stderr.strip().endswith("no such object"), missing.stderr

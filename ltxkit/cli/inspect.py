@@ -12,7 +12,13 @@ from ltxkit.errors import EXIT_DEFECTS
 
 @guarded
 def inspect(
-    file: Annotated[Path, typer.Argument(help="An .ltx file.", show_default=False)],
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="An .ltx file, or one object of a bucket: s3://bucket/path/0000/<min>-<max>.ltx?endpoint=...",
+            show_default=False,
+        ),
+    ],
     fmt: Annotated[TextOrJson, typer.Option("--format", "-f", help=FORMAT_HELP)] = TextOrJson.text,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     pages: Annotated[bool, typer.Option("--pages", help="List every page: pgno, offset, size.")] = False,
@@ -26,7 +32,7 @@ def inspect(
 
     from ltxkit.inspect import inspect_file, iso_ms
 
-    found = inspect_file(file, page=page)
+    found = inspect_file(file if file.startswith("s3://") else Path(file), page=page)
     if wants_json(fmt, as_json):
         out.print_json(json.dumps(found.to_json(pages=pages)))
     else:
