@@ -1,10 +1,16 @@
 """Reading a live SQLite database consistently, page by page, WAL content included.
 
-SQLite offers no page-level read API in the stdlib, so this module holds the database's write
-lock (BEGIN IMMEDIATE: no commit can land, and no checkpoint can reset the WAL, while we read)
-and reads the pages itself: the database file, overlaid with the WAL frames up to the snapshot's
-last frame. That frame count comes from the WAL index (-shm) header, which SQLite keeps exact
-while the write lock is held; the frames' salts are checked against the WAL header.
+SQLite offers no page-level read API in the stdlib, so this module reads the pages itself: the
+database file, overlaid with the WAL frames up to the snapshot's last frame. It takes the write
+lock (BEGIN IMMEDIATE) only for a moment: long enough to start a read transaction on a second,
+read-only connection and to map the WAL from its index (-shm) header, which SQLite keeps exact
+while the write lock is held; the frames' salts are checked against the WAL header. Then the
+write lock goes and writers carry on, while the read transaction keeps the snapshot readable:
+no checkpoint copies a frame past a reader's mark into the database file and no writer restarts
+the WAL under a reader still using it, so the mapped frames and the database file's other pages
+stay as they were. When every frame was already checkpointed, the reader may use no WAL at all
+(SQLite's read mark 0, which lets a writer restart the WAL but blocks checkpoints), so then
+every page is read from the database file.
 
 POSIX locks are per process and per file, and closing *any* descriptor of a file drops them all,
 so our own descriptors are closed only after SQLite has let go of its locks.
@@ -32,6 +38,7 @@ _WAL_FRAME = struct.Struct(">IIII")
 # WalIndexHdr: iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame, nPage, ...salts
 _SHM_HEADER = struct.Struct("=IIIBBHII8x8x8x")
 _SHM_COPY_SIZE = 48
+_SHM_BACKFILL = struct.Struct("=I")  # WalCkptInfo.nBackfill, right after the two header copies
 
 
 class DatabaseError(LtxkitError):
@@ -116,14 +123,15 @@ class DatabaseView:
 
 
 def _read_wal_map(path: Path, wal_fd: int, shm_fd: int, page_size: int) -> dict[int, int]:
-    shm = os.pread(shm_fd, 2 * _SHM_COPY_SIZE, 0)
-    if len(shm) < 2 * _SHM_COPY_SIZE:
+    shm = os.pread(shm_fd, 2 * _SHM_COPY_SIZE + 4, 0)
+    if len(shm) < 2 * _SHM_COPY_SIZE + 4:
         return {}
-    if shm[:_SHM_COPY_SIZE] != shm[_SHM_COPY_SIZE:]:
+    if shm[:_SHM_COPY_SIZE] != shm[_SHM_COPY_SIZE : 2 * _SHM_COPY_SIZE]:
         raise DatabaseError(f"{path}: WAL index header is being changed; try again")
     _ver, _unused, _change, is_init, _big, _sz, mx_frame, _npage = _SHM_HEADER.unpack_from(shm)
-    if not is_init or mx_frame == 0:
-        return {}
+    (backfilled,) = _SHM_BACKFILL.unpack_from(shm, 2 * _SHM_COPY_SIZE)
+    if not is_init or mx_frame == 0 or backfilled >= mx_frame:
+        return {}  # every frame is in the database file too (see the module docstring)
     salt_bytes = shm[32:40]  # SQLite copies the WAL header's salt bytes verbatim
     head = os.pread(wal_fd, WAL_HEADER_SIZE, 0)
     if len(head) < WAL_HEADER_SIZE:
@@ -151,7 +159,8 @@ def _read_wal_map(path: Path, wal_fd: int, shm_fd: int, page_size: int) -> dict[
 
 @contextlib.contextmanager
 def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> Iterator[DatabaseView]:
-    """Hold the database still (write lock) and yield a `DatabaseView` of its committed state."""
+    """Yield a `DatabaseView` of the database's committed state, held by a read transaction (the
+    write lock is taken only while it begins; see the module docstring)."""
     path = Path(db_path)
     if not path.is_file():  # an OSError: the CLI reports it as "could not run" (exit 2)
         raise FileNotFoundError(errno.ENOENT, "no such database file", str(path))
@@ -165,13 +174,13 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=busy_timeout_s, isolation_level=None)
         # The last connection to a WAL database checkpoints it and deletes the WAL as it closes,
         # unless it cannot write: this read-only one is closed last, so reading changes nothing.
-        # (It holds a read transaction: only then does it count as a connection still using the WAL.)
+        # Its read transaction, begun while the write lock is held, is the snapshot read below.
         keeper = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None)
+        _waiting(conn, "BEGIN IMMEDIATE", path, busy_timeout_s, "write lock")
         keeper.execute("BEGIN")
         _waiting(keeper, "SELECT COUNT(*) FROM sqlite_master", path, busy_timeout_s, "lock").fetchone()
-        _waiting(conn, "BEGIN IMMEDIATE", path, busy_timeout_s, "write lock")
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        commit = conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = keeper.execute("PRAGMA page_size").fetchone()[0]
+        commit = keeper.execute("PRAGMA page_count").fetchone()[0]
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
         db_fd = os.open(path, os.O_RDONLY)
         fds.append(db_fd)
@@ -189,6 +198,7 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
                 if len(head) == WAL_HEADER_SIZE:
                     fields = _WAL_HEADER.unpack(head)
                     view.wal_salts = (fields[4], fields[5])
+        conn.execute("ROLLBACK")  # writers go on; the read transaction holds what was mapped
         yield view
     except sqlite3.Error as exc:
         raise DatabaseError(f"{path}: {exc}") from exc
