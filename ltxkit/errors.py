@@ -32,16 +32,15 @@ EXIT_TABLE: tuple[tuple[int, str, str], ...] = (
     (
         EXIT_DEFECTS,
         "the data is at fault",
-        "verify: defects; restore/repair refused (damaged plan, failed integrity check, an existing output "
-        "without `--force`); repair: a declined prompt; replicate: a `--once` sync failed, or a page-size "
-        "change stops it",
+        "verify: defects; restore/repair refused (damaged plan, failed integrity check); repair: Ctrl-D at "
+        "its prompt; replicate: a `--once` sync failed, or a page-size change stops it",
     ),
     (
         EXIT_USAGE,
         "could not run",
-        "bad arguments, missing paths, not a replica, a link or device as output, S3 credentials / bucket / "
-        "endpoint, a database not in WAL mode or still locked after the wait, a running replicator, a "
-        "second replicator",
+        "bad arguments, missing paths, not a replica, an existing output without `--force`, a link or device "
+        "as output, S3 credentials / bucket / endpoint, a database not in WAL mode or still locked after the "
+        "wait, a running replicator, a second replicator, a repair declined at its prompt",
     ),
     (EXIT_INTERRUPTED, "interrupted", "Ctrl-C (except `replicate`, for which Ctrl-C is the normal stop)"),
 )

@@ -67,13 +67,16 @@ class Fail(LtxkitError):
         super().__init__(message, exit_code=code)
 
 
+END_OF_INPUT = "\x04"  # what `ask` returns for Ctrl-D
+
+
 def ask(question: str) -> str | None:
-    """A person's answer on the terminal: "" for Ctrl-D (no), None for Ctrl-C (interrupted)."""
+    """A person's answer on the terminal: `END_OF_INPUT` for Ctrl-D, None for Ctrl-C (interrupted)."""
     try:
         return input(question)
     except EOFError:
         print(file=sys.stderr)
-        return ""
+        return END_OF_INPUT
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return None

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, ask, guarded, out, say_when_waiting
+from ltxkit.cli.common import END_OF_INPUT, Fail, ask, guarded, out, say_when_waiting
 from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
 
 
@@ -133,7 +133,10 @@ def repair(
         if answer is None or answer.strip().lower() not in ("y", "yes"):
             discard(plan)
             out.print("nothing changed")
-            raise typer.Exit(EXIT_INTERRUPTED if answer is None else EXIT_DEFECTS)
+            # Ctrl-C: interrupted; Ctrl-D: no answer (1); a "no": could not run, by choice (2)
+            raise typer.Exit(
+                EXIT_INTERRUPTED if answer is None else EXIT_DEFECTS if answer == END_OF_INPUT else EXIT_USAGE
+            )
     if stale:
         storage.remove_stale_staging()
     try:

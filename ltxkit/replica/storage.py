@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import quote, unquote, urlparse
 
-from ltxkit.errors import LtxkitError, UsageError
+from ltxkit.errors import EXIT_USAGE, LtxkitError, UsageError
 from ltxkit.replica.keys import DIRECTORY, LTX_DIR, KeyLayout
 
 
@@ -118,8 +118,8 @@ def fsync_dir(path: Path) -> None:
 class OutputExists(LtxkitError):
     """The output a user named exists and may not be replaced (no --force)."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path}: already exists (use --force to replace it)")
+    def __init__(self, path: Path) -> None:  # not a defect in any data: could not run (exit 2)
+        super().__init__(f"{path}: already exists (use --force to replace it)", exit_code=EXIT_USAGE)
 
 
 def replaceable(path: Path) -> os.stat_result | None:
