@@ -48,8 +48,8 @@ def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> F
     return _check_one(open_storage(url), label, f, quick)
 
 
-def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
-    """One replica file."""
+def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool, jobs: int = 1) -> FileCheck:
+    """One replica file; with `jobs` > 1 (a fork-safe storage only) a large one is split in spans."""
     fc = check_file(
         lambda: storage.open(f.key),
         join_label(label, f.key),
@@ -57,6 +57,7 @@ def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool) -> Fil
         name=f.key.rsplit("/", 1)[-1],
         level=f.level,
         quick=quick,
+        jobs=jobs,
     )
     fc.key = f.key
     return fc
@@ -88,7 +89,7 @@ def _check_files(
                     progress(fc.path, fc.size)
         return {f.key: checks[f.key] for f in files}
     for f in files:
-        fc = _check_one(storage, label, f, quick)
+        fc = _check_one(storage, label, f, quick, jobs)
         checks[f.key] = fc
         if progress is not None:
             progress(fc.path, f.size)
@@ -206,7 +207,7 @@ def verify_paths(
     started = time.perf_counter()
     for raw in paths:
         try:
-            _verify_path(raw, report, replica, quick=quick, progress=progress)
+            _verify_path(raw, report, replica, quick=quick, progress=progress, jobs=jobs)
         except (VerifyUsageError, ReplicaNotFound) as exc:  # the other paths are still checked
             report.unusable.append(str(exc))
     report.seconds = time.perf_counter() - started
@@ -220,6 +221,7 @@ def _verify_path(
     *,
     quick: bool,
     progress: ProgressHook | None,
+    jobs: int = 1,
 ) -> None:
     if "://" in raw:
         storage = open_storage(raw)
@@ -227,7 +229,7 @@ def _verify_path(
         return
     path = Path(raw)
     if path.is_file():
-        report.files.append(check_loose_file(path, quick=quick))
+        report.files.append(check_loose_file(path, quick=quick, jobs=jobs))
         if progress is not None:
             progress(str(path), report.files[-1].size)
     elif path.is_dir():
@@ -238,7 +240,7 @@ def _verify_path(
             if not ltx_files:
                 raise VerifyUsageError(f"{path}: not a replica (no {LTX_DIR}/ directory) and holds no .ltx files")
             for p in ltx_files:
-                report.files.append(check_loose_file(p, quick=quick))
+                report.files.append(check_loose_file(p, quick=quick, jobs=jobs))
     else:
         raise VerifyUsageError(f"{path}: no such file or directory")
 
