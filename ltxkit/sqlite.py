@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ltxkit.errors import LtxkitError
-from ltxkit.format.checksum import CHECKSUM_FLAG, crc64
-from ltxkit.format.schema import lock_pgno
+from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, lock_pgno
 
 WAL_HEADER_SIZE = 32
 WAL_FRAME_HEADER_SIZE = 24
