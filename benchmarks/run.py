@@ -630,13 +630,45 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
+def _spin(n: int = 3_000_000) -> None:
+    x = 0
+    for i in range(n):
+        x += i
+
+
+def _cores_free() -> float:
+    """About how many cores this run could have used just now (1.0 to 2.0 on two cores): a Python
+    loop alone, then the same loop in two processes at once. On a shared machine the split rows
+    below can only be as fast as this allows, so each of them says what it was."""
+    t = time.perf_counter()
+    _spin()
+    one = time.perf_counter() - t
+    t = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only spins
+        _spin()
+        os._exit(0)
+    _spin()
+    os.waitpid(pid, 0)
+    return min(2.0, 2 * one / (time.perf_counter() - t))
+
+
 def _interleaved(ctx: Context, variants: dict[str, list[str]], runs: int, what: str) -> dict[str, list[ChildRun]]:
     """Each variant's command `runs` times, alternating, so a busy spell hurts them alike."""
     out: dict[str, list[ChildRun]] = {name: [] for name in variants}
+    free: list[float] = []
     for _ in range(runs):
+        free.append(_cores_free())
         for name, args in variants.items():
             out[name].append(_check(run_child(args), f"{what} {name}"))
+    ctx.info.setdefault("cores_free", {})[what] = free  # type: ignore[union-attr]
+    log(f"  cores free during {what}: {', '.join(f'{f:.1f}' for f in free)}")
     return out
+
+
+def _free_note(ctx: Context, what: str) -> str:
+    free = ctx.info.get("cores_free", {}).get(what, [])  # type: ignore[union-attr]
+    return f"cores free (median of {len(free)} probes): {_median(free):.1f} of 2" if free else ""
 
 
 def bench_verify_file(ctx: Context) -> None:
@@ -660,7 +692,8 @@ def bench_verify_file(ctx: Context) -> None:
                 "MB/s",
                 mb_per_s(page_bytes, _median([r.seconds for r in rs])),
                 goal=GOAL_VERIFY_FILE_MBS if name == "cores" else None,
-                note=f"peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} MB; reference: {GO_VERIFY_FILE}",
+                note=f"peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} MB; "
+                f"{_free_note(ctx, 'ltxkit verify FILE')}; reference: {GO_VERIFY_FILE}",
                 extra={
                     "file": str(path),
                     "file_bytes": path.stat().st_size,
@@ -681,7 +714,8 @@ def bench_verify_file(ctx: Context) -> None:
             mb_per_s(page_bytes, _median([r.seconds for r in rs])),
             goal=GOAL_REPLICA_VERIFY_MBS,
             note=f"{page_bytes / 1e6:.0f} MB of pages in {file_bytes / 1e6:.0f} MB of LTX files; "
-            f"peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} MB",
+            f"peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} MB; "
+            f"{_free_note(ctx, 'ltxkit verify --structure-only')}",
             extra={"seconds": [r.seconds for r in rs], "rss_kib": [r.max_rss_kib for r in rs]},
         )
     )
@@ -709,6 +743,7 @@ def bench_checksum(ctx: Context) -> None:
                 goal=GOAL_CHECKSUM_MBS if name == "cores" else None,
                 note=f"peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} MB; CLI start-up alone "
                 f"{_median(startup):.2f} s; same checksum every run: {'yes' if same else 'NO'}; "
+                f"{_free_note(ctx, 'ltxkit checksum')}; "
                 f"reference: {GO_CHECKSUM}",
                 extra={
                     "page_bytes": page_bytes,
