@@ -168,7 +168,7 @@ def damaged_files(draw: st.DrawFn) -> tuple[bytes, bool]:
     return data, shape in ("sound", "tracked") and damage == "none"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(file=damaged_files(), jobs=st.sampled_from([2, 3]))
 def test_damaged_files_same_report(
     file: tuple[bytes, bool], jobs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
