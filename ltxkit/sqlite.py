@@ -18,8 +18,10 @@ so our own descriptors are closed only after SQLite has let go of its locks.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
+import itertools
 import os
 import sqlite3
 import struct
@@ -28,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ltxkit.errors import EXIT_USAGE, LtxkitError
-from ltxkit.format.checksum import database_checksum
-from ltxkit.format.schema import lock_pgno
+from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, lock_pgno
 
 WAL_HEADER_SIZE = 32
 WAL_FRAME_HEADER_SIZE = 24
@@ -93,33 +94,136 @@ class DatabaseView:
     def lock_pgno(self) -> int:
         return lock_pgno(self.page_size)
 
+    def _segments(self, first: int, last: int) -> Iterator[tuple[int, int, int]]:
+        """Pages first..last as `(start, stop, wal_offset)`: pages start..stop-1 are read from the
+        database file; then, when `wal_offset` >= 0, page `stop` from the WAL at that offset (when
+        it is -1, page `stop` is the lock page, or past `last`). The lock page is in no segment.
+
+        Cutting the range where the WAL or the lock page interrupts it keeps those decisions out
+        of the per-page loops: a database-file run is read and hashed page after page, no lookup.
+        """
+        lock = self.lock_pgno
+        frames = self.wal_frames
+        cuts = sorted(p for p in frames if first <= p <= last and p != lock)
+        if first <= lock <= last:
+            bisect.insort(cuts, lock)
+        start = first
+        for pgno in cuts:
+            yield start, pgno, frames.get(pgno, -1) if pgno != lock else -1
+            start = pgno + 1
+        yield start, last + 1, -1
+
+    def _short(self, pgno: int) -> DatabaseError:
+        return DatabaseError(f"{self.path}: page {pgno} is cut short (file shorter than its size)")
+
     def pages(self, *, chunk_pages: int = 256) -> Iterator[tuple[int, bytes]]:
         """Every page 1..commit except the lock page, in order, as the snapshot sees it."""
         ps = self.page_size
-        lock = self.lock_pgno
         db = self._db
-        wal = self._wal
-        wal_frames = self.wal_frames
-        pgno = 1
-        while pgno <= self.commit:
-            n = min(chunk_pages, self.commit - pgno + 1)
-            chunk = os.pread(db, n * ps, (pgno - 1) * ps)
-            for i in range(n):
-                p = pgno + i
-                if p == lock:
-                    continue
-                off = wal_frames.get(p)
-                if off is not None:
-                    page = os.pread(wal, ps, off)
-                else:
-                    page = chunk[i * ps : (i + 1) * ps]
+        for start, stop, wal_offset in self._segments(1, self.commit):
+            pgno = start
+            while pgno < stop:
+                n = min(chunk_pages, stop - pgno)
+                chunk = os.pread(db, n * ps, (pgno - 1) * ps)
+                have = min(n, len(chunk) // ps)
+                for i in range(have):
+                    yield pgno + i, chunk[i * ps : (i + 1) * ps]
+                if have < n:  # the whole pages before the cut came first, as the reader expects
+                    raise self._short(pgno + have)
+                pgno += n
+            if wal_offset >= 0:
+                page = os.pread(self._wal, ps, wal_offset)
                 if len(page) != ps:
-                    raise DatabaseError(f"{self.path}: page {p} is cut short (file shorter than its size)")
-                yield p, page
-            pgno += n
+                    raise self._short(stop)
+                yield stop, page
 
-    def checksum(self) -> int:
-        return database_checksum(self.pages(), self.lock_pgno)
+    def checksum(self, *, jobs: int = 1) -> int:
+        """The LTX database checksum: CRC-64 of each page's number and bytes, XOR-ed, flag set.
+
+        With `jobs` > 1 and a large database, the page range is cut in `jobs` parts and forked
+        children hash the parts; their partial XORs are XOR-ed here. That stays inside this view's
+        snapshot because the children read nothing through SQLite: they are forks of the process
+        whose keeper holds the view's read transaction, reading the same database and WAL
+        descriptors at the offsets this view already fixed (`wal_frames`, taken from the WAL index
+        while the write lock was held), and this process waits for every child before the context
+        manager ends that transaction. While it lasts, no checkpoint copies a frame past its mark
+        into the database file and no writer restarts the WAL over the frames being read (see the
+        module docstring). A child that fails in any way makes this process hash everything
+        itself, so errors are the one-process ones.
+        """
+        total = 0
+        parts = self._parts(jobs)
+        if len(parts) > 1:
+            from ltxkit.workers import fork_call
+
+            children = [fork_call(self._xor_pages, first, last) for first, last in parts[1:]]
+            try:
+                total = self._xor_pages(*parts[0])
+            finally:
+                for child in children:
+                    child.wait()
+            try:
+                for child in children:
+                    total ^= child.result()
+            except Exception:
+                total = self._xor_pages(1, self.commit)  # raises what one process would raise
+        else:
+            total = self._xor_pages(1, self.commit)
+        return CHECKSUM_FLAG | (total & ~CHECKSUM_FLAG)
+
+    def _parts(self, jobs: int) -> list[tuple[int, int]]:
+        if jobs < 2 or self.commit * self.page_size < PARALLEL_CHECKSUM_MIN_BYTES:
+            return [(1, self.commit)]
+        from ltxkit.workers import can_fork
+
+        if not can_fork():
+            return [(1, self.commit)]
+        bounds = [1 + self.commit * k // jobs for k in range(jobs + 1)]
+        return [(a, b - 1) for a, b in itertools.pairwise(bounds) if b > a]
+
+    def _xor_pages(self, first: int, last: int) -> int:
+        """XOR of the raw CRCs (no flag) of pages first..last (lock page excluded), WAL overlay applied.
+
+        The hot loop: each chunk of the database file is read with one preadv straight into a
+        buffer that leaves 4 bytes in front of every page; those get the page's big-endian number,
+        so one CRC call covers number and page, over a memoryview: no bytes object per page.
+        """
+        ps = self.page_size
+        stride = 4 + ps
+        n_max = max(1, min(_IOV_MAX, _CHUNK_BYTES // ps))
+        buf = bytearray(n_max * stride)
+        mv = memoryview(buf)
+        slots = [mv[i * stride + 4 : (i + 1) * stride] for i in range(n_max)]  # where preadv puts pages
+        whole = [mv[i * stride : (i + 1) * stride] for i in range(n_max)]  # number + page, CRC input
+        crc = crc64
+        db = self._db
+        total = 0
+        for start, stop, wal_offset in self._segments(first, last):
+            pgno = start
+            while pgno < stop:
+                n = min(n_max, stop - pgno)
+                got = os.preadv(db, slots[:n] if n < n_max else slots, (pgno - 1) * ps)
+                if got < n * ps:
+                    raise self._short(pgno + got // ps)
+                views = whole[:n] if n < n_max else whole
+                for view, p in zip(views, range(pgno, pgno + n), strict=True):
+                    view[:4] = p.to_bytes(4, "big")
+                for view in views:
+                    total ^= crc(view)
+                pgno += n
+            if wal_offset >= 0:
+                page = os.pread(self._wal, ps, wal_offset)
+                if len(page) != ps:
+                    raise self._short(stop)
+                total ^= crc(page, crc(stop.to_bytes(4, "big")))
+        return total
+
+
+#: Pages read per preadv: a few hundred KB keeps the buffer in cache; Linux takes 1024 buffers.
+_CHUNK_BYTES = 1 << 20
+_IOV_MAX = 1024
+#: Below this the fork of a checksum worker costs about what it saves.
+PARALLEL_CHECKSUM_MIN_BYTES = 64 << 20
 
 
 def _read_wal_map(path: Path, wal_fd: int, shm_fd: int, page_size: int) -> dict[int, int]:

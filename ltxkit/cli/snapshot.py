@@ -62,13 +62,22 @@ def checksum(
         TextOrJson, typer.Option("--format", "-f", help="Output format (json: also page size and page count).")
     ] = TextOrJson.text,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes that hash a large database (default: one per core)."),
+    ] = None,
 ) -> None:
-    """Print a database's LTX checksum (what a snapshot's post-apply checksum would be)."""
+    """Print a database's LTX checksum (what a snapshot's post-apply checksum would be).
+
+    Reads one consistent state (WAL included) without changing any file: the database, its
+    -wal and -shm stay byte-identical.
+    """
     from ltxkit.sqlite import consistent_view
+    from ltxkit.workers import default_jobs
 
     say_when_waiting()
     with consistent_view(db) as view:
-        value = view.checksum()
+        value = view.checksum(jobs=jobs or default_jobs())
         page_size, commit = view.page_size, view.commit
     if wants_json(fmt, as_json):
         out.print_json(

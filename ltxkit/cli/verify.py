@@ -54,7 +54,12 @@ def verify(
     ] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Processes that decode a replica's files (default: one per core)."),
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes that decode a replica's files, or the spans of one large file (default: one per core).",
+        ),
     ] = None,
     recursive: Annotated[
         bool,

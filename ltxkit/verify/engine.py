@@ -60,8 +60,9 @@ def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> F
     return _check_one(open_storage(url), label, f, quick)
 
 
-def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
-    """One replica file. From an object store a small file is one GET, not a HEAD and ranged GETs."""
+def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool, jobs: int = 1) -> FileCheck:
+    """One replica file. From an object store a small file is one GET, not a HEAD and ranged GETs;
+    with `jobs` > 1 (a fork-safe storage only) a large one is split in spans."""
     whole = storage.concurrency > 1 and f.size <= WHOLE_GET_MAX_BYTES
     fc = check_file(
         (lambda: io.BytesIO(storage.read_bytes(f.key))) if whole else (lambda: storage.open(f.key)),
@@ -70,6 +71,7 @@ def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool) -> Fil
         name=f.key.rsplit("/", 1)[-1],
         level=f.level,
         quick=quick,
+        jobs=jobs,
     )
     fc.key = f.key
     return fc
@@ -103,7 +105,7 @@ def _check_files(
                     progress(fc.path, fc.size)
         return {f.key: checks[f.key] for f in files}
     for f in files:
-        fc = _check_one(storage, label, f, quick)
+        fc = _check_one(storage, label, f, quick, jobs)
         checks[f.key] = fc
         if progress is not None:
             progress(fc.path, f.size)
@@ -313,7 +315,7 @@ def verify_paths(
     started = time.perf_counter()
     for raw in paths:
         try:
-            _verify_path(raw, report, replica, quick=quick, progress=progress)
+            _verify_path(raw, report, replica, quick=quick, progress=progress, jobs=jobs)
         except (VerifyUsageError, ReplicaNotFound) as exc:  # the other paths are still checked
             report.unusable.append(str(exc))
     report.seconds = time.perf_counter() - started
@@ -327,6 +329,7 @@ def _verify_path(
     *,
     quick: bool,
     progress: ProgressHook | None,
+    jobs: int = 1,
 ) -> None:
     if "://" in raw:
         storage = open_storage(raw)
@@ -334,7 +337,7 @@ def _verify_path(
         return
     path = Path(raw)
     if path.is_file():
-        report.files.append(check_loose_file(path, quick=quick))
+        report.files.append(check_loose_file(path, quick=quick, jobs=jobs))
         if progress is not None:
             progress(str(path), report.files[-1].size)
     elif path.is_dir():
@@ -345,7 +348,7 @@ def _verify_path(
             if not ltx_files:
                 raise VerifyUsageError(f"{path}: not a replica (no {LTX_DIR}/ directory) and holds no .ltx files")
             for p in ltx_files:
-                report.files.append(check_loose_file(p, quick=quick))
+                report.files.append(check_loose_file(p, quick=quick, jobs=jobs))
     else:
         raise VerifyUsageError(f"{path}: no such file or directory")
 
