@@ -216,6 +216,17 @@ def _verify(ctx: Context, url: str, env: dict[str, str], *extra: str) -> tuple[C
     return run, report
 
 
+_FETCH_ONLY = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from ltxkit.replica.storage import open_storage
+storage = open_storage(sys.argv[1])
+keys = [e.key for e in storage.list("")]
+with ThreadPoolExecutor(16) as pool:
+    print(sum(len(b) for b in pool.map(storage.read_bytes, keys)))
+"""
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t = time.perf_counter()
     result = fn()
@@ -258,6 +269,17 @@ def bench_s3(ctx: Context) -> None:
             "build_s": built_s,
         }
 
+        floor = _check(run_child([sys.executable, "-c", _FETCH_ONLY, url], env=env), "fetch-only floor")
+        ctx.add(
+            Row(
+                "s3",
+                "  the object store's floor: list + GET every object, no decoding (16 threads)",
+                "s",
+                floor.seconds,
+                higher_is_better=False,
+                note="the same SeaweedFS on the same 2 cores: the time no restore of these objects can beat",
+            )
+        )
         ours_db, theirs_db = out / "ltxkit.db", out / "litestream.db"
         ours_args = [ctx.ltxkit, "restore", url, "-o", str(ours_db), "-q"]
         theirs_args = [ctx.litestream, "restore", "-o", str(theirs_db), url]

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -37,10 +38,17 @@ def step(title: str) -> None:
     console.print(Rule(f"[bold cyan]{title}[/bold cyan]", align="left"))
 
 
+def pasteable(cmd: list[str]) -> str:
+    """The command as a user can paste it: `ltxkit` for this interpreter's `-m ltxkit` (on PATH
+    once `.venv/bin` is, see README: Getting started), absolute paths and file:// URLs, quoted."""
+    if cmd[:3] == [sys.executable, "-m", "ltxkit"]:
+        cmd = ["ltxkit", *cmd[3:]]
+    return shlex.join(cmd)
+
+
 def sh(*args: object, expect: int | None = 0) -> subprocess.CompletedProcess[str]:
     cmd = [str(a) for a in args]
-    shown = " ".join(Path(c).name if c == sys.executable else c.replace(str(ROOT) + "/", "") for c in cmd)
-    console.print(f"[dim]$[/dim] [bold]{shown}[/bold]")
+    console.print(f"[dim]$[/dim] [bold]{escape(pasteable(cmd))}[/bold]", soft_wrap=True)  # one pasteable line
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for stream in (r.stdout, r.stderr):
         if stream.strip():
@@ -57,11 +65,16 @@ def main() -> None:
     litestream = H.litestream_bin()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
+    console.print(
+        f"Every command below can be pasted into a shell once ltxkit is on PATH: "
+        f"[bold]export PATH={escape(shlex.quote(str(Path(sys.executable).parent)))}:$PATH[/bold]",
+        soft_wrap=True,
+    )
 
     step("1. Litestream replicates a sample database; the #752 recipe runs against it")
     rep = H.make_seed_shape(WORK)
     db, replica = rep.db_path, rep.replica_dir
-    console.print(f"database {db.relative_to(ROOT)}: {H.row_count(db)} rows; replica {replica.relative_to(ROOT)}")
+    console.print(f"database {db}: {H.row_count(db)} rows; replica {replica} (file://{replica})", markup=False)
     console.print("real Litestream was killed with SIGKILL, rows were written and the WAL was checkpointed while "
                   "it was down, then it was restarted.")
     console.print(f"[yellow]damage[/yellow]: {rep.detail}")
@@ -95,7 +108,7 @@ def main() -> None:
         sys.exit(1)
     quarantine = sorted((replica / "quarantine").glob("*/manifest.json"))
     if quarantine:
-        console.print(f"the damaged file is kept in {quarantine[0].parent.relative_to(ROOT)}/ (see manifest.json)")
+        console.print(f"the damaged file is kept in {quarantine[0].parent}/ (see manifest.json)", markup=False)
     stale_page_story(ltxkit, litestream)
     replicate_story(ltxkit, litestream)
     console.print("\n[bold green]demo complete[/bold green]: damage found before restore time, mended, restored; "
@@ -133,8 +146,8 @@ def replicate_story(ltxkit: list[str], litestream: str) -> None:
     replica = work / "replica"
     writer = H.Writer(db)
     rep = H.LtxkitReplicator(db, replica, interval="200ms")
-    shown = " ".join(rep.command()[2:]).replace(str(ROOT) + "/", "")
-    console.print(f"[dim]$[/dim] [bold]ltxkit {shown.removeprefix('ltxkit ')}[/bold]  [dim](in the background)[/dim]")
+    shown = pasteable(rep.command())
+    console.print(f"[dim]$[/dim] [bold]{escape(shown)}[/bold]  [dim](in the background)[/dim]", soft_wrap=True)
     try:
         rep.start()
         writer.run_for(1.5)

@@ -20,6 +20,37 @@ EXIT_DEFECTS = 1  # the data is at fault (a defect, a refused restore or repair)
 EXIT_USAGE = 2  # could not run: bad arguments, missing paths, not a replica
 EXIT_INTERRUPTED = 130  # Ctrl-C
 
+#: The exit-code rule, spelled once: (code, meaning, for example). Every `--help` shows it
+#: (`exit_codes_help`), and the README's table is this one (a test holds the two together).
+EXIT_TABLE: tuple[tuple[int, str, str], ...] = (
+    (
+        EXIT_OK,
+        "done",
+        "verify: no defect at or above `--fail-on`; replicate: stopped by SIGTERM/SIGINT after its last sync, "
+        "or a `--once` that synced",
+    ),
+    (
+        EXIT_DEFECTS,
+        "the data is at fault",
+        "verify: defects; restore/repair refused (damaged plan, failed integrity check); repair: Ctrl-D at "
+        "its prompt; replicate: a `--once` sync failed, or a page-size change stops it",
+    ),
+    (
+        EXIT_USAGE,
+        "could not run",
+        "bad arguments, missing paths, not a replica, an existing output without `--force`, a link or device "
+        "as output, S3 credentials / bucket / endpoint, a database not in WAL mode or still locked after the "
+        "wait, a running replicator, a second replicator, a repair declined at its prompt",
+    ),
+    (EXIT_INTERRUPTED, "interrupted", "Ctrl-C (except `replicate`, for which Ctrl-C is the normal stop)"),
+)
+
+
+def exit_codes_help() -> str:
+    """The exit-code table as `--help` shows it: one line per code."""
+    rows = [f"{code:>3}  {meaning}: {example.replace('`', '')}" for code, meaning, example in EXIT_TABLE]
+    return "Exit codes (the same for every command):\n\n" + "\n\n".join(rows)
+
 
 class LtxkitError(Exception):
     """A failure with a message for a person, an exit code, and a defect code where data is at fault."""

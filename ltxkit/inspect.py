@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ltxkit.errors import LtxkitError, UsageError
 from ltxkit.format.decoder import LTXReader
@@ -28,7 +28,7 @@ def iso_ms(ms: int) -> str:
 class Inspection:
     """A decoded file: header, trailer and index as far as they could be read, and every defect."""
 
-    path: Path
+    path: Path | str  # a local file, or an s3:// object's URL
     size: int
     header: Header
     trailer: Trailer | None = None
@@ -61,30 +61,57 @@ class Inspection:
         return doc
 
 
-def inspect_file(path: Path, *, page: int | None = None) -> Inspection:
+def inspect_file(path: Path | str, *, page: int | None = None) -> Inspection:
     """Decode `path` strictly, collecting every defect; keep page `page` if asked.
 
-    Raises `UsageError` when there is no file to read and `LTXError` when not even its header can
-    be read (nothing else could be shown); every later defect is in the result.
+    `path` is a local file or one object of a bucket (`s3://bucket/path/file.ltx?endpoint=...`,
+    the query options of a replica URL). Raises `UsageError` when there is no file to read and
+    `LTXError` when not even its header can be read (nothing else could be shown); every later
+    defect is in the result.
     """
+    if isinstance(path, str) and path.startswith("s3://"):
+        return _inspect_object(path, page)
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{path}: is a directory, not an .ltx file (use `ltxkit verify` for a replica)")
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    defects: list[LTXError] = []
     with path.open("rb") as stream:
-        try:
-            reader = LTXReader(stream, on_defect=defects.append)
-        except LTXError as exc:
-            raise LtxkitError(f"{path}: {exc}") from exc
-        found = Inspection(path, path.stat().st_size, reader.header, defects=defects)
-        try:
-            for pgno, data in reader.pages():
-                if pgno == page:
-                    found.page = (pgno, data)
-            assert reader.info is not None
-            found.trailer, found.index = reader.info.trailer, reader.info.index
-        except LTXError as exc:
-            defects.append(exc)
+        return _inspect_stream(stream, path, path.stat().st_size, page)
+
+
+def _inspect_object(url: str, page: int | None) -> Inspection:
+    from urllib.parse import urlsplit, urlunsplit
+
+    from ltxkit.replica.s3 import S3Storage
+
+    parts = urlsplit(url)
+    folder, _, name = parts.path.rpartition("/")
+    if not name:
+        raise UsageError(f"{url}: name one object (s3://bucket/path/file.ltx), or verify the replica")
+    storage = S3Storage(urlunsplit((parts.scheme, parts.netloc, folder, parts.query, "")))
+    try:
+        stream = storage.open(name)
+    except FileNotFoundError:
+        raise UsageError(f"{url}: no such object") from None
+    with stream:
+        return _inspect_stream(stream, url, stream.seek(0, 2), page)
+
+
+def _inspect_stream(stream: BinaryIO, path: Path | str, size: int, page: int | None) -> Inspection:
+    stream.seek(0)
+    defects: list[LTXError] = []
+    try:
+        reader = LTXReader(stream, on_defect=defects.append)
+    except LTXError as exc:
+        raise LtxkitError(f"{path}: {exc}") from exc
+    found = Inspection(path, size, reader.header, defects=defects)
+    try:
+        for pgno, data in reader.pages():
+            if pgno == page:
+                found.page = (pgno, data)
+        assert reader.info is not None
+        found.trailer, found.index = reader.info.trailer, reader.info.index
+    except LTXError as exc:
+        defects.append(exc)
     return found

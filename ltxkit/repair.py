@@ -19,12 +19,15 @@ full-page file that carries them up to the same TXID, so Litestream's compaction
 contiguously above the repair once it is restarted.
 
 Files are published without checksum tracking, as Litestream writes them: Litestream 0.5.x
-cannot restore a plan whose last file tracks checksums.
+cannot restore a plan whose last file tracks checksums. On a replica that keeps ltxkit's checksum
+ledger, each published file gets its record (all are full files: the state they lead to is the
+fold of their own pages), and a quarantined file's record goes to quarantine with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -36,15 +39,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ltxkit.errors import LtxkitError
+from ltxkit.format.checksum import CHECKSUM_FLAG, database_checksum, fold_page_checksums, page_checksum
+from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
+from ltxkit.replica import ledger
 from ltxkit.replica.keys import QUARANTINE_DIR, quarantine_key
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
 from ltxkit.replica.storage import Storage
 from ltxkit.restore import RestoreError, restore_into
 from ltxkit.snapshot import verify_file
-from ltxkit.sqlite import WAL_HEADER_SIZE, DatabaseError, DatabaseView, consistent_view, integrity_check, schema_of
+from ltxkit.sqlite import (
+    WAL_HEADER_SIZE,
+    DatabaseError,
+    DatabaseView,
+    Schema,
+    consistent_view,
+    integrity_check,
+    schema_of,
+)
 from ltxkit.verify.engine import check_replica
 from ltxkit.verify.findings import Finding, ReplicaSummary, Severity
 
@@ -149,9 +163,16 @@ def plan_repair(
             _plan_from_db(plan, storage, keep, from_db, now, staging, force_source=force_source)
         else:
             _plan_from_chain(plan, storage, keep, now, staging)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         plan.staging = None
+        if isinstance(exc, OSError) and (
+            str(exc.filename).startswith(str(staging))
+            if exc.filename is not None
+            else exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        ):
+            # a file of ours in staging: name the replica the user typed, not our staging path
+            raise OSError(exc.errno, f"{exc.strerror}: while building the new files", storage.label) from exc
         raise
     return plan
 
@@ -192,7 +213,7 @@ def _plan_from_db(
         raise RepairError(
             f"{db} itself fails integrity_check ({problems[0]}): it cannot be the source of a sound snapshot"
         )
-    _compare_source(plan, storage, db, force_source=force_source)
+    _compare_source(plan, storage, db, keep, force_source=force_source)
     with consistent_view(db) as view:
         _check_page_size(db, view.page_size, plan.before)  # again, inside the read: it may have changed
         _stage_full_state(plan, storage, view, keep, txid, now, staging)
@@ -206,48 +227,132 @@ def _check_page_size(db: Path, page_size: int, before: ReplicaSummary) -> None:
         )
 
 
-def _compare_source(plan: RepairPlan, storage: Storage, db: Path, *, force_source: bool) -> None:
-    """Does `db` look like the database this replica was made from? The newest restore point that
-    restores (the last good one when the content check failed) must have the database's
-    application id and only tables the database has; what was compared goes into the plan."""
+@dataclass(frozen=True, slots=True)
+class PageComparison:
+    """The database against a restore point, page by page (the lock page never counts)."""
+
+    identical: int
+    changed: int
+    added: int  # pages the database has beyond the restore point's size
+    removed: int  # pages the restore point has beyond the database's size
+    same_checksum: bool  # the database checksum equals the restore point's
+
+    @property
+    def shared(self) -> int:
+        return self.identical + self.changed
+
+    @property
+    def unrelated(self) -> bool:
+        """Fewer than half the pages both have are identical: not a later state of the same
+        database, as far as pages can tell (an application rewriting most pages is possible, so
+        it is an override, not a verdict)."""
+        return not self.same_checksum and self.identical * 2 < self.shared
+
+    def describe(self) -> str:
+        if self.same_checksum:
+            return "pages: identical (the database checksum equals the restore point's)"
+        return (
+            f"pages: {self.identical:,} identical, {self.changed:,} changed, {self.added:,} added, "
+            f"{self.removed:,} removed ({self.identical * 100 // max(1, self.shared)}% of the "
+            f"{self.shared:,} both have are identical)"
+        )
+
+
+def compare_pages(restored: Path, db: Path) -> PageComparison:
+    """Read the restore point's file and one consistent view of the live database side by side."""
+    identical = changed = added = 0
+    our_sum = CHECKSUM_FLAG  # folded as the pages go by: the database is read once
+    with consistent_view(db) as view, restored.open("rb") as fh:
+        ps = view.page_size
+        lock = lock_pgno(ps)
+        theirs = os.fstat(fh.fileno()).st_size // ps
+        their_sum = database_checksum(((p, fh.read(ps)) for p in range(1, theirs + 1)), lock)
+        for pgno, page in view.pages():  # the lock page is never among them
+            our_sum = CHECKSUM_FLAG | (our_sum ^ page_checksum(pgno, page))
+            if pgno > theirs:
+                added += 1
+            elif os.pread(fh.fileno(), ps, (pgno - 1) * ps) == page:
+                identical += 1
+            else:
+                changed += 1
+        ours = view.commit
+    removed = sum(1 for p in range(ours + 1, theirs + 1) if p != lock)
+    return PageComparison(identical, changed, added, removed, our_sum == their_sum and ours == theirs)
+
+
+def _restore_point(files: list[ReplicaFile]) -> list[ReplicaFile] | None:
+    """The newest restore point of `files`: their latest plan, or the chain up to a gap."""
+    try:
+        return restore_plan(files)
+    except PlanError as exc:
+        have = exc.context.get("have")
+        if exc.code == Code.TXID_GAP and isinstance(have, int):
+            with contextlib.suppress(PlanError):
+                return restore_plan(files, txid=have)
+    return None
+
+
+def _candidate_points(before: ReplicaSummary, keep: list[ReplicaFile]) -> list[list[ReplicaFile]]:
+    """Restore points to compare the database with, best first: the newest one whose files are
+    sound (its content may fail SQLite's check because of a page or two: the database is the
+    state those files recorded, so nearly every page matches), then the newest one the repair
+    keeps (content checked)."""
+    structural = set(_condemned(before))
+    out: list[list[ReplicaFile]] = []
+    for files in ([f for f in before.listing.files if f.key not in structural], keep):
+        point = _restore_point(files)
+        if point is not None and all(point != p for p in out):
+            out.append(point)
+    return out
+
+
+def _compare_source(
+    plan: RepairPlan, storage: Storage, db: Path, keep: list[ReplicaFile], *, force_source: bool
+) -> None:
+    """Does `db` look like the database this replica was made from? Compared with the replica's
+    newest restore point that restores: its application id and tables must be the database's,
+    and at least half of the pages both have must be identical (a later state of one database
+    changes some pages, not most). What was compared goes into the plan either way."""
     before = plan.before
-    point: list[ReplicaFile] | None = None
-    if before.content is not None and before.content.last_good is not None:
-        point = restore_plan(before.listing.files, txid=before.content.last_good.txid)
-    elif before.plan and not any(f.code == Code.UNRESTORABLE for f in before.findings):
-        point = restore_plan(before.listing.files)
     live = schema_of(db, live=True)
     _check_page_size(db, live.page_size, before)
-    if point is None:
+    found: tuple[int, Schema, PageComparison] | None = None
+    for point in _candidate_points(before, keep):
+        with tempfile.TemporaryDirectory(prefix="ltxkit-repair-") as tmp:
+            restored = Path(tmp) / "restore-point.db"
+            try:
+                with restored.open("wb") as out:
+                    restore_into(storage, point, out)
+                replica = schema_of(restored)
+            except (RestoreError, DatabaseError):
+                continue
+            found = (point[-1].max_txid, replica, compare_pages(restored, db))
+            break
+    if found is None:
         plan.comparison = f"no restore point restores, so only the page size is compared; {db}: {live.describe()}"
         return
-    with tempfile.TemporaryDirectory(prefix="ltxkit-repair-") as tmp:
-        restored = Path(tmp) / "restore-point.db"
-        try:
-            with restored.open("wb") as out:
-                restore_into(storage, point, out)
-            replica = schema_of(restored)
-        except (RestoreError, DatabaseError):
-            plan.comparison = (
-                f"the restore point could not be read, so only the page size is compared; {db}: {live.describe()}"
-            )
-            return
-    txid = point[-1].max_txid
-    plan.comparison = f"restore point TXID {txid:016x}: {replica.describe()}; {db}: {live.describe()}"
-    missing = replica.tables - live.tables
-    if replica.application_id == live.application_id and not missing:
-        return
-    why = (
-        f"application id {live.application_id}, the replica's {replica.application_id}"
-        if replica.application_id != live.application_id
-        else f"it lacks the replica's table(s) {', '.join(sorted(missing)[:6])}"
+    txid, replica, pages = found
+    plan.comparison = (
+        f"restore point TXID {txid:016x}: {replica.describe()}; {db}: {live.describe()}; {pages.describe()}"
     )
+    missing = replica.tables - live.tables
+    whys = []
+    if replica.application_id != live.application_id:
+        whys.append(f"application id {live.application_id}, the replica's {replica.application_id}")
+    elif missing:
+        whys.append(f"it lacks the replica's table(s) {', '.join(sorted(missing)[:6])}")
+    if pages.unrelated:
+        whys.append(f"only {pages.identical:,} of the {pages.shared:,} pages both have are identical")
+    if not whys:
+        return
+    why = "; ".join(whys)
     if not force_source:
         raise RepairError(
             f"{db} does not look like this replica's database ({why}); nothing changed. "
             "Pass --force-source to publish it anyway"
         )
-    plan.comparison += f"; NOT the replica's database by its schema ({why}), used because of --force-source"
+    by = "its pages" if not missing and replica.application_id == live.application_id else "its schema"
+    plan.comparison += f"; NOT the replica's database by {by} ({why}), used because of --force-source"
 
 
 def _replica_page_size(summary: ReplicaSummary) -> int | None:
@@ -357,7 +462,11 @@ def _plan_from_chain(plan: RepairPlan, storage: Storage, keep: list[ReplicaFile]
     view = _FileView(db, result.page_size, result.commit)
     snap = Header.snapshot(result.page_size, result.commit, txid, now, checksums=False)
     existing = {f.key for f in keep}
-    if storage.layout.key(SNAPSHOT_LEVEL, 1, txid) not in existing:
+    key = storage.layout.key(SNAPSHOT_LEVEL, 1, txid)
+    tracked = [f for f in plan.before.findings if f.code == Code.TRACKED_PLAN_END and f.context.get("key") == key]
+    if key in existing and tracked:  # the snapshot ending the plan tracks checksums: Litestream cannot restore it
+        plan.quarantine.setdefault(key, []).extend(tracked)
+    if key not in existing or tracked:
         plan.new_files.append(_write_staged(storage, staging, view.pages, snap, SNAPSHOT_LEVEL))
     db.unlink()
 
@@ -369,7 +478,7 @@ def _listing_keys(storage: Storage) -> set[tuple[str, int]]:
 def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     """Move condemned files to quarantine and publish the staged files; back out if a writer appears."""
     expected = {(f.key, f.size) for f in plan.before.listing.files} | {
-        (e.key, e.size) for e in plan.before.listing.stray
+        (e.key, e.size) for e in plan.before.listing.entries
     }
     if _listing_keys(storage) != expected:
         discard(plan)
@@ -381,11 +490,19 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     manifest: list[dict[str, object]] = []
     moved: list[tuple[str, str]] = []
     published: dict[str, int] = {}  # key -> size
+    recorded = {e.key for e in storage.list(ledger.LEDGER_DIR + "/")}
+    records = [_ledger_record(nf) for nf in plan.new_files] if recorded else []
+    files = {f.key: f for f in plan.before.listing.files}
     try:
         for key, why in sorted(plan.quarantine.items()):
             dest = quarantine_key(stamp, key)
             moved.append((key, dest))  # first: a Ctrl-C inside the move still puts the file back
             storage.quarantine(key, dest)
+            f = files.get(key)
+            rkey = ledger.key(f.level, f.min_txid, f.max_txid) if f is not None else None
+            if rkey in recorded:  # its record goes with it: a record vouches only for its file
+                moved.append((rkey, quarantine_key(stamp, rkey)))
+                storage.quarantine(rkey, quarantine_key(stamp, rkey))
             manifest.append(
                 {
                     "original_path": key,
@@ -408,6 +525,9 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
         after_expected = {(k, s) for k, s in expected if k not in plan.quarantine} | set(published.items())
         if _listing_keys(storage) != after_expected:
             raise RepairError("the replica changed while repair was publishing (is Litestream running?)")
+        for record in records:  # the replica keeps a ledger: what repair published is recorded too
+            ledger.put(storage, record)
+            published[ledger.key(record.level, record.min_txid, record.max_txid)] = 0
     except BaseException:
         _back_out(storage, moved, list(published), stamp)
         discard(plan)
@@ -415,6 +535,27 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     discard(plan)
     after = check_replica(storage, storage.label, content=True)
     return RepairResult(plan, f"{QUARANTINE_DIR}/{stamp}" if manifest else None, after)
+
+
+def _ledger_record(nf: NewFile) -> ledger.Record:
+    """The ledger record of a file repair publishes: every such file holds every page (a full
+    state), so the database checksum it leads to is the fold of its own pages."""
+    with open(nf.staged, "rb") as fh:
+        reader = LTXReader(fh)
+        sums = [page_checksum(pgno, page) for pgno, page in reader.pages()]
+        assert reader.info is not None
+        hdr, trailer = reader.header, reader.info.trailer
+    return ledger.Record(
+        level=nf.level,
+        min_txid=hdr.min_txid,
+        max_txid=hdr.max_txid,
+        page_size=hdr.page_size,
+        commit=hdr.commit,
+        pages=len(sums),
+        file_checksum=trailer.file_checksum,
+        before=None,
+        after=fold_page_checksums(sums),
+    )
 
 
 def _manifest(entries: list[dict[str, object]], plan: RepairPlan) -> bytes:

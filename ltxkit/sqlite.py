@@ -1,10 +1,16 @@
 """Reading a live SQLite database consistently, page by page, WAL content included.
 
-SQLite offers no page-level read API in the stdlib, so this module holds the database's write
-lock (BEGIN IMMEDIATE: no commit can land, and no checkpoint can reset the WAL, while we read)
-and reads the pages itself: the database file, overlaid with the WAL frames up to the snapshot's
-last frame. That frame count comes from the WAL index (-shm) header, which SQLite keeps exact
-while the write lock is held; the frames' salts are checked against the WAL header.
+SQLite offers no page-level read API in the stdlib, so this module reads the pages itself: the
+database file, overlaid with the WAL frames up to the snapshot's last frame. It takes the write
+lock (BEGIN IMMEDIATE) only for a moment: long enough to start a read transaction on a second,
+read-only connection and to map the WAL from its index (-shm) header, which SQLite keeps exact
+while the write lock is held; the frames' salts are checked against the WAL header. Then the
+write lock goes and writers carry on, while the read transaction keeps the snapshot readable:
+no checkpoint copies a frame past a reader's mark into the database file and no writer restarts
+the WAL under a reader still using it, so the mapped frames and the database file's other pages
+stay as they were. When every frame was already checkpointed, the reader may use no WAL at all
+(SQLite's read mark 0, which lets a writer restart the WAL but blocks checkpoints), so then
+every page is read from the database file.
 
 POSIX locks are per process and per file, and closing *any* descriptor of a file drops them all,
 so our own descriptors are closed only after SQLite has let go of its locks.
@@ -12,18 +18,19 @@ so our own descriptors are closed only after SQLite has let go of its locks.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
+import itertools
 import os
 import sqlite3
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ltxkit.errors import LtxkitError
-from ltxkit.format.checksum import database_checksum
-from ltxkit.format.schema import lock_pgno
+from ltxkit.errors import EXIT_USAGE, LtxkitError
+from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, lock_pgno
 
 WAL_HEADER_SIZE = 32
 WAL_FRAME_HEADER_SIZE = 24
@@ -32,10 +39,43 @@ _WAL_FRAME = struct.Struct(">IIII")
 # WalIndexHdr: iVersion, unused, iChange, isInit, bigEndCksum, szPage, mxFrame, nPage, ...salts
 _SHM_HEADER = struct.Struct("=IIIBBHII8x8x8x")
 _SHM_COPY_SIZE = 48
+_SHM_BACKFILL = struct.Struct("=I")  # WalCkptInfo.nBackfill, right after the two header copies
 
 
 class DatabaseError(LtxkitError):
     """The database cannot be read consistently (missing, locked, not SQLite, damaged WAL)."""
+
+
+#: Told (one line) when a database's lock is not free at once and ltxkit starts waiting for it,
+#: so a wait of up to `busy_timeout_s` is never silent. The CLI prints it on stderr; None: quiet.
+wait_note: Callable[[str], None] | None = None
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
+def _waiting(conn: sqlite3.Connection, sql: str, path: Path, timeout_s: float, what: str) -> sqlite3.Cursor:
+    """`conn.execute(sql)`, first without waiting; if the lock is taken, say so, then wait up to
+    `timeout_s` (a lock still held then is an error that names the wait, exit 2: could not run)."""
+    conn.execute("PRAGMA busy_timeout = 50")
+    try:
+        return conn.execute(sql)
+    except sqlite3.Error as exc:
+        if not _locked(exc):
+            raise
+    if wait_note is not None:
+        wait_note(f"waiting for {path}: another connection holds its {what} (up to {timeout_s:g} s)")
+    conn.execute(f"PRAGMA busy_timeout = {max(0, int(timeout_s * 1000))}")
+    try:
+        return conn.execute(sql)
+    except sqlite3.Error as exc:
+        if _locked(exc):
+            raise DatabaseError(
+                f"{path}: still locked after waiting {timeout_s:g} s ({exc}); try again when the writer is done",
+                exit_code=EXIT_USAGE,
+            ) from exc
+        raise
 
 
 @dataclass(slots=True)
@@ -54,44 +94,148 @@ class DatabaseView:
     def lock_pgno(self) -> int:
         return lock_pgno(self.page_size)
 
+    def _segments(self, first: int, last: int) -> Iterator[tuple[int, int, int]]:
+        """Pages first..last as `(start, stop, wal_offset)`: pages start..stop-1 are read from the
+        database file; then, when `wal_offset` >= 0, page `stop` from the WAL at that offset (when
+        it is -1, page `stop` is the lock page, or past `last`). The lock page is in no segment.
+
+        Cutting the range where the WAL or the lock page interrupts it keeps those decisions out
+        of the per-page loops: a database-file run is read and hashed page after page, no lookup.
+        """
+        lock = self.lock_pgno
+        frames = self.wal_frames
+        cuts = sorted(p for p in frames if first <= p <= last and p != lock)
+        if first <= lock <= last:
+            bisect.insort(cuts, lock)
+        start = first
+        for pgno in cuts:
+            yield start, pgno, frames.get(pgno, -1) if pgno != lock else -1
+            start = pgno + 1
+        yield start, last + 1, -1
+
+    def _short(self, pgno: int) -> DatabaseError:
+        return DatabaseError(f"{self.path}: page {pgno} is cut short (file shorter than its size)")
+
     def pages(self, *, chunk_pages: int = 256) -> Iterator[tuple[int, bytes]]:
         """Every page 1..commit except the lock page, in order, as the snapshot sees it."""
         ps = self.page_size
-        lock = self.lock_pgno
         db = self._db
-        wal = self._wal
-        wal_frames = self.wal_frames
-        pgno = 1
-        while pgno <= self.commit:
-            n = min(chunk_pages, self.commit - pgno + 1)
-            chunk = os.pread(db, n * ps, (pgno - 1) * ps)
-            for i in range(n):
-                p = pgno + i
-                if p == lock:
-                    continue
-                off = wal_frames.get(p)
-                if off is not None:
-                    page = os.pread(wal, ps, off)
-                else:
-                    page = chunk[i * ps : (i + 1) * ps]
+        for start, stop, wal_offset in self._segments(1, self.commit):
+            pgno = start
+            while pgno < stop:
+                n = min(chunk_pages, stop - pgno)
+                chunk = os.pread(db, n * ps, (pgno - 1) * ps)
+                have = min(n, len(chunk) // ps)
+                for i in range(have):
+                    yield pgno + i, chunk[i * ps : (i + 1) * ps]
+                if have < n:  # the whole pages before the cut came first, as the reader expects
+                    raise self._short(pgno + have)
+                pgno += n
+            if wal_offset >= 0:
+                page = os.pread(self._wal, ps, wal_offset)
                 if len(page) != ps:
-                    raise DatabaseError(f"{self.path}: page {p} is cut short (file shorter than its size)")
-                yield p, page
-            pgno += n
+                    raise self._short(stop)
+                yield stop, page
 
-    def checksum(self) -> int:
-        return database_checksum(self.pages(), self.lock_pgno)
+    def checksum(self, *, jobs: int = 1) -> int:
+        """The LTX database checksum: CRC-64 of each page's number and bytes, XOR-ed, flag set.
+
+        With `jobs` > 1 and a large database, the page range is cut in `jobs` parts and forked
+        children hash the parts; their partial XORs are XOR-ed here. That stays inside this view's
+        snapshot because the children read nothing through SQLite: they are forks of the process
+        whose keeper holds the view's read transaction, reading the same database and WAL
+        descriptors at the offsets this view already fixed (`wal_frames`, taken from the WAL index
+        while the write lock was held), and this process waits for every child before the context
+        manager ends that transaction. While it lasts, no checkpoint copies a frame past its mark
+        into the database file and no writer restarts the WAL over the frames being read (see the
+        module docstring). A child that fails in any way makes this process hash everything
+        itself, so errors are the one-process ones.
+        """
+        total = 0
+        parts = self._parts(jobs)
+        if len(parts) > 1:
+            from ltxkit.workers import fork_call
+
+            children = [fork_call(self._xor_pages, first, last) for first, last in parts[1:]]
+            try:
+                total = self._xor_pages(*parts[0])
+            finally:
+                for child in children:
+                    child.wait()
+            try:
+                for child in children:
+                    total ^= child.result()
+            except Exception:
+                total = self._xor_pages(1, self.commit)  # raises what one process would raise
+        else:
+            total = self._xor_pages(1, self.commit)
+        return CHECKSUM_FLAG | (total & ~CHECKSUM_FLAG)
+
+    def _parts(self, jobs: int) -> list[tuple[int, int]]:
+        if jobs < 2 or self.commit * self.page_size < PARALLEL_CHECKSUM_MIN_BYTES:
+            return [(1, self.commit)]
+        from ltxkit.workers import can_fork
+
+        if not can_fork():
+            return [(1, self.commit)]
+        bounds = [1 + self.commit * k // jobs for k in range(jobs + 1)]
+        return [(a, b - 1) for a, b in itertools.pairwise(bounds) if b > a]
+
+    def _xor_pages(self, first: int, last: int) -> int:
+        """XOR of the raw CRCs (no flag) of pages first..last (lock page excluded), WAL overlay applied.
+
+        The hot loop: each chunk of the database file is read with one preadv straight into a
+        buffer that leaves 4 bytes in front of every page; those get the page's big-endian number,
+        so one CRC call covers number and page, over a memoryview: no bytes object per page.
+        """
+        ps = self.page_size
+        stride = 4 + ps
+        n_max = max(1, min(_IOV_MAX, _CHUNK_BYTES // ps))
+        buf = bytearray(n_max * stride)
+        mv = memoryview(buf)
+        slots = [mv[i * stride + 4 : (i + 1) * stride] for i in range(n_max)]  # where preadv puts pages
+        whole = [mv[i * stride : (i + 1) * stride] for i in range(n_max)]  # number + page, CRC input
+        crc = crc64
+        db = self._db
+        total = 0
+        for start, stop, wal_offset in self._segments(first, last):
+            pgno = start
+            while pgno < stop:
+                n = min(n_max, stop - pgno)
+                got = os.preadv(db, slots[:n] if n < n_max else slots, (pgno - 1) * ps)
+                if got < n * ps:
+                    raise self._short(pgno + got // ps)
+                views = whole[:n] if n < n_max else whole
+                for view, p in zip(views, range(pgno, pgno + n), strict=True):
+                    view[:4] = p.to_bytes(4, "big")
+                for view in views:
+                    total ^= crc(view)
+                pgno += n
+            if wal_offset >= 0:
+                page = os.pread(self._wal, ps, wal_offset)
+                if len(page) != ps:
+                    raise self._short(stop)
+                total ^= crc(page, crc(stop.to_bytes(4, "big")))
+        return total
+
+
+#: Pages read per preadv: a few hundred KB keeps the buffer in cache; Linux takes 1024 buffers.
+_CHUNK_BYTES = 1 << 20
+_IOV_MAX = 1024
+#: Below this the fork of a checksum worker costs about what it saves.
+PARALLEL_CHECKSUM_MIN_BYTES = 64 << 20
 
 
 def _read_wal_map(path: Path, wal_fd: int, shm_fd: int, page_size: int) -> dict[int, int]:
-    shm = os.pread(shm_fd, 2 * _SHM_COPY_SIZE, 0)
-    if len(shm) < 2 * _SHM_COPY_SIZE:
+    shm = os.pread(shm_fd, 2 * _SHM_COPY_SIZE + 4, 0)
+    if len(shm) < 2 * _SHM_COPY_SIZE + 4:
         return {}
-    if shm[:_SHM_COPY_SIZE] != shm[_SHM_COPY_SIZE:]:
+    if shm[:_SHM_COPY_SIZE] != shm[_SHM_COPY_SIZE : 2 * _SHM_COPY_SIZE]:
         raise DatabaseError(f"{path}: WAL index header is being changed; try again")
     _ver, _unused, _change, is_init, _big, _sz, mx_frame, _npage = _SHM_HEADER.unpack_from(shm)
-    if not is_init or mx_frame == 0:
-        return {}
+    (backfilled,) = _SHM_BACKFILL.unpack_from(shm, 2 * _SHM_COPY_SIZE)
+    if not is_init or mx_frame == 0 or backfilled >= mx_frame:
+        return {}  # every frame is in the database file too (see the module docstring)
     salt_bytes = shm[32:40]  # SQLite copies the WAL header's salt bytes verbatim
     head = os.pread(wal_fd, WAL_HEADER_SIZE, 0)
     if len(head) < WAL_HEADER_SIZE:
@@ -119,7 +263,8 @@ def _read_wal_map(path: Path, wal_fd: int, shm_fd: int, page_size: int) -> dict[
 
 @contextlib.contextmanager
 def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 30.0) -> Iterator[DatabaseView]:
-    """Hold the database still (write lock) and yield a `DatabaseView` of its committed state."""
+    """Yield a `DatabaseView` of the database's committed state, held by a read transaction (the
+    write lock is taken only while it begins; see the module docstring)."""
     path = Path(db_path)
     if not path.is_file():  # an OSError: the CLI reports it as "could not run" (exit 2)
         raise FileNotFoundError(errno.ENOENT, "no such database file", str(path))
@@ -133,13 +278,13 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=busy_timeout_s, isolation_level=None)
         # The last connection to a WAL database checkpoints it and deletes the WAL as it closes,
         # unless it cannot write: this read-only one is closed last, so reading changes nothing.
-        # (It holds a read transaction: only then does it count as a connection still using the WAL.)
+        # Its read transaction, begun while the write lock is held, is the snapshot read below.
         keeper = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None)
+        _waiting(conn, "BEGIN IMMEDIATE", path, busy_timeout_s, "write lock")
         keeper.execute("BEGIN")
-        keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        conn.execute("BEGIN IMMEDIATE")
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        commit = conn.execute("PRAGMA page_count").fetchone()[0]
+        _waiting(keeper, "SELECT COUNT(*) FROM sqlite_master", path, busy_timeout_s, "lock").fetchone()
+        page_size = keeper.execute("PRAGMA page_size").fetchone()[0]
+        commit = keeper.execute("PRAGMA page_count").fetchone()[0]
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
         db_fd = os.open(path, os.O_RDONLY)
         fds.append(db_fd)
@@ -157,6 +302,7 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
                 if len(head) == WAL_HEADER_SIZE:
                     fields = _WAL_HEADER.unpack(head)
                     view.wal_salts = (fields[4], fields[5])
+        conn.execute("ROLLBACK")  # writers go on; the read transaction holds what was mapped
         yield view
     except sqlite3.Error as exc:
         raise DatabaseError(f"{path}: {exc}") from exc
@@ -182,7 +328,8 @@ def integrity_check(db: Path, *, quick: bool = False, live: bool = False) -> lis
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=30)
         try:
-            rows = conn.execute("PRAGMA quick_check" if quick else "PRAGMA integrity_check").fetchall()
+            pragma = "PRAGMA quick_check" if quick else "PRAGMA integrity_check"
+            rows = (_waiting(conn, pragma, db, 30, "lock") if live else conn.execute(pragma)).fetchall()
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -210,6 +357,8 @@ def schema_of(db: Path, *, live: bool = False) -> Schema:
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=30)
         try:
+            if live:
+                _waiting(conn, "SELECT COUNT(*) FROM sqlite_master", db, 30, "lock").fetchone()
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             tables = frozenset(

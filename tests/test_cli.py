@@ -281,7 +281,7 @@ def test_output_file(run_ltxkit: Run, tmp_path: Path) -> None:
     for r, out in ((as_json, tmp_path / "v.json"), (as_text, tmp_path / "v.txt")):
         # nothing on stdout; on stderr only the verdict, so a CI log shows why the job failed
         assert r.returncode == 1 and r.stdout == ""
-        assert r.stderr == f"ltxkit verify: FAILED: 1 error(s), 0 warning(s) (report in {out})\n"
+        assert r.stderr == f"ltxkit verify: FAILED: 1 error, 0 warnings (report in {out})\n"
     doc = json.loads((tmp_path / "v.json").read_text())
     assert [f["code"] for f in doc["findings"]] == ["txid-gap"]
     text = (tmp_path / "v.txt").read_text()
@@ -373,7 +373,7 @@ def test_snapshot_refuses_existing_output(run_ltxkit: Run, tmp_path: Path) -> No
     out = tmp_path / "out.ltx"
     out.write_bytes(b"precious")
     r = run_ltxkit("snapshot", db, "-o", out)
-    assert r.returncode == 1
+    assert r.returncode == 2  # could not run: not a defect in any data
     assert_one_line_error(r, naming=str(out))
     assert "already exists" in r.stderr
     assert out.read_bytes() == b"precious"
@@ -438,7 +438,7 @@ def test_junit_report_is_valid_and_complete_even_when_a_path_cannot_be_checked(r
         "verify", REPLICAS / "healthy", tmp_path / "missing", REPLICAS / "txid-gap", odd, "-f", "junit", "-o", report
     )
     assert r.returncode == 2  # could not check everything
-    assert "ltxkit verify: FAILED: 2 error(s), 0 warning(s), 1 path(s) could not be checked" in r.stderr
+    assert "ltxkit verify: FAILED: 2 errors, 0 warnings, 1 path could not be checked" in r.stderr
     assert f"ltxkit: {tmp_path / 'missing'}: no such file or directory" in r.stderr
     doc = etree.parse(str(report))
     schema.assertValid(doc)

@@ -32,7 +32,7 @@ REPLICA_FIXTURES = sorted(k for k, v in MANIFEST.items() if v["level"] == "repli
 CONTROLS = ["files/valid-increment.ltx", "files/valid-snapshot.ltx"]
 
 #: Codes verify reports as warnings only (exit 0 unless --fail-on warning).
-WARNING_ONLY = {"stray-file", "txid-gap-bridged"}
+WARNING_ONLY = {"stray-file", "txid-gap-bridged", "ledger-gap"}
 
 
 def _l0(lo: int, hi: int, suffix: str = "") -> str:
@@ -42,10 +42,14 @@ def _l0(lo: int, hi: int, suffix: str = "") -> str:
 #: For each replica fixture: code -> where it may be reported, relative to the replica ("." = the
 #: replica itself, for chain/plan findings). Taken from the fixture descriptions in README.md.
 REPLICA_WHERE: dict[str, dict[str, set[str]]] = {
-    "replicas/checksum-chain-break": {"checksum-chain-break": {_l0(3, 3)}},
+    "replicas/checksum-chain-break": {"checksum-chain-break": {_l0(3, 3)}, "tracked-plan-end": {"."}},
     "replicas/filename-mismatch": {"filename-mismatch": {_l0(3, 3)}},
     "replicas/growth-pages-missing": {"growth-pages-missing": {_l0(2, 2)}, "unrestorable": {"."}},
     "replicas/healthy": {},
+    "replicas/ledger-proven": {},
+    "replicas/ledger-mismatch": {"ledger-mismatch": {"."}},
+    "replicas/ledger-damaged": {"ledger-damaged": {"."}},
+    "replicas/ledger-gap": {"ledger-gap": {"."}},
     "replicas/no-snapshot": {"no-snapshot": {"."}, "unrestorable": {"."}},
     # which side of a page-size split is "wrong" is a policy; it must be one of the files
     "replicas/page-size-mismatch": {"page-size-mismatch": {_l0(1, 1), _l0(2, 2), _l0(3, 3)}},
@@ -54,6 +58,7 @@ REPLICA_WHERE: dict[str, dict[str, set[str]]] = {
     "replicas/truncated-increment": {"truncated": {_l0(3, 3)}, "unrestorable": {"."}},
     "replicas/txid-gap": {"txid-gap": {"."}, "unrestorable": {"."}},
     "replicas/txid-overlap": {"txid-overlap": {_l0(2, 3), _l0(3, 4)}},
+    "replicas/tracked-plan-end": {"tracked-plan-end": {"."}},
 }
 
 

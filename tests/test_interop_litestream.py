@@ -113,9 +113,29 @@ def test_litestream_cannot_restore_a_tracked_file_at_the_end_of_its_plan(tmp_pat
     assert run_ltxkit("snapshot", db, "-o", out).returncode == 0
     r = H.restore(tmp_path / "replica", tmp_path / "x.db")
     assert r.returncode != 0 and "post-apply checksum not allowed" in r.stderr
-    # ltxkit restores it, and verify has nothing against it
+    # ltxkit restores it, and verify names why Litestream cannot
     assert run_ltxkit("restore", tmp_path / "replica", "-o", tmp_path / "y.db", "--quiet").returncode == 0
     assert H.logical_dump(tmp_path / "y.db") == H.logical_dump(db)
+    v = run_ltxkit("verify", tmp_path / "replica", "--format", "json")
+    assert v.returncode == 1, v.stderr
+    assert [f["code"] for f in json.loads(v.stdout)["findings"]] == ["tracked-plan-end"]
+
+
+def test_verify_names_the_tracked_plan_end_fixture_litestream_fails_on(tmp_path: Path, run_ltxkit) -> None:
+    """Issue 14 (2a): the fixture's plan ends with a sound tracked file; the real Litestream refuses
+    the same replica, ltxkit restores it, and verify says both."""
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "corrupt" / "replicas" / "tracked-plan-end"
+    replica = tmp_path / "replica"
+    shutil.copytree(fixture, replica)
+    r = H.restore(replica, tmp_path / "litestream.db")
+    assert r.returncode != 0 and "post-apply checksum not allowed" in r.stderr, r.stderr
+    assert not (tmp_path / "litestream.db").exists()
+    ours = run_ltxkit("restore", replica, "-o", tmp_path / "ltxkit.db", "--quiet")
+    assert ours.returncode == 0, ours.stderr
+    v = run_ltxkit("verify", replica)
+    assert v.returncode == 1
+    assert "tracked-plan-end" in v.stdout and "ltxkit restore` can still restore it" in v.stdout
+    assert "litestream restore` 0.5.x refuses it" in v.stdout
 
 
 # ---- issue 4: byte-identical restores -------------------------------------------------------
@@ -279,3 +299,23 @@ def test_restore_refuses_damaged_plan_like_verify(tmp_path: Path, run_ltxkit) ->
     r = run_ltxkit("restore", rep.replica_dir, "-o", out)
     assert r.returncode == 1 and "truncated" in r.stderr and str(Path(rep.damaged_file).name) in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("level", [0, 9])
+def test_repair_makes_a_tracked_plan_end_restorable_by_litestream(tmp_path: Path, run_ltxkit, level: int) -> None:
+    """From the chain: an untracked level-9 snapshot ends the plan after the repair (replacing a
+    tracked one with the same name, which goes to quarantine)."""
+    db = H.make_db(tmp_path / "src.db", rows=50)
+    replica = tmp_path / "replica"
+    out = replica / "ltx" / str(level) / format_filename(1, 1)
+    out.parent.mkdir(parents=True)
+    assert run_ltxkit("snapshot", db, "-o", out).returncode == 0  # tracked (the default)
+    assert H.restore(replica, tmp_path / "before.db").returncode != 0
+    r = run_ltxkit("repair", replica, "--rebuild-snapshot", "--yes", "--watch", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert run_ltxkit("verify", replica).returncode == 0
+    theirs = tmp_path / "theirs.db"
+    lr = H.restore(replica, theirs)
+    assert lr.returncode == 0, lr.stderr
+    assert H.logical_dump(theirs) == H.logical_dump(db)
+    assert (list((replica / "quarantine").rglob("*.ltx")) != []) is (level == 9)

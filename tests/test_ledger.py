@@ -44,7 +44,8 @@ def test_every_published_file_has_a_record_and_the_latest_point_is_proven(replic
     r = verify(str(replica), "--format", "json")
     assert r.returncode == 0, r.stdout
     assert json.loads(r.stdout)["replicas"][0]["proven"] is True
-    assert "latest restore point is proven" in verify(str(replica)).stdout
+    assert "every restore point is proven (4 restore points" in verify(str(replica)).stdout
+    assert json.loads(r.stdout)["replicas"][0]["proven_restore_points"] == 4
 
 
 def test_a_record_that_disagrees_is_ledger_mismatch(replica: Path) -> None:
@@ -88,3 +89,29 @@ def test_a_well_formed_file_with_other_pages_is_ledger_mismatch(replica: Path) -
     codes = {f["code"] for f in json.loads(r.stdout)["findings"]}
     assert codes == {"ledger-mismatch"}, r.stdout
     assert r.returncode == 1
+
+
+def test_repair_records_what_it_publishes_and_moves_the_damaged_files_record(replica: Path) -> None:
+    victim = sorted((replica / "ltx" / "0").glob("*.ltx"))[-1]
+    data = victim.read_bytes()
+    victim.write_bytes(data[:200] + bytes([data[200] ^ 0xFF]) + data[201:])
+    assert verify(str(replica)).returncode == 1
+    db = replica.parent / "app.db"
+    r = subprocess.run(
+        [sys.executable, "-m", "ltxkit", "repair", str(replica), "--rebuild-snapshot", "--from-db", str(db), "--yes"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = verify(str(replica), "--format", "json")
+    assert v.returncode == 0, v.stdout
+    doc = json.loads(v.stdout)
+    assert doc["findings"] == [] and doc["replicas"][0]["proven"] is True
+    for ltx in (replica / "ltx").glob("*/*.ltx"):  # every file, the repair's included, has its record
+        assert (replica / "ledger" / ltx.parent.name / f"{ltx.stem}.json").exists(), ltx
+    assert not (replica / "ledger" / "0" / f"{victim.stem}.json").exists()
+    moved = list((replica / "quarantine").rglob(f"{victim.stem}.json"))
+    assert len(moved) == 1 and ledger.decode(moved[0].read_bytes()).max_txid == int(victim.stem.split("-")[1], 16)
+    out = replica.parent / "after.db"
+    assert H.restore(replica, out).returncode == 0  # Litestream restores the repaired replica
+    assert H.logical_dump(out) == H.logical_dump(db)

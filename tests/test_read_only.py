@@ -43,3 +43,51 @@ def test_reading_leaves_the_database_and_its_wal_untouched(tmp_path: Path, comma
     # crash whoever reads first, so its bytes are SQLite's business)
     assert {p.name: digest(p) for p in (db, wal)} == before
     assert shm.exists()
+
+
+def _image(db: Path) -> bytes:
+    """The database as SQLite serializes it: the state a reader sees, WAL included."""
+    import sqlite3
+
+    c = sqlite3.connect(db)
+    try:
+        return c.serialize()
+    finally:
+        c.close()
+
+
+def _view_bytes(view) -> bytes:  # type: ignore[no-untyped-def]
+    lock = view.lock_pgno
+    out = bytearray(view.commit * view.page_size)
+    for pgno, page in view.pages():
+        assert pgno != lock
+        out[(pgno - 1) * view.page_size : pgno * view.page_size] = page
+    return bytes(out)
+
+
+@pytest.mark.parametrize("backfilled", [False, True], ids=["frames-in-wal", "wal-all-checkpointed"])
+def test_writers_and_checkpoints_go_on_while_a_view_is_read(tmp_path: Path, backfilled: bool) -> None:
+    """The write lock is held only while the view begins: an application with a short busy
+    timeout commits and checkpoints meanwhile, and the view still reads the state it began at."""
+    import sqlite3
+
+    from ltxkit.sqlite import consistent_view
+
+    db = tmp_path / "app.db"
+    app = sqlite3.connect(db, isolation_level=None, timeout=0.05)
+    app.execute("PRAGMA journal_mode=wal")
+    app.execute("PRAGMA wal_autocheckpoint=0")
+    app.execute("CREATE TABLE t(x)")
+    for i in range(200):
+        app.execute("INSERT INTO t VALUES (?)", (bytes([i % 251]) * 900,))
+    if backfilled:  # every frame copied into the database file: the view reads no WAL
+        assert app.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0] == 0
+    expected = _image(db)
+    with consistent_view(db) as view:
+        for i in range(300):  # new frames, overwriting a restarted WAL when it was all checkpointed
+            app.execute("UPDATE t SET x = ? WHERE rowid = ?", (bytes([7]) * 900, i % 200 + 1))
+            app.execute("INSERT INTO t VALUES (?)", (b"n" * 900,))
+        app.execute("PRAGMA wal_checkpoint(PASSIVE)")  # may copy only what the view does not need
+        assert _view_bytes(view) == expected
+    assert _image(db) != expected  # the writes did land
+    app.close()

@@ -109,7 +109,7 @@ def test_cli_failure_paths(tmp_path: Path) -> None:
     # existing output refused, untouched
     out.write_bytes(b"precious")
     r = run_cli("restore", replica, "-o", str(out))
-    assert r.returncode == 1 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
     assert out.read_bytes() == b"precious"
     assert len(r.stderr.strip().splitlines()) == 1
     # --force replaces it

@@ -150,7 +150,7 @@ def test_repair_asks_on_a_terminal_before_moving_anything(tmp_path: Path) -> Non
     before = tree(replica)
     rc, screen = run_on_terminal(["repair", str(replica), "--rebuild-snapshot"], b"n\n")
     assert "apply this repair?" in screen and "nothing changed" in screen
-    assert rc == 1
+    assert rc == 2  # declined: not a defect, could not run by choice
     assert tree(replica) == before
     rc, screen = run_on_terminal(["repair", str(replica), "--rebuild-snapshot"], b"y\n")
     assert rc == 0, screen

@@ -2,14 +2,14 @@
 
 Each command parses its options and makes one library call (`inspect_file`, `verify_paths`,
 `restore_to_path`, `write_snapshot_file`, `plan_repair`/`apply_repair`); what they share is in
-`common`. Exit codes everywhere (`ltxkit.errors`): 0 success / clean, 1 defects found or the
-operation refused for a reason about the data, 2 could not run (bad arguments, unreadable
-paths), 130 interrupted. Errors are one line, naming the file and the problem; `--debug` shows
+`common`. Exit codes everywhere: the one table in `ltxkit.errors` (`EXIT_TABLE`), which every
+`--help` shows as its epilog. Errors are one line, naming the file and the problem; `--debug` shows
 the traceback instead.
 """
 
 from ltxkit.cli import inspect, repair, replicate, restore, snapshot, verify
 from ltxkit.cli.common import app
+from ltxkit.errors import exit_codes_help
 
 # `--help` lists the commands in this order
 for _command in (
@@ -21,7 +21,7 @@ for _command in (
     snapshot.checksum,
     repair.repair,
 ):
-    app.command()(_command)
+    app.command(epilog=exit_codes_help())(_command)
 
 
 def main() -> None:

@@ -9,12 +9,13 @@ import functools
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from ltxkit import __version__
-from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE, LtxkitError
+from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE, LtxkitError, exit_codes_help
 
 if TYPE_CHECKING:  # imported where used: every module loaded here is start-up time of every command
     from rich.console import Console
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    epilog=exit_codes_help(),
     help="Read, check, restore, repair and produce LTX replicas (LTX v3, as Litestream 0.5.x writes it).\n\n"
     "Typical use: [bold]ltxkit verify REPLICA[/bold] in CI or cron; "
     "[bold]ltxkit restore REPLICA -o DB[/bold] when you need the data back; "
@@ -65,13 +67,16 @@ class Fail(LtxkitError):
         super().__init__(message, exit_code=code)
 
 
+END_OF_INPUT = "\x04"  # what `ask` returns for Ctrl-D
+
+
 def ask(question: str) -> str | None:
-    """A person's answer on the terminal: "" for Ctrl-D (no), None for Ctrl-C (interrupted)."""
+    """A person's answer on the terminal: `END_OF_INPUT` for Ctrl-D, None for Ctrl-C (interrupted)."""
     try:
         return input(question)
     except EOFError:
         print(file=sys.stderr)
-        return ""
+        return END_OF_INPUT
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return None
@@ -122,6 +127,32 @@ def main_options(
     ] = False,
 ) -> None:
     _state["debug"] = debug
+
+
+class TextOrJson(StrEnum):
+    text = "text"
+    json = "json"
+
+
+#: One output convention for every command: `--format text|json` (verify adds junit), with
+#: `--json` kept as the short spelling of `--format json`.
+FORMAT_HELP = "Output format."
+JSON_HELP = "Same as --format json."
+
+
+def wants_json(fmt: str, as_json: bool) -> bool:
+    """`--json` and `--format` are one choice: refuse the two saying different things."""
+    if as_json and fmt not in ("text", "json"):
+        raise Fail(f"--json and --format {fmt} say different things; give one", EXIT_USAGE)
+    return as_json or fmt == "json"
+
+
+def say_when_waiting() -> None:
+    """Waiting on a database another connection has locked prints one line on stderr, saying for
+    how long at most, instead of sitting silent for up to 30 s."""
+    from ltxkit import sqlite
+
+    sqlite.wait_note = lambda line: err.print(f"ltxkit: {line}", markup=False, highlight=False)
 
 
 def progress_bar(enabled: bool, *, pages: bool = False) -> "Progress | None":

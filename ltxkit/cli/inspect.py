@@ -6,28 +6,34 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, guarded, out
+from ltxkit.cli.common import FORMAT_HELP, JSON_HELP, Fail, TextOrJson, guarded, out, wants_json
 from ltxkit.errors import EXIT_DEFECTS
 
 
 @guarded
 def inspect(
-    file: Annotated[Path, typer.Argument(help="An .ltx file.", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="An .ltx file, or one object of a bucket: s3://bucket/path/0000/<min>-<max>.ltx?endpoint=...",
+            show_default=False,
+        ),
+    ],
+    fmt: Annotated[TextOrJson, typer.Option("--format", "-f", help=FORMAT_HELP)] = TextOrJson.text,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     pages: Annotated[bool, typer.Option("--pages", help="List every page: pgno, offset, size.")] = False,
     page: Annotated[int | None, typer.Option("--page", help="Hex-dump one decoded page.", metavar="N")] = None,
 ) -> None:
     """Show an LTX file's header, pages, index and trailer, verifying it as it reads.
 
-    Exit 0 when the file is sound, 1 when it has defects (listed), 2 when it cannot be read.
-    Never writes anything.
+    Never writes anything. Defects are listed (exit 1); a file that cannot be read is exit 2.
     """
     from rich.table import Table
 
     from ltxkit.inspect import inspect_file, iso_ms
 
-    found = inspect_file(file, page=page)
-    if as_json:
+    found = inspect_file(file if file.startswith("s3://") else Path(file), page=page)
+    if wants_json(fmt, as_json):
         out.print_json(json.dumps(found.to_json(pages=pages)))
     else:
         header, trailer = found.header, found.trailer
@@ -42,7 +48,7 @@ def inspect(
         if trailer:
             for k, v in trailer.to_json().items():
                 t.add_row(k, v)
-        t.add_row("pages", str(len(found.index)))
+        t.add_row("pages", f"{len(found.index):,}")
         t.add_row("file size", f"{found.size:,}")
         out.print(t)
         if pages:

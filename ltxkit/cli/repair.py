@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, ask, guarded, out
+from ltxkit.cli.common import END_OF_INPUT, Fail, ask, guarded, out, say_when_waiting
 from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
 
 
@@ -26,9 +26,19 @@ def repair(
     force_source: Annotated[
         bool,
         typer.Option(
-            "--force-source", help="Use --from-db even when its schema does not match the replica's (loudly)."
+            "--force-source",
+            help="Use --from-db even when its schema or pages do not match the replica's (loudly).",
         ),
     ] = False,
+    watch: Annotated[
+        float,
+        typer.Option(
+            "--watch",
+            min=0,
+            envvar="LTXKIT_REPAIR_WATCH",
+            help="Seconds to watch the replica for a running replicator's new files before repairing.",
+        ),
+    ] = 1.0,
 ) -> None:
     """Make a broken replica restorable again. Deletes nothing.
 
@@ -38,16 +48,23 @@ def repair(
 
     With --from-db, one consistent read of the live database becomes a new snapshot above every
     TXID in the replica. The database must pass integrity_check, have the replica's page size,
-    and look like the replica's source: the newest restore point that restores must have its
-    application id and only tables it has (the plan shows the comparison; --force-source
-    overrides a mismatch). Without it, the snapshot is rebuilt from the newest healthy snapshot and the healthy
-    files after it (up to the last restore point that passes the content check), and the TXIDs
-    that can no longer be restored are named.
+    and look like the replica's source: compared with the replica's newest restore point that
+    restores, it must have the same application id and every table, and at least half of the
+    pages both have must be identical (the plan's "source check" line shows the counts of
+    identical, changed, added and removed pages, or "identical" when the checksums match;
+    --force-source overrides a mismatch, loudly). Without --from-db, the snapshot is rebuilt
+    from the newest healthy snapshot and the healthy files after it (up to the last restore
+    point that passes the content check), and the TXIDs that can no longer be restored are named.
     Damaged files, and files that would keep verify failing, move to REPLICA/quarantine/<time>/
     with a manifest.json saying why. Every new file is verified before it is published.
+    Staging directories left by interrupted runs (whose process is gone) are removed.
 
-    Stop Litestream before repairing; start it again afterwards. Repair backs out if the replica
-    changes while it works.
+    Stop Litestream (and ltxkit replicate) before repairing; start it again afterwards. Repair
+    refuses (exit 2) when it sees a replicator: with --from-db, ltxkit replicate's lock on the
+    database, or Litestream's .<db>-litestream/ state written during the --watch (1 s); always,
+    new or changed files in the replica during that watch. An idle Litestream shows none of
+    these, so stopping it is your part. Repair also backs out if the replica changes while it
+    works.
 
     Example:  ltxkit repair /backups/app --rebuild-snapshot --from-db /srv/app.db
     """
@@ -59,11 +76,27 @@ def repair(
     storage = open_storage(replica)
     if from_db is not None and not from_db.is_file():
         raise Fail(f"{from_db}: no such database file", EXIT_USAGE)
+    from ltxkit.live import refuse_if_replicating
+
+    say_when_waiting()
+
+    refuse_if_replicating(storage, from_db, watch_s=watch)
     try:
         plan = plan_repair(storage, from_db=from_db, force_source=force_source)
     except RepairError as exc:
         raise Fail(f"{replica}: {exc}") from None
+    stale = storage.stale_staging()
+    if not plan.needed and plan.before.errors:
+        codes = ", ".join(sorted({str(f.code) for f in plan.before.errors}))
+        raise Fail(f"{replica}: verify finds {codes}, which repair --rebuild-snapshot cannot mend; nothing changed")
     if not plan.needed:
+        if stale and not dry_run:
+            storage.remove_stale_staging()
+            out.print(f"{replica}: removed {_staging(stale)} left by interrupted runs", markup=False)
+            out.print(f"{replica}: verify finds no errors; nothing else to repair", markup=False)
+            return
+        if stale:
+            out.print(f"{replica}: would remove {_staging(stale)} left by interrupted runs", markup=False)
         out.print(f"{replica}: verify finds no errors; nothing to repair, nothing changed")
         return
     out.print(f"[bold]repair plan for {replica}[/bold]")
@@ -77,6 +110,8 @@ def repair(
         from rich.markup import escape
 
         out.print(f"  [{style}]source check[/{style}]: {escape(plan.comparison)}", highlight=False)
+    for name in stale:
+        out.print(f"  remove   {name} (stale staging: its process is gone)", markup=False)
     for nf in plan.new_files:
         out.print(f"  publish  {nf.key}", markup=False)
     for key, why in sorted(plan.quarantine.items()):
@@ -98,16 +133,26 @@ def repair(
         if answer is None or answer.strip().lower() not in ("y", "yes"):
             discard(plan)
             out.print("nothing changed")
-            raise typer.Exit(EXIT_INTERRUPTED if answer is None else EXIT_DEFECTS)
+            # Ctrl-C: interrupted; Ctrl-D: no answer (1); a "no": could not run, by choice (2)
+            raise typer.Exit(
+                EXIT_INTERRUPTED if answer is None else EXIT_DEFECTS if answer == END_OF_INPUT else EXIT_USAGE
+            )
+    if stale:
+        storage.remove_stale_staging()
     try:
         result = apply_repair(storage, plan)
     except RepairError as exc:
         raise Fail(f"{replica}: {exc}; everything was put back") from None
     if result.quarantine is not None:
         where = f"{storage.label.rstrip('/')}/{result.quarantine}"
-        out.print(f"moved {len(plan.quarantine)} file(s) to {where} (see manifest.json there)", markup=False)
+        n = len(plan.quarantine)
+        out.print(f"moved {n:,} file{'' if n == 1 else 's'} to {where} (see manifest.json there)", markup=False)
     errors = result.errors
     if errors:
         raise Fail(f"{replica}: still failing after repair: {errors[0].code}: {errors[0].message}")
     out.print(f"[green]repaired[/green]: latest restorable TXID {plan.txid:016x}; `ltxkit verify {replica}` passes")
     out.print("next: start Litestream again; it continues above the new snapshot")
+
+
+def _staging(names: tuple[str, ...]) -> str:
+    return f"{len(names):,} stale staging director{'y' if len(names) == 1 else 'ies'} ({', '.join(names)})"

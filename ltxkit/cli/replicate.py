@@ -49,7 +49,9 @@ def replicate(
     ] = None,
     interval: Annotated[str, typer.Option("--interval", help="Time between syncs (1s, 250ms, ...).")] = "1s",
     once: Annotated[bool, typer.Option("--once", help="Sync what is committed now, then exit (cron, CI).")] = False,
-    log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object per line).")] = "text",
+    log_format: Annotated[
+        str, typer.Option("--log-format", "--format", help="text or json (one object per line).")
+    ] = "text",
     min_checkpoint_pages: Annotated[
         int, typer.Option("--min-checkpoint-pages", help="PASSIVE checkpoint once the WAL holds this many frames.")
     ] = 1000,
@@ -90,8 +92,8 @@ def replicate(
 
     State lives beside the database in `.<name>-ltxkit/`; losing it costs one full read of the
     database, never correctness. Runs until SIGTERM or Ctrl-C, then syncs once more and exits 0.
-    One log line per published file; exit 1 when replication cannot go on (a changed page size),
-    2 when it cannot start (not WAL mode, a second replicator on the same database).
+    One log line per published file; replication that cannot go on (a changed page size) ends
+    it, and so does a start that cannot happen (not WAL mode, a second replicator): see below.
 
     Like Litestream it compacts level 0 into levels 1, 2, 3 (--levels), takes level-9 snapshots
     and deletes what retention allows and no restore needs; every compacted file and snapshot is

@@ -1,6 +1,10 @@
 """`ltxkit restore REPLICA -o DB`: Litestream's restore plan, every page verified, written atomically."""
 
+import contextlib
 import functools
+import shutil
+import sys
+import tempfile
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -21,7 +25,15 @@ class IntegrityMode(StrEnum):
 @guarded
 def restore(
     replica: Annotated[str, typer.Argument(help="Replica directory or file:// URL.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Database file to write.", show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Database file to write; '-' writes it to standard output, which must be a pipe or a file.",
+            show_default=False,
+        ),
+    ],
     txid: Annotated[str | None, typer.Option("--txid", help="Restore up to this TXID (hex, inclusive).")] = None,
     timestamp: Annotated[
         str | None,
@@ -61,6 +73,9 @@ def restore(
         raise Fail("use --txid or --timestamp, not both", EXIT_USAGE)
     target_txid = parse_txid(txid)
     target_ms = parse_timestamp_ms(timestamp)
+    to_stdout = str(output) == "-"
+    if to_stdout and sys.stdout.isatty():
+        raise Fail("-o -: standard output is a terminal; pipe it (| gzip > app.db.gz) or name a file", EXIT_USAGE)
     storage = open_storage(replica)
     plan = plan_for(storage, txid=target_txid, timestamp_ms=target_ms)
     if dry_run:
@@ -87,23 +102,39 @@ def restore(
         return
     started = time.perf_counter()
     progress = progress_bar(not quiet, pages=True)
-    restore = functools.partial(
-        restore_to_path,
-        storage,
-        output,
-        plan=plan,
-        force=force,
-        integrity=None if integrity == IntegrityMode.none else integrity.value,
-        jobs=jobs or default_jobs(),
-    )
-    if progress is not None:
-        with progress:
-            task = progress.add_task("restoring", total=sum(f.size for f in plan), pages=0)
-            result = restore(progress=lambda b, p: progress.update(task, completed=b, pages=p))
-    else:
-        result = restore()
+    with contextlib.ExitStack() as stack:
+        target = output
+        if to_stdout:  # a restore writes pages out of order: a file in $TMPDIR first, checked, then copied
+            target = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ltxkit-restore-"))) / "restored.db"
+        restore = functools.partial(
+            restore_to_path,
+            storage,
+            target,
+            plan=plan,
+            force=force,
+            integrity=None if integrity == IntegrityMode.none else integrity.value,
+            jobs=jobs or default_jobs(),
+        )
+        if progress is not None:
+            with progress:
+                task = progress.add_task("restoring", total=sum(f.size for f in plan), pages=0)
+                result = restore(progress=lambda b, p: progress.update(task, completed=b, pages=p))
+        else:
+            result = restore()
+        if to_stdout:
+            with target.open("rb") as fh:
+                shutil.copyfileobj(fh, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
     if not quiet:
+        checked = {
+            IntegrityMode.none: "",
+            IntegrityMode.quick: "; PRAGMA quick_check ran on it before it was published: ok",
+            IntegrityMode.full: "; PRAGMA integrity_check ran on it before it was published: ok",
+        }[integrity]
+        where = "standard output" if to_stdout else output
         err.print(
-            f"restored TXID {result.txid:016x} to {output}: {result.commit} pages of {result.page_size} bytes "
-            f"from {len(plan)} file(s) in {time.perf_counter() - started:.2f}s"
+            f"restored TXID {result.txid:016x} to {where}: {result.commit:,} pages of {result.page_size:,} bytes "
+            f"from {len(plan):,} file{'' if len(plan) == 1 else 's'} in {time.perf_counter() - started:.2f}s{checked}",
+            markup=False,
+            highlight=False,
         )

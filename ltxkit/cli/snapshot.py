@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, err, guarded, out, parse_txid
+from ltxkit.cli.common import (
+    JSON_HELP,
+    Fail,
+    TextOrJson,
+    err,
+    guarded,
+    out,
+    parse_txid,
+    say_when_waiting,
+    wants_json,
+)
 from ltxkit.errors import EXIT_USAGE
 
 
@@ -33,13 +43,14 @@ def snapshot(
     """
     from ltxkit.snapshot import write_snapshot_file
 
+    say_when_waiting()
     max_txid = parse_txid(txid)
     assert max_txid is not None
     if max_txid < 1:
         raise Fail("--txid must be at least 1", EXIT_USAGE)
     info = write_snapshot_file(db, output, max_txid=max_txid, checksums=checksums, replace=force)
     err.print(
-        f"wrote {output}: snapshot TXID {max_txid:016x}, {info.commit} pages of {info.page_size} bytes"
+        f"wrote {output}: snapshot TXID {max_txid:016x}, {info.commit:,} pages of {info.page_size:,} bytes"
         + (f", post-apply checksum {info.post_apply_checksum:016x}" if checksums else ", no checksum tracking")
     )
 
@@ -47,15 +58,28 @@ def snapshot(
 @guarded
 def checksum(
     db: Annotated[Path, typer.Argument(help="A SQLite database (may be live, WAL mode).", show_default=False)],
-    as_json: Annotated[bool, typer.Option("--json", help="Also print page size and page count as JSON.")] = False,
+    fmt: Annotated[
+        TextOrJson, typer.Option("--format", "-f", help="Output format (json: also page size and page count).")
+    ] = TextOrJson.text,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes that hash a large database (default: one per core)."),
+    ] = None,
 ) -> None:
-    """Print a database's LTX checksum (what a snapshot's post-apply checksum would be)."""
-    from ltxkit.sqlite import consistent_view
+    """Print a database's LTX checksum (what a snapshot's post-apply checksum would be).
 
+    Reads one consistent state (WAL included) without changing any file: the database, its
+    -wal and -shm stay byte-identical.
+    """
+    from ltxkit.sqlite import consistent_view
+    from ltxkit.workers import default_jobs
+
+    say_when_waiting()
     with consistent_view(db) as view:
-        value = view.checksum()
+        value = view.checksum(jobs=jobs or default_jobs())
         page_size, commit = view.page_size, view.commit
-    if as_json:
+    if wants_json(fmt, as_json):
         out.print_json(
             json.dumps({"path": str(db), "checksum": f"{value:016x}", "page_size": page_size, "commit": commit})
         )

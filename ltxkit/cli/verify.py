@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, err, guarded, out, progress_bar
+from ltxkit.cli.common import JSON_HELP, Fail, err, guarded, out, progress_bar, wants_json
 from ltxkit.errors import EXIT_DEFECTS, EXIT_OK, EXIT_USAGE
 
 
@@ -28,7 +28,10 @@ def verify(
         list[str], typer.Argument(help="LTX files, replica directories, file:// or s3:// URLs.", show_default=False)
     ],
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.text,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to FILE.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the report to FILE ('-': standard output).")
+    ] = None,
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")] = (
         FailOn.error
     ),
@@ -51,7 +54,12 @@ def verify(
     ] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Processes that decode a replica's files (default: one per core)."),
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            help="Processes that decode a replica's files, or the spans of one large file (default: one per core).",
+        ),
     ] = None,
     recursive: Annotated[
         bool,
@@ -72,8 +80,6 @@ def verify(
     the file that brought the damage in. --structure-only skips it and says so; --deep runs the
     full integrity_check.
 
-    Exit 0 clean, 1 defects at or above --fail-on, 2 could not run.
-
     Examples:  ltxkit verify /backups/app.db-replica
                ltxkit verify file:///backups/app --format junit -o verify.xml
                ltxkit verify /backups/huge-replica --structure-only
@@ -84,6 +90,10 @@ def verify(
     from ltxkit.verify.report import render_json, render_junit, render_text
     from ltxkit.workers import default_jobs
 
+    if wants_json(fmt.value, as_json):
+        fmt = OutputFormat.json
+    if output is not None and str(output) == "-":
+        output = None  # `-o -`: the report goes to standard output, as without -o
     if quick and deep:
         raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
     if structure_only and deep:

@@ -21,6 +21,17 @@ crc64 = _fastcrc64.go_iso
 
 _PGNO = struct.Struct(">I")
 
+#: SQLite's pending byte: the page holding it (the lock page) is never stored and never counts.
+PENDING_BYTE = 0x40000000
+
+
+def lock_pgno(page_size: int) -> int:
+    """The page holding byte 2^30 (SQLite's pending byte); never stored, restored as zeros.
+
+    Defined here, not in `schema`, so that reading a database's checksum (`ltxkit checksum`)
+    needs only this module and fastcrc: no LTX structs, no decoder, at every start-up."""
+    return PENDING_BYTE // page_size + 1
+
 
 def page_checksum(pgno: int, data: bytes) -> int:
     """CRC of the big-endian page number followed by the page, with the flag bit set."""

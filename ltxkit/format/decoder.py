@@ -375,7 +375,7 @@ class LTXReader:
                 view = memoryview(buf)
                 end = pos + prefix_size + size
             try:
-                page = decompress(view[pos + prefix_size : end], uncompressed_size=page_size)
+                page = decompress(view[pos + prefix_size : end], page_size)  # positional: a keyword costs ~10% here
             except _LZ4Error as exc:
                 raise LTXError(
                     Code.PAGE_DECOMPRESS_FAILED,

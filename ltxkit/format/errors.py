@@ -44,6 +44,21 @@ class Code(StrEnum):
     PAGE_SIZE_MISMATCH = "page-size-mismatch"
     UNRESTORABLE = "unrestorable"
     STRAY_FILE = "stray-file"
+    # A file that vanished or was rewritten while verify read it, twice (retention or a replicator
+    # at work beside verify): a warning, not damage; it is left out of the replica's rules.
+    CHANGED_DURING_CHECK = "changed-during-check"
+    # The latest restore plan ends with a checksum-tracked file (no no-checksum flag): Litestream
+    # 0.5.x refuses it ("post-apply checksum not allowed", its issue #1427); ltxkit restores it.
+    TRACKED_PLAN_END = "tracked-plan-end"
+    # A directory, a dangling symlink or anything but a readable regular file with an LTX file's
+    # name in a level directory: Litestream lists it as a file and its restore fails on it.
+    NOT_A_FILE = "not-a-file"
+    # A level directory (`ltx/<level>/`) that cannot be listed: its files may be missing from
+    # every check, so it is never skipped silently.
+    UNREADABLE_LEVEL = "unreadable-level"
+    # A `.ltxkit-staging-*` directory left in the replica by an interrupted repair or replicator
+    # (warning: nothing reads it; `ltxkit repair` removes the ones whose process is gone).
+    STALE_STAGING = "stale-staging"
     INTEGRITY_CHECK_FAILED = "integrity-check-failed"
     # the checksum ledger ltxkit replicate keeps beside ltx/
     LEDGER_MISMATCH = "ledger-mismatch"
@@ -52,7 +67,9 @@ class Code(StrEnum):
 
 
 #: Findings that are worth knowing but do not make a replica fail verify (unless --fail-on warning).
-WARNING_CODES = frozenset({Code.STRAY_FILE, Code.TXID_GAP_BRIDGED, Code.LEDGER_GAP})
+WARNING_CODES = frozenset(
+    {Code.STRAY_FILE, Code.TXID_GAP_BRIDGED, Code.LEDGER_GAP, Code.STALE_STAGING, Code.CHANGED_DURING_CHECK}
+)
 
 #: Defects after which the rest of the file cannot be trusted or even located; decoding stops.
 FATAL_CODES = frozenset(

@@ -16,6 +16,9 @@ from typing import NamedTuple
 
 import construct as cs
 
+from ltxkit.format.checksum import PENDING_BYTE as PENDING_BYTE  # defined with the checksum they shape
+from ltxkit.format.checksum import lock_pgno as lock_pgno
+
 MAGIC = b"LTX1"
 FLAG_NO_CHECKSUM = 0x2
 VALID_HEADER_FLAGS = FLAG_NO_CHECKSUM
@@ -24,7 +27,6 @@ VALID_HEADER_FLAGS = FLAG_NO_CHECKSUM
 FLAG_V1_COMPRESS_LZ4 = 0x1
 PAGE_FLAG_SIZE = 0x1  # a u32 size prefix and an LZ4 *block* follow the frame header
 PAGE_FLAG_LZ4_FRAME = 0x0  # read only: an LZ4 *frame*, no size prefix (Litestream <= 0.5.15)
-PENDING_BYTE = 0x40000000
 MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 65536
 INT64_MAX = (1 << 63) - 1
@@ -259,11 +261,6 @@ class IndexEntry(NamedTuple):
 
 def is_valid_page_size(size: int) -> bool:
     return MIN_PAGE_SIZE <= size <= MAX_PAGE_SIZE and size & (size - 1) == 0
-
-
-def lock_pgno(page_size: int) -> int:
-    """The page holding byte 2^30 (SQLite's pending byte); never stored, restored as zeros."""
-    return PENDING_BYTE // page_size + 1
 
 
 # ---- which pages a file or a database must hold: the rules every reader and writer shares ------

@@ -37,6 +37,13 @@ class KeyLayout:
         """The prefixes a listing of the LTX files covers (a stray is any other name in them)."""
         return [self.top.rstrip("/")] if self.top else [self.level_dir(level) for level in LEVELS]
 
+    def level_of_dir(self, key: str) -> int | None:
+        """The level whose directory `key` names (`ltx/3` -> 3); None for anything else."""
+        if not key.startswith(self.top):
+            return None
+        body = key[len(self.top) :]
+        return next((lv for lv in LEVELS if self.level_format.format(lv) == body), None)
+
     def parse(self, key: str) -> tuple[int, int, int] | None:
         """(level, min_txid, max_txid) of an LTX file's key; None for anything else."""
         body = key[len(self.top) :] if key.startswith(self.top) else None

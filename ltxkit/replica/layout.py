@@ -51,6 +51,13 @@ class ReplicaFile:
 class Listing:
     files: list[ReplicaFile] = field(default_factory=list)
     stray: list[Entry] = field(default_factory=list)
+    not_files: list[Entry] = field(default_factory=list)  # LTX names that are no readable file
+    unreadable: list[Entry] = field(default_factory=list)  # directories that could not be listed
+
+    @property
+    def entries(self) -> list[Entry]:
+        """Everything the listing saw that is not an LTX file (for comparing two listings)."""
+        return self.stray + self.not_files + self.unreadable
 
     def level(self, level: int) -> list[ReplicaFile]:
         return [f for f in self.files if f.level == level]
@@ -61,12 +68,21 @@ class Listing:
 
 
 def list_replica(storage: Storage) -> Listing:
-    """Sort every key of the storage's LTX area into files by level, and strays (temp files, odd names)."""
+    """Sort every key of the storage's LTX area into files by level, and strays (temp files, odd
+    names); an LTX name that is no readable file (a directory, a dangling link) and a directory
+    that cannot be listed are kept apart, never dropped: Litestream sees the first and misses
+    what the second holds."""
     out = Listing()
     layout = storage.layout
     for area in layout.areas():
         for entry in storage.list(area):
+            if entry.directory or (entry.problem is not None and layout.level_of_dir(entry.key) is not None):
+                out.unreadable.append(entry)
+                continue
             parsed = layout.parse(entry.key)
+            if entry.problem is not None:
+                (out.stray if parsed is None else out.not_files).append(entry)
+                continue
             if parsed is None:
                 out.stray.append(entry)
                 continue

@@ -21,7 +21,10 @@ import configparser
 import io
 import os
 import tempfile
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
@@ -36,7 +39,9 @@ if TYPE_CHECKING:
 
 TIMESTAMP_KEY = "litestream-timestamp"
 _T = TypeVar("_T")
-_READ_AHEAD = 8 << 20
+_READ_AHEAD = 8 << 20  # the largest ranged GET
+_FIRST_READ = 64 << 10  # the first GET of an object read in order
+_AHEAD_DEPTH = 3  # chunks of a large object fetched ahead of the reader
 
 
 class S3Error(UsageError):
@@ -145,7 +150,7 @@ class S3Storage:
 
         try:
             return fn(self._store, *args, **kwargs)
-        except NotFoundError:
+        except (NotFoundError, FileNotFoundError):  # obstore raises either, by call
             raise FileNotFoundError(2, "no such object", f"{self.label}: {what}") from None
         except (AlreadyExistsError, PreconditionError):
             raise FileExistsError(17, "object exists", f"{self.label}: {what}") from None
@@ -217,6 +222,9 @@ class S3Storage:
         """A local temporary directory: objects are uploaded from it."""
         return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
 
+    def stale_staging(self) -> tuple[str, ...]:
+        return ()  # staging is local and temporary; nothing of it lives in the bucket
+
     def remove_stale_staging(self) -> int:
         return 0  # staging is local and temporary; nothing of it lives in the bucket
 
@@ -256,13 +264,20 @@ class S3Storage:
 
 
 class _RangeReader(io.RawIOBase):
-    """A seekable read-only view of one object, by ranged GETs with read-ahead."""
+    """A seekable read-only view of one object, by ranged GETs.
+
+    Reads start small (a quick verify wants a header and a tail, not megabytes) and double while
+    the caller reads on in order, up to `_READ_AHEAD`; from then on the next `_AHEAD_DEPTH` chunks
+    are fetched in the background while the caller decodes this one, so a large file streams at
+    the speed of the slower of the two instead of their sum (at most 32 MiB held per reader)."""
 
     def __init__(self, storage: S3Storage, key: str, size: int) -> None:
         self._s, self._key, self._size = storage, key, size
         self._pos = 0
         self._buf = b""
         self._buf_at = 0
+        self._chunk = _FIRST_READ
+        self._ahead: deque[tuple[int, Future[bytes]]] = deque()  # (offset, GET in flight), in order
 
     def readable(self) -> bool:
         return True
@@ -278,17 +293,46 @@ class _RangeReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
+    def _fetch(self, at: int, want: int) -> bytes:
+        while self._ahead:
+            offset, future = self._ahead.popleft()
+            if offset == at:
+                data = future.result()
+                if len(data) >= want:
+                    return data
+                break
+            future.cancel()  # the caller went elsewhere: what was fetched ahead is of no use
+        self._cancel_ahead()
+        return self._s.read_range(self._key, at, want)
+
+    def _cancel_ahead(self) -> None:
+        while self._ahead:
+            self._ahead.popleft()[1].cancel()
+
+    def _read_ahead(self, following: int) -> None:
+        """Keep `_AHEAD_DEPTH` chunks after `following` in flight."""
+        if self._ahead:
+            following = self._ahead[-1][0] + _READ_AHEAD
+        while len(self._ahead) < _AHEAD_DEPTH and following < self._size:
+            length = min(_READ_AHEAD, self._size - following)
+            self._ahead.append((following, _background().submit(self._s.read_range, self._key, following, length)))
+            following += length
+
     def readinto(self, view: Any) -> int:
         n = len(view)
         if n == 0 or self._pos >= self._size:
             return 0
         start = self._pos - self._buf_at
         if not (0 <= start < len(self._buf)):
-            want = min(max(n, _READ_AHEAD), self._size - self._pos)
-            self._buf = self._s.read_range(self._key, self._pos, want)
+            sequential = self._pos == self._buf_at + len(self._buf) and self._buf
+            self._chunk = min(self._chunk * 2, _READ_AHEAD) if sequential else _FIRST_READ
+            want = min(max(n, self._chunk), self._size - self._pos)
+            self._buf = self._fetch(self._pos, want)
             self._buf_at, start = self._pos, 0
             if not self._buf:
                 return 0
+            if self._chunk == _READ_AHEAD and len(self._buf) == _READ_AHEAD:
+                self._read_ahead(self._pos + len(self._buf))
         chunk = self._buf[start : start + n]
         view[: len(chunk)] = chunk
         self._pos += len(chunk)
@@ -305,6 +349,23 @@ class _RangeReader(io.RawIOBase):
                 break
             got += n
         return bytes(buf[:got])
+
+    def close(self) -> None:
+        self._cancel_ahead()
+        super().close()
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _background() -> ThreadPoolExecutor:
+    """The threads that fetch the next chunk of large objects (shared: a verify opens thousands)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(S3Storage.concurrency, thread_name_prefix="ltxkit-s3-ahead")
+        return _pool
 
 
 def _first_line(exc: BaseException) -> str:

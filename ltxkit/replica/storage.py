@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import quote, unquote, urlparse
 
-from ltxkit.errors import LtxkitError, UsageError
+from ltxkit.errors import EXIT_USAGE, LtxkitError, UsageError
 from ltxkit.replica.keys import DIRECTORY, LTX_DIR, KeyLayout
 
 
@@ -44,6 +44,10 @@ class Entry:
     key: str  # relative to the replica root, with '/' separators
     size: int
     created_ns: int
+    #: why this is not a readable regular file (None: it is one): "a directory", "a dangling
+    #: symbolic link", or the error listing or stat gave. Litestream lists such names too.
+    problem: str | None = None
+    directory: bool = False  # a directory that could not be listed (its files are unknown)
 
 
 class Storage(Protocol):
@@ -69,6 +73,10 @@ class Storage(Protocol):
 
     def make_staging(self) -> Path:
         """A new local directory for files to be published here; the caller removes it."""
+        ...
+
+    def stale_staging(self) -> tuple[str, ...]:
+        """Keys of staging directories whose process is gone (killed mid-build); reads only."""
         ...
 
     def remove_stale_staging(self) -> int:
@@ -110,8 +118,8 @@ def fsync_dir(path: Path) -> None:
 class OutputExists(LtxkitError):
     """The output a user named exists and may not be replaced (no --force)."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path}: already exists (use --force to replace it)")
+    def __init__(self, path: Path) -> None:  # not a defect in any data: could not run (exit 2)
+        super().__init__(f"{path}: already exists (use --force to replace it)", exit_code=EXIT_USAGE)
 
 
 def replaceable(path: Path) -> os.stat_result | None:
@@ -130,6 +138,22 @@ def replaceable(path: Path) -> os.stat_result | None:
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"{path}: not a regular file; ltxkit replaces only regular files")
     return st
+
+
+#: errors a write to the output's temp file gives without naming it: they are the output's
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG})
+
+
+def _about_output(exc: OSError, path: Path, tmp: Path) -> OSError | None:
+    """The same error naming the path the user typed, when it is about our temp file beside it
+    (`.x.db.1234.tmp: Read-only file system` reads as `x.db: Read-only file system`); None when
+    it is about something else (a replica file being read, say)."""
+    names = {str(tmp), str(path)}
+    if exc.filename is None and exc.errno not in _WRITE_ERRNOS:
+        return None
+    if exc.filename is not None and str(exc.filename) not in names:
+        return None
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
 @contextlib.contextmanager
@@ -151,7 +175,10 @@ def atomic_output(
         raise OutputExists(path)
     old = replaceable(path) if replace else None
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+    try:
+        f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
+    except OSError as exc:
+        raise (_about_output(exc, path, tmp) or exc) from exc
     try:
         yield f
         f.flush()
@@ -172,10 +199,14 @@ def atomic_output(
                 raise OutputExists(path) from None
             os.unlink(tmp)
         fsync_dir(path.parent)
-    except BaseException:
-        f.close()
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            f.close()
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        named = _about_output(exc, path, tmp) if isinstance(exc, OSError) else None
+        if named is not None:
+            raise named from exc
         raise
 
 
@@ -212,7 +243,12 @@ class LocalStorage:
         return os.path.join(self._root_str, *key.split("/"))
 
     def list(self, prefix: str) -> list[Entry]:
-        """Every file below `prefix`, recursively, sorted by key (directory symlinks not followed).
+        """Every file below `prefix`, recursively, sorted by key.
+
+        Directory symlinks are followed, as Litestream's `os.ReadDir` + stat follow them (a
+        directory reached twice is listed once). Nothing is skipped silently: a directory named
+        like an LTX file, a dangling symlink or an entry that cannot be stat'ed comes back with
+        its `problem`, and a directory that cannot be listed as an entry with `directory=True`.
 
         `os.scandir` rather than `os.walk` + `os.stat(join(...))`: a replica can hold tens of
         thousands of L0 files, and listing them is part of every restore's and verify's start.
@@ -221,23 +257,39 @@ class LocalStorage:
         out: list[Entry] = []
         if not base.exists():
             return out
+        seen: set[tuple[int, int]] = set()
         todo = [(str(base), base.relative_to(self._root).as_posix())]
         while todo:
             dirpath, rel = todo.pop()
             try:
+                st_dir = os.stat(dirpath)
+                if (st_dir.st_dev, st_dir.st_ino) in seen:
+                    continue
+                seen.add((st_dir.st_dev, st_dir.st_ino))
                 it = os.scandir(dirpath)
-            except OSError:
+            except OSError as exc:
+                out.append(Entry(rel, 0, 0, f"cannot be listed: {exc.strerror or exc}", directory=True))
                 continue
             with it:
                 for e in it:
                     key = f"{rel}/{e.name}" if rel != "." else e.name
                     try:
-                        if e.is_dir():
-                            if not e.is_symlink():
+                        if e.is_dir():  # follows a symlink to a directory, as Litestream does
+                            if e.name.endswith(".ltx"):
+                                out.append(Entry(key, 0, 0, "a directory"))
+                            else:
                                 todo.append((e.path, key))
                             continue
                         st = e.stat()
-                    except OSError:
+                    except FileNotFoundError:
+                        if e.is_symlink():
+                            out.append(Entry(key, 0, 0, "a dangling symbolic link"))
+                        continue  # else deleted while listing (retention): not there, not a defect
+                    except OSError as exc:
+                        out.append(Entry(key, 0, 0, f"cannot be read: {exc.strerror or exc}"))
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        out.append(Entry(key, st.st_size, st.st_mtime_ns, "not a regular file"))
                         continue
                     out.append(Entry(key, st.st_size, st.st_mtime_ns))
         out.sort(key=lambda e: e.key)
@@ -266,23 +318,39 @@ class LocalStorage:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def make_staging(self) -> Path:
-        """Inside the replica (so publishing is a link, not a copy), outside `ltx/` (so nothing reads it)."""
-        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self._root))
+        """Inside the replica (so publishing is a link, not a copy), outside `ltx/` (so nothing reads it).
+        An error names the replica, as the user typed it, not the directory it could not create."""
+        try:
+            return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self._root))
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"{exc.strerror}: cannot create a staging directory inside the replica", self.label
+            ) from exc
 
     def exact_created_ns(self, key: str) -> int | None:
         return None  # a file's mtime is what Litestream's file backend sets and reads
 
-    def remove_stale_staging(self) -> int:
+    def stale_staging(self) -> tuple[str, ...]:
         """The directory names carry their process id; one whose process is gone holds nothing
-        anyone will publish."""
-        removed = 0
-        for entry in os.scandir(self._root):
+        anyone will publish (a live one is a build in progress, not a leftover)."""
+        names: set[str] = set()
+        try:
+            with os.scandir(self._root) as it:
+                entries = [*it]
+        except OSError:
+            return ()
+        for entry in entries:
             if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
                 continue
             pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-            if not pid.isdigit() or _alive(int(pid)):
-                continue
-            shutil.rmtree(entry.path, ignore_errors=True)
+            if pid.isdigit() and not _alive(int(pid)):
+                names.add(entry.name)
+        return tuple(sorted(names))
+
+    def remove_stale_staging(self) -> int:
+        removed = 0
+        for name in self.stale_staging():
+            shutil.rmtree(os.path.join(self._root_str, name), ignore_errors=True)
             removed += 1
         return removed
 

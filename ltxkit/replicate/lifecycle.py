@@ -6,8 +6,9 @@ still needs.
   one, in TXID order: the newest copy of each page wins and pages above the last file's commit
   are dropped (as superfly/ltx's compactor, whose header rules it keeps: the last input's commit
   and timestamp, no checksums). The inputs must form an unbroken chain; a gap stops it. The
-  output's proof: it decodes strictly, and holds exactly the merge's pages, each equal to the
-  newest input's copy.
+  merge streams (one page per input held), so compacting over a snapshot of any size costs no
+  more memory than the page checksums the proof keeps. The output's proof: it decodes strictly,
+  and holds exactly the merge's pages, each equal to the newest input's copy.
 * **Snapshots** (level 9, `0000000000000001-<txid>.ltx`) are built from a restore of the
   replica's latest state, and proven to reach the database checksum the replicator recorded for
   that TXID.
@@ -20,9 +21,12 @@ still needs.
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,10 +54,6 @@ class Policy:
     l0_retention_check_s: float = 15.0
 
 
-def _read(storage: Storage, f: ReplicaFile) -> LTXReader:
-    return LTXReader.from_bytes(storage.read_bytes(f.key))
-
-
 def _chain(files: list[ReplicaFile], seek: int) -> list[ReplicaFile]:
     """The files starting at or after TXID `seek` that follow each other without a gap or an
     overlap (Litestream takes the files from `seek` on; a broken chain is not merged across)."""
@@ -72,6 +72,23 @@ def _recorded(storage: Storage, f: ReplicaFile) -> ledger.Record | None:
         return None
 
 
+def _newest_pages(readers: list[LTXReader], commit: int) -> Iterator[tuple[int, bytes]]:
+    """Every input's pages in page order, one copy of each: the newest input's (inputs oldest
+    first), none above `commit`. Streams: each input is read once, in order, and only one page
+    per input is held, so a compaction over a snapshot costs no more memory than a page per
+    input — every input is still decoded to its end, so its own checksums are checked."""
+
+    def keyed(i: int, reader: LTXReader) -> Iterator[tuple[int, int, bytes]]:
+        for pgno, page in reader.pages():
+            yield pgno, -i, page  # the same page number: the newer input sorts first
+
+    last = 0
+    for pgno, _newer, page in heapq.merge(*(keyed(i, r) for i, r in enumerate(readers))):
+        if pgno != last and pgno <= commit:
+            yield pgno, page
+        last = pgno
+
+
 def compact(storage: Storage, level: int) -> tuple[str, int] | None:
     """Merge level-1 into `level` from the TXID after `level`'s newest file; (key, size) or None."""
     listing = list_replica(storage)
@@ -80,48 +97,43 @@ def compact(storage: Storage, level: int) -> tuple[str, int] | None:
     inputs = _chain(listing.level(level - 1), seek)
     if not inputs:
         return None
-    newest: dict[int, bytes] = {}
-    sums: dict[int, int] = {}
-    last: Header | None = None
-    for f in inputs:
-        reader = _read(storage, f)
-        hdr = reader.header
-        if last is not None and hdr.page_size != last.page_size:
-            raise ProofError("proof-page-size", f"{f.key}: page size {hdr.page_size}, the chain's {last.page_size}")
-        for pgno, page in reader.pages():
-            newest[pgno] = page
-        last = hdr
-    assert last is not None
-    commit = last.commit
-    for pgno in [p for p in newest if p > commit]:
-        del newest[pgno]
-    for pgno, page in newest.items():
-        sums[pgno] = page_checksum(pgno, page)
-    first, final = inputs[0].min_txid, inputs[-1].max_txid
-    full = first == 1
-    intent = Intent(final, last.page_size, commit, full, sums, 0, first_txid=first)
-    header = intent.header(timestamp=last.timestamp, wal=(0, 0, 0, 0))  # as the reference compactor: no WAL range
-    key = storage.layout.key(level, first, final)
+    with contextlib.ExitStack() as stack:
+        readers = [LTXReader(stack.enter_context(storage.open(f.key))) for f in inputs]
+        for f, reader in zip(inputs, readers, strict=True):
+            if reader.header.page_size != readers[0].header.page_size:
+                raise ProofError(
+                    "proof-page-size",
+                    f"{f.key}: page size {reader.header.page_size}, the chain's {readers[0].header.page_size}",
+                )
+        last = readers[-1].header
+        commit = last.commit
+        first, final = inputs[0].min_txid, inputs[-1].max_txid
+        full = first == 1
+        sums: dict[int, int] = {}  # filled as the pages are written; the proof reads it after
+        intent = Intent(final, last.page_size, commit, full, sums, 0, first_txid=first)
+        header = intent.header(timestamp=last.timestamp, wal=(0, 0, 0, 0))  # as the reference compactor: no WAL range
+        key = storage.layout.key(level, first, final)
 
-    def write(writer: LTXWriter) -> None:
-        for pgno in sorted(newest):
-            writer.write_page(pgno, newest[pgno])
+        def write(writer: LTXWriter) -> None:
+            for pgno, page in _newest_pages(readers, commit):
+                sums[pgno] = page_checksum(pgno, page)
+                writer.write_page(pgno, page)
 
-    def check(path: Path) -> None:
-        with open(path, "rb") as fh:
-            found = prove_pages(fh, intent)
-        if full:
-            missing = PageMap.empty(last.page_size).after(commit, found.items()).missing()
-            if missing:
-                raise ProofError("proof-snapshot-hole", f"a compaction from TXID 1 lacks page {missing[0]}")
+        def check(path: Path) -> None:
+            with open(path, "rb") as fh:
+                found = prove_pages(fh, intent)
+            if full:
+                missing = PageMap.empty(last.page_size).after(commit, found.items()).missing()
+                if missing:
+                    raise ProofError("proof-snapshot-hole", f"a compaction from TXID 1 lacks page {missing[0]}")
 
-    size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=header.timestamp)
+        size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=header.timestamp)
     head, tail = _recorded(storage, inputs[0]), _recorded(storage, inputs[-1])
     if head is not None and tail is not None:  # the merge reaches what its last input reached
         ledger.put(
             storage,
             ledger.Record(
-                level, first, final, last.page_size, commit, len(newest), file_checksum, head.before, tail.after
+                level, first, final, last.page_size, commit, len(sums), file_checksum, head.before, tail.after
             ),
         )
     return key, size

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
+import io
 import os
 import time
 from collections.abc import Callable
@@ -26,7 +28,16 @@ from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile, list_rep
 from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
-from ltxkit.verify.findings import FileCheck, Finding, ProgressHook, ReplicaSummary, Report, join_label
+from ltxkit.verify.findings import (
+    FileCheck,
+    Finding,
+    Mode,
+    ProgressHook,
+    ReplicaSummary,
+    Report,
+    Severity,
+    join_label,
+)
 from ltxkit.verify.ledger_check import check_ledger
 from ltxkit.verify.rules import (
     check_chain,
@@ -41,6 +52,7 @@ from ltxkit.workers import can_fork, fork_pool
 
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting worker processes costs more than it saves
+WHOLE_GET_MAX_BYTES = 1 << 20  # remote files up to this size are fetched in one request
 
 
 def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
@@ -48,15 +60,18 @@ def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> F
     return _check_one(open_storage(url), label, f, quick)
 
 
-def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
-    """One replica file."""
+def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool, jobs: int = 1) -> FileCheck:
+    """One replica file. From an object store a small file is one GET, not a HEAD and ranged GETs;
+    with `jobs` > 1 (a fork-safe storage only) a large one is split in spans."""
+    whole = storage.concurrency > 1 and f.size <= WHOLE_GET_MAX_BYTES
     fc = check_file(
-        lambda: storage.open(f.key),
+        (lambda: io.BytesIO(storage.read_bytes(f.key))) if whole else (lambda: storage.open(f.key)),
         join_label(label, f.key),
         f.size,
         name=f.key.rsplit("/", 1)[-1],
         level=f.level,
         quick=quick,
+        jobs=jobs,
     )
     fc.key = f.key
     return fc
@@ -71,6 +86,8 @@ def _check_files(
     is independent, so processes do. Results come back in listing order whatever the schedule.
     """
     checks: dict[str, FileCheck] = {}
+    if storage.concurrency > 1 and len(files) > 1:
+        return _check_files_concurrently(storage, label, files, quick=quick, progress=progress)
     parallel = (
         jobs > 1 and not quick and can_fork() and len(files) > 1 and sum(f.size for f in files) >= PARALLEL_MIN_BYTES
     )
@@ -88,11 +105,76 @@ def _check_files(
                     progress(fc.path, fc.size)
         return {f.key: checks[f.key] for f in files}
     for f in files:
-        fc = _check_one(storage, label, f, quick)
+        fc = _check_one(storage, label, f, quick, jobs)
         checks[f.key] = fc
         if progress is not None:
             progress(fc.path, f.size)
     return checks
+
+
+def _check_files_concurrently(
+    storage: Storage, label: str, files: list[ReplicaFile], *, quick: bool, progress: ProgressHook | None
+) -> dict[str, FileCheck]:
+    """Check a remote replica's files on `storage.concurrency` threads: each check spends most of
+    its time waiting on GETs (with `quick`, two small ranged GETs per file), which threads overlap;
+    the decoding between them takes the GIL in turn. Results come back in listing order."""
+    checks: dict[str, FileCheck] = {}
+    with concurrent.futures.ThreadPoolExecutor(min(storage.concurrency, len(files))) as pool:
+        futures = [pool.submit(_check_one, storage, label, f, quick) for f in files]
+        for f, fut in zip(files, futures, strict=True):
+            fc = fut.result()
+            checks[f.key] = fc
+            if progress is not None:
+                progress(fc.path, f.size)
+    return checks
+
+
+def _check_listed(
+    storage: Storage, label: str, *, quick: bool, jobs: int, progress: ProgressHook | None
+) -> tuple[Listing, dict[str, FileCheck], list[Finding]]:
+    """List the replica and check every file.
+
+    A replica is not frozen while verify reads it: retention deletes covered files and a
+    replicator publishes new ones. A file that failed its check and has since vanished or changed
+    (another size or time in a fresh listing) is not damage, so the replica is listed and checked
+    once more; a file that moves under that second look too is named `changed-during-check` (a
+    warning) and left out of the replica's rules, instead of being reported as unreadable or
+    truncated."""
+    for attempt in (1, 2):
+        listing = list_replica(storage)
+        checks = _check_files(storage, label, listing.files, quick=quick, jobs=jobs, progress=progress)
+        moved = _moved_since_listing(storage, listing, checks)
+        if not moved:
+            return listing, checks, []
+        if attempt == 1:
+            continue
+        notes = [
+            Finding(
+                Code.CHANGED_DURING_CHECK,
+                join_label(label, key),
+                f"{why} while verify read it (retention or a replicator at work?); not judged",
+            )
+            for key, why in moved.items()
+        ]
+        kept = [f for f in listing.files if f.key not in moved]
+        return dataclasses.replace(listing, files=kept), {f.key: checks[f.key] for f in kept}, notes
+    raise AssertionError("unreachable")
+
+
+def _moved_since_listing(storage: Storage, listing: Listing, checks: dict[str, FileCheck]) -> dict[str, str]:
+    """Files whose check found an error and that a fresh listing no longer shows as they were."""
+    failed = [f for f in listing.files if any(x.severity is Severity.ERROR for x in checks[f.key].findings)]
+    if not failed:
+        return {}
+    now = {f.key: f for f in list_replica(storage).files}
+    moved: dict[str, str] = {}
+    for f in failed:
+        current = now.get(f.key)
+        if current is None:
+            moved[f.key] = "deleted"
+        elif (current.size, current.created_ns) != (f.size, f.created_ns):
+            moved[f.key] = "rewritten"
+    return moved
 
 
 def check_replica(
@@ -108,14 +190,41 @@ def check_replica(
 ) -> ReplicaSummary:
     """Check every file and the replica's rules; with `content` (or `deep`, the full check) also
     restore the latest restore point and let SQLite judge it (the `ltxkit verify` default)."""
-    listing = list_replica(storage)
     if not storage.fork_safe:
         jobs = 1
-    checks = _check_files(storage, label, listing.files, quick=quick, jobs=jobs, progress=progress)
+    listing, checks, moved = _check_listed(storage, label, quick=quick, jobs=jobs, progress=progress)
     summary = ReplicaSummary(label, list(checks.values()), listing)
     add = summary.findings.append
+    summary.findings.extend(moved)
     for entry in listing.stray:
         add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
+    for name in storage.stale_staging():
+        add(
+            Finding(
+                Code.STALE_STAGING,
+                join_label(label, name),
+                "a staging directory left by an interrupted ltxkit repair or replicator (its process is "
+                "gone); nothing reads it. `ltxkit repair REPLICA --rebuild-snapshot` removes it",
+            )
+        )
+    for entry in listing.not_files:
+        add(
+            Finding(
+                Code.NOT_A_FILE,
+                join_label(label, entry.key),
+                f"named like an LTX file but {entry.problem}: Litestream lists it as one and its restore "
+                "fails on it; `ltxkit restore` leaves it out and may still restore the replica",
+            )
+        )
+    for entry in listing.unreadable:
+        add(
+            Finding(
+                Code.UNREADABLE_LEVEL,
+                join_label(label, entry.key),
+                f"level directory that cannot be read ({entry.problem}): its files were not checked, "
+                "and Litestream cannot list them either",
+            )
+        )
     if not listing.files:
         add(Finding(Code.NO_SNAPSHOT, label, "replica holds no LTX files"))
         return summary
@@ -127,7 +236,7 @@ def check_replica(
         check_chain([f for f in usable if f.level == level], checks, add, label)
     check_latest(listing, checks, summary, label)
     if summary.plan and not quick and not plan_has_errors(summary, checks):
-        check_ledger(storage, restore_plan(listing.files), summary, label)
+        check_ledger(storage, listing.files, checks, summary, label)
     if not (content or deep):
         summary.content_skipped = "--quick reads no pages" if quick else "structure only (--structure-only)"
     elif summary.latest_txid is None or any(f.code == Code.UNRESTORABLE for f in summary.findings):
@@ -193,7 +302,7 @@ def verify_paths(
 
     A path that cannot be checked at all (missing, not a replica) goes into `report.unusable`;
     the other paths are still checked, so one bad argument never hides what the rest hold."""
-    report = Report()
+    report = Report(mode=Mode.QUICK if quick else Mode.DEEP if deep else Mode.FULL if content else Mode.STRUCTURE)
 
     def replica(storage: Storage, label: str) -> ReplicaSummary:
         t = time.perf_counter()
@@ -206,7 +315,7 @@ def verify_paths(
     started = time.perf_counter()
     for raw in paths:
         try:
-            _verify_path(raw, report, replica, quick=quick, progress=progress)
+            _verify_path(raw, report, replica, quick=quick, progress=progress, jobs=jobs)
         except (VerifyUsageError, ReplicaNotFound) as exc:  # the other paths are still checked
             report.unusable.append(str(exc))
     report.seconds = time.perf_counter() - started
@@ -220,6 +329,7 @@ def _verify_path(
     *,
     quick: bool,
     progress: ProgressHook | None,
+    jobs: int = 1,
 ) -> None:
     if "://" in raw:
         storage = open_storage(raw)
@@ -227,7 +337,7 @@ def _verify_path(
         return
     path = Path(raw)
     if path.is_file():
-        report.files.append(check_loose_file(path, quick=quick))
+        report.files.append(check_loose_file(path, quick=quick, jobs=jobs))
         if progress is not None:
             progress(str(path), report.files[-1].size)
     elif path.is_dir():
@@ -238,7 +348,7 @@ def _verify_path(
             if not ltx_files:
                 raise VerifyUsageError(f"{path}: not a replica (no {LTX_DIR}/ directory) and holds no .ltx files")
             for p in ltx_files:
-                report.files.append(check_loose_file(p, quick=quick))
+                report.files.append(check_loose_file(p, quick=quick, jobs=jobs))
     else:
         raise VerifyUsageError(f"{path}: no such file or directory")
 

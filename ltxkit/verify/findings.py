@@ -96,7 +96,8 @@ class ReplicaSummary:
     latest_ms: int | None = None  # the latest restore point's time (its file's creation time)
     earliest_txid: int | None = None  # the oldest restore point: the window opens here
     earliest_ms: int | None = None
-    proven: bool = False  # every file of the latest restore plan matches its ledger record
+    proven: bool = False  # every file matches its ledger record: every restore point is proven
+    proven_points: int = 0  # restore points (TXIDs) the ledger proves
     page_size: int | None = None
     commit: int | None = None
     plan: list[str] = field(default_factory=list)
@@ -156,6 +157,7 @@ class ReplicaSummary:
             "latest_txid": f"{self.latest_txid:016x}" if self.latest_txid is not None else None,
             "window": self.window_json(),
             "proven": self.proven,
+            "proven_restore_points": self.proven_points,
             "page_size": self.page_size,
             "commit": self.commit,
             "restore_plan": self.plan,
@@ -165,6 +167,29 @@ class ReplicaSummary:
         }
 
 
+#: The version of verify's JSON report (`Report.to_json`, documented in docs/json.md): bumped
+#: when a field changes meaning or goes away; new fields may appear without a bump.
+SCHEMA_VERSION = 1
+
+
+class Mode(StrEnum):
+    """How deep a verify looked, as its reports name it (one per command-line choice)."""
+
+    QUICK = "quick"  # --quick: headers, page indexes, trailers and the chain; no page read
+    STRUCTURE = "structure"  # --structure-only: every file decoded and checked; no content check
+    FULL = "full"  # the default: structure, then the latest restore point passes PRAGMA quick_check
+    DEEP = "deep"  # --deep: structure, then PRAGMA integrity_check (indexes against tables too)
+
+    @property
+    def describe(self) -> str:
+        return {
+            Mode.QUICK: "quick (headers, page indexes and trailers; no page read, no content check)",
+            Mode.STRUCTURE: "structure (every file decoded and checked; no content check)",
+            Mode.FULL: "full (every file decoded; the latest restore point checked with PRAGMA quick_check)",
+            Mode.DEEP: "deep (every file decoded; the latest restore point checked with PRAGMA integrity_check)",
+        }[self]
+
+
 @dataclass(slots=True)
 class Report:
     files: list[FileCheck] = field(default_factory=list)  # loose files given on the command line
@@ -172,14 +197,15 @@ class Report:
     unusable: list[str] = field(default_factory=list)  # paths that could not be checked at all, and why
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     seconds: float = 0.0
+    mode: Mode = Mode.FULL
 
     def summary(self, fail_on: Severity = Severity.ERROR) -> str:
         """One line for a person: the verdict and the counts."""
         errors = sum(1 for f in self.findings if f.severity == Severity.ERROR)
         warnings = len(self.findings) - errors
         verdict = "FAILED" if self.failed(fail_on) else "INCOMPLETE" if self.unusable else "passed"
-        could_not = f", {len(self.unusable)} path(s) could not be checked" if self.unusable else ""
-        return f"{verdict}: {errors} error(s), {warnings} warning(s){could_not}"
+        could_not = f", {count(len(self.unusable), 'path')} could not be checked" if self.unusable else ""
+        return f"{verdict}: {count(errors, 'error')}, {count(warnings, 'warning')}{could_not}"
 
     @property
     def findings(self) -> list[Finding]:
@@ -198,12 +224,19 @@ class Report:
 
     def to_json(self, fail_on: Severity = Severity.ERROR) -> dict[str, Any]:
         return {
+            "schema_version": SCHEMA_VERSION,
+            "mode": str(self.mode),
             "ok": not self.failed(fail_on) and not self.unusable,
             "could_not_check": self.unusable,
             "findings": [f.to_json() for f in self.findings],
             "files": [fc.to_json() for fc in self.files],
             "replicas": [r.to_json() for r in self.replicas],
         }
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """ "1 error", "2 errors", "12,345 files": a count as a person reads it."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 ProgressHook = Callable[[str, int], None]  # (path, bytes done for that file)

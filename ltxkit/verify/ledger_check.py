@@ -1,64 +1,203 @@
-"""Replay the latest restore plan from page checksums and hold each file to its ledger record.
+"""Hold every file of a replica to its ledger record, so every restore point is proven.
 
-No database is written: each file of the plan is decoded, its pages' checksums applied to a
-`PageMap`, and the database checksum after it compared with what the replicator recorded when it
-published the file (`ltxkit.replica.ledger`). A replica without a ledger (Litestream's) is not
-touched by this check.
+A restore plan is a full file followed by files that each start where the one before ended. So
+if every file, applied to the database state just before its first TXID, reaches the database
+checksum the replicator recorded when it published that file, then every plan — and so every
+restore point, at any level — reaches a recorded state. That is what this check shows, from page
+checksums alone, without writing a database:
+
+- Files are taken in order of their first TXID. The state each file reaches (an array of page
+  checksums and their XOR, as in `PageMap`) is kept while a later file may start from it, so
+  every file is applied to the state before it, whichever level led there (or, as Litestream's
+  plans allow, to a state inside its own range); only a few states are alive at once.
+- The database checksum each file reaches is compared with its record. A file that starts where
+  no file ends is proven from nothing if it holds every page (a snapshot, a full resync); else no
+  restore plan can read it, so it is no restore point (the TXID rules name any gap).
+- The comparison is by XOR deltas: applying a file costs its own pages plus one copy of the
+  array, not a fold over the whole database.
+
+A replica without a ledger (Litestream's) is not touched by this check. Files without a record
+are one `ledger-gap` warning (a replicator killed between a file and its record, or files
+Litestream wrote after a hand-over); a record that disagrees is `ledger-mismatch`; a record that
+does not parse is `ledger-damaged`.
 """
 
 from __future__ import annotations
 
-from ltxkit.format.checksum import page_checksum
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ltxkit.format.checksum import CHECKSUM_FLAG, fold_page_checksums, page_checksum
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.errors import Code, LTXError
+from ltxkit.format.schema import lock_pgno
 from ltxkit.replica import ledger
 from ltxkit.replica.layout import ReplicaFile
 from ltxkit.replica.storage import Storage
-from ltxkit.replicate.pagemap import PageMap
-from ltxkit.verify.findings import Finding, ReplicaSummary
+from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary
+
+WHOLE_READ_MAX_BYTES = 8 << 20  # larger files are streamed, not read into memory
 
 
-def check_ledger(storage: Storage, plan: list[ReplicaFile], summary: ReplicaSummary, label: str) -> None:
+@dataclass(slots=True)
+class _State:
+    """Page checksums of one database state (`sums[pgno]`, 0 for none) and their XOR."""
+
+    sums: array
+    xor: int
+
+    @classmethod
+    def empty(cls) -> _State:
+        return cls(array("Q", [0]), 0)
+
+    def after(self, commit: int, pages: list[tuple[int, int]]) -> _State:
+        sums = self.sums[: commit + 1]
+        xor = self.xor
+        if len(self.sums) > commit + 1:  # a shrink: the pages above the new commit leave the sum
+            xor ^= fold_page_checksums(self.sums[commit + 1 :]) & ~CHECKSUM_FLAG
+        if len(sums) < commit + 1:
+            sums.frombytes(bytes(8 * (commit + 1 - len(sums))))
+        for pgno, value in pages:
+            xor ^= sums[pgno] ^ value
+            sums[pgno] = value
+        return _State(sums, xor)
+
+    @property
+    def checksum(self) -> int:
+        return CHECKSUM_FLAG | (self.xor & ~CHECKSUM_FLAG)
+
+
+@dataclass(slots=True)
+class _Decoded:
+    commit: int
+    page_size: int
+    pages: list[tuple[int, int]]  # (pgno, page checksum)
+    file_checksum: int
+
+    @property
+    def full(self) -> bool:
+        """Holds every page 1..commit (the lock page excepted): needs no earlier state."""
+        lock = lock_pgno(self.page_size)
+        return len(self.pages) == self.commit - (1 if self.commit >= lock else 0)
+
+
+def _decode(storage: Storage, f: ReplicaFile) -> _Decoded | None:
+    try:
+        if f.size <= WHOLE_READ_MAX_BYTES:
+            reader = LTXReader.from_bytes(storage.read_bytes(f.key))
+            pages = [(pgno, page_checksum(pgno, page)) for pgno, page in reader.pages()]
+        else:
+            with storage.open(f.key) as stream:
+                reader = LTXReader(stream)
+                pages = [(pgno, page_checksum(pgno, page)) for pgno, page in reader.pages()]
+    except (LTXError, OSError):
+        return None  # the file checks name it
+    hdr = reader.header
+    trailer = reader.info.trailer if reader.info else None
+    return _Decoded(hdr.commit, hdr.page_size, pages, trailer.file_checksum if trailer else 0)
+
+
+def _by_first_txid(files: list[ReplicaFile]) -> Iterator[tuple[int, list[ReplicaFile]]]:
+    groups: dict[int, list[ReplicaFile]] = {}
+    for f in files:
+        groups.setdefault(f.min_txid, []).append(f)
+    for min_txid in sorted(groups):
+        yield min_txid, sorted(groups[min_txid], key=lambda f: (f.max_txid, f.level))
+
+
+def _start(reached: dict[int, _State], f: ReplicaFile, decoded: _Decoded) -> _State | None:
+    """The state `f` applies to: the one just before it, else (as Litestream's plans allow) one
+    inside its range, since `f` holds every page its TXIDs changed; a full file needs none."""
+    exact = reached.get(f.min_txid - 1)
+    if exact is not None:
+        return exact
+    inside = [t for t in reached if f.min_txid - 1 <= t < f.max_txid]
+    if inside:
+        return reached[max(inside)]
+    return _State.empty() if decoded.full else None
+
+
+def check_ledger(
+    storage: Storage, files: list[ReplicaFile], checks: dict[str, FileCheck], summary: ReplicaSummary, label: str
+) -> None:
+    """Prove every file (and so every restore point) against the ledger; see the module docstring."""
     recorded = {e.key for e in storage.list(ledger.LEDGER_DIR + "/")}
     if not recorded:
         return
     add = summary.findings.append
-    state: PageMap | None = None
-    proven = True
-    for f in plan:
-        try:
-            reader = LTXReader.from_bytes(storage.read_bytes(f.key))
-            hdr = reader.header
-            base = state if state is not None and f.min_txid != 1 else PageMap.empty(hdr.page_size)
-            sums = [(pgno, page_checksum(pgno, page)) for pgno, page in reader.pages()]
-        except (LTXError, OSError):
-            return  # the file checks name it; nothing to replay
-        state = base.after(hdr.commit, sums)
-        rkey = ledger.key(f.level, f.min_txid, f.max_txid)
-        if rkey not in recorded:
-            proven = False
-            add(Finding(Code.LEDGER_GAP, label, f"{f.key} has no ledger record ({rkey})", {"key": f.key}))
-            continue
-        try:
-            record = ledger.decode(storage.read_bytes(rkey))
-        except (ledger.LedgerError, OSError) as exc:
-            proven = False
-            add(Finding(Code.LEDGER_DAMAGED, label, f"{rkey}: {exc}", {"key": rkey}))
-            continue
-        trailer = reader.info.trailer if reader.info else None
-        if trailer is None or record.file_checksum != trailer.file_checksum:
-            proven = False
-            add(Finding(Code.LEDGER_MISMATCH, label, f"{rkey} is about another file than {f.key}", {"key": f.key}))
-            continue
-        if state.checksum() != record.after:
-            proven = False
-            add(
-                Finding(
-                    Code.LEDGER_MISMATCH,
-                    label,
-                    f"{f.key} leads to database checksum {state.checksum():016x}, "
-                    f"the ledger recorded {record.after:016x} when it was published",
-                    {"key": f.key, "txid": f.max_txid},
-                )
+    usable = [f for f in files if not checks[f.key].broken and checks[f.key].header is not None]
+    reached: dict[int, _State] = {0: _State.empty()}  # TXID -> the state there, while still of use
+    trusted: set[int] = {0}  # TXIDs whose kept state a record confirmed
+    unrecorded: list[str] = []
+    proven_points: set[int] = set()
+    unproven = len(usable) != len(files)
+    for min_txid, group in _by_first_txid(usable):
+        for stale in [t for t in reached if t < min_txid - 1]:
+            del reached[stale]  # every file still to come starts later
+        for f in group:
+            decoded = _decode(storage, f)
+            if decoded is None:
+                unproven = True
+                continue
+            start = _start(reached, f, decoded)
+            if start is None:
+                continue  # no restore plan can read it: nothing ends where it could start
+            state = start.after(decoded.commit, decoded.pages)
+            rkey = ledger.key(f.level, f.min_txid, f.max_txid)
+            holds = False
+            if rkey not in recorded:
+                unrecorded.append(f.key)
+            elif _holds(storage, f, rkey, decoded, state, add, label):
+                holds = True
+                proven_points.add(f.max_txid)
+            else:
+                unproven = True
+            if holds and f.max_txid not in trusted:  # a proven state replaces an unproven one
+                reached[f.max_txid] = state
+                trusted.add(f.max_txid)
+            else:
+                reached.setdefault(f.max_txid, state)
+    if unrecorded:
+        more = f" and {len(unrecorded) - 1} more" if len(unrecorded) > 1 else ""
+        add(
+            Finding(
+                Code.LEDGER_GAP,
+                label,
+                f"{unrecorded[0]}{more} have no ledger record: their restore points are not proven",
+                {"key": unrecorded[0], "count": len(unrecorded)},
             )
-    summary.proven = proven and state is not None
+        )
+    summary.proven = not unproven and not unrecorded and bool(proven_points)
+    summary.proven_points = len(proven_points)
+
+
+def _holds(
+    storage: Storage,
+    f: ReplicaFile,
+    rkey: str,
+    decoded: _Decoded,
+    state: _State,
+    add: Callable[[Finding], None],
+    label: str,
+) -> bool:
+    try:
+        record = ledger.decode(storage.read_bytes(rkey))
+    except (ledger.LedgerError, OSError) as exc:
+        add(Finding(Code.LEDGER_DAMAGED, label, f"{rkey}: {exc}", {"key": rkey}))
+        return False
+    if record.file_checksum != decoded.file_checksum:
+        add(Finding(Code.LEDGER_MISMATCH, label, f"{rkey} is about another file than {f.key}", {"key": f.key}))
+        return False
+    if state.checksum != record.after:
+        add(
+            Finding(
+                Code.LEDGER_MISMATCH,
+                label,
+                f"{f.key} leads to database checksum {state.checksum:016x}, "
+                f"the ledger recorded {record.after:016x} when it was published",
+                {"key": f.key, "txid": f.max_txid},
+            )
+        )
+        return False
+    return True

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ltxkit.format.errors import Code
-from ltxkit.verify.findings import Finding, ReplicaSummary, Report, Severity
+from ltxkit.verify.findings import Finding, ReplicaSummary, Report, Severity, count
 
 
 def render_json(report: Report, fail_on: Severity) -> str:
@@ -108,8 +108,7 @@ def _xml_text(text: str) -> str:
     return _XML_INVALID.sub("\ufffd", text)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+_count = count
 
 
 def latest_line(r: ReplicaSummary) -> str:
@@ -133,12 +132,13 @@ def content_line(r: ReplicaSummary) -> str:
         line += f"; last good TXID {good.txid:016x}" if good else "; no restore point passes"
         if verdict.first_bad is not None:
             line += f", first bad TXID {verdict.first_bad.txid:016x} ({verdict.first_bad.last_key})"
-        line += f"; {len(verdict.probes)} restore point(s) checked"
+        line += f"; {_count(len(verdict.probes), 'restore point')} checked"
     return line
 
 
 def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: bool = False) -> None:
     """The human report; `fleet`: one line per replica instead of a table each (verify --recursive)."""
+    console.print(f"mode: {report.mode.describe}", highlight=False, markup=False)
     if fleet:
         for r in report.replicas:
             found = {f.code for f in r.errors}
@@ -149,7 +149,7 @@ def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: b
             detail = ", ".join(str(c) for c in codes) if codes else f"{latest_line(r)}; content: {content_line(r)}"
             console.print(f"{verdict} {r.path}: {detail}", highlight=False)
         bad = sum(1 for r in report.replicas if r.errors)
-        console.print(f"{len(report.replicas)} replica(s), {bad} with errors", highlight=False)
+        console.print(f"{_count(len(report.replicas), 'replica')}, {bad:,} with errors", highlight=False)
     for r in report.replicas if not fleet else []:
         data = r.to_json()
         table = Table(title=f"replica {r.path}", title_justify="left")
@@ -157,19 +157,24 @@ def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: b
             table.add_column(col, justify="right" if col != "TXIDs" else "left")
         for level in sorted(data["levels"], key=int):
             lv = data["levels"][level]
-            table.add_row(level, str(lv["files"]), f"{lv['bytes']:,}", f"{lv['min_txid']}..{lv['max_txid']}")
+            table.add_row(level, f"{lv['files']:,}", f"{lv['bytes']:,}", f"{lv['min_txid']}..{lv['max_txid']}")
         console.print(table)
         console.print(
             f"  {_count(data['files'], 'file')}, {data['bytes']:,} bytes, {_count(data['snapshots'], 'snapshot')}; "
             f"{latest_line(r)}"
-            + (f", {data['commit']} pages of {data['page_size']} bytes" if data["commit"] is not None else "")
+            + (f", {data['commit']:,} pages of {data['page_size']:,} bytes" if data["commit"] is not None else "")
         )
         console.print(f"  content: {content_line(r)}", highlight=False)
         console.print(f"  {r.window_line()}", highlight=False)
         if r.proven:
-            console.print("  ledger: the latest restore point is proven (every file matches its record)")
+            console.print(
+                f"  ledger: every restore point is proven ({_count(r.proven_points, 'restore point')}, "
+                "every file matches its record)"
+            )
+        elif r.proven_points:
+            console.print(f"  ledger: {_count(r.proven_points, 'restore point')} proven, not all (see below)")
     if report.files:
-        console.print(f"{len(report.files)} file(s) checked")
+        console.print(f"{_count(len(report.files), 'file')} checked")
     findings = report.findings
     unchecked = [r.path for r in report.replicas if r.content is None]
     if not findings and not report.unusable:

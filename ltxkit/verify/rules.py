@@ -148,6 +148,8 @@ def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: Replic
     headers = [checks[f.key].known_header for f in plan]  # files without one were `broken` above
     summary.page_size = headers[-1].page_size
     summary.commit = headers[-1].commit
+    if not headers[-1].no_checksum:
+        check_tracked_end(plan[-1], checks[plan[-1].key], summary, label)
     for a, b, ha, hb in zip(plan, plan[1:], headers, headers[1:], strict=False):
         if b.level != a.level or b.min_txid != a.max_txid + 1:  # same-level pairs were checked already
             _check_pair(a, b, ha, hb, checks, add)
@@ -180,6 +182,23 @@ def _plan_missing(held: list[list[int]], commit: int, lock: int) -> tuple[int, i
             if p <= top:
                 covered[p] = 1
     return missing_pages(covered, commit, lock)
+
+
+def check_tracked_end(last: ReplicaFile, check: FileCheck, summary: ReplicaSummary, label: str) -> None:
+    """Litestream 0.5.x restores through ltx's compactor, which copies the last file's post-apply
+    checksum into an output that may not carry one: a tracked file at the end of the plan makes
+    `litestream restore` fail ("post-apply checksum not allowed"). It is the latest restore, so it
+    is an error; reported on the replica, not the file, since the file itself is sound."""
+    summary.findings.append(
+        Finding(
+            Code.TRACKED_PLAN_END,
+            label,
+            f"the latest restore plan ends with {last.key}, a checksum-tracked file (no no-checksum flag): "
+            "`litestream restore` 0.5.x refuses it (post-apply checksum not allowed); `ltxkit restore` "
+            "can still restore it",
+            {"key": last.key, "file": check.path, "txid": last.max_txid},
+        )
+    )
 
 
 def check_gaps(listing: Listing, summary: ReplicaSummary, label: str, *, plan_ok: bool) -> None:
