@@ -18,14 +18,13 @@ import filecmp
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.measure import ChildRun, run_child
+from benchmarks.measure import run_child
 from benchmarks.report import Row
-from benchmarks.s3 import DEFAULT_FILES, DEFAULT_MB, FILES_ENV, MB_ENV, _ensure
+from benchmarks.s3 import DEFAULT_FILES, DEFAULT_MB, FILES_ENV, MB_ENV, _check, _ensure, log
 from ltxkit.replica.layout import list_replica, restore_plan
 from ltxkit.replica.storage import open_storage
 from ltxkit.replicate.lifecycle import Policy, compact, retention
@@ -36,16 +35,6 @@ if TYPE_CHECKING:
 L1_EVERY = 30  # syncs (Litestream's 30 s level-1 interval at a 1 s sync interval)
 L2_EVERY = 300  # 5 min
 META_VERSION = 1
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _check(run: ChildRun, what: str) -> ChildRun:
-    if run.returncode != 0:
-        raise RuntimeError(f"{what} exited {run.returncode}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
-    return run
 
 
 def _compacted(l0_only: Path, out: Path) -> float:
