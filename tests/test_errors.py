@@ -26,7 +26,7 @@ from tests.replica_builder import simple_chain
         (RestoreError(Code.TRUNCATED, "x"), EXIT_DEFECTS),
         (RepairError("x"), EXIT_DEFECTS),
         (DatabaseError("x"), EXIT_DEFECTS),
-        (OutputExists(Path("x")), EXIT_DEFECTS),
+        (OutputExists(Path("x")), EXIT_USAGE),  # could not run: not a defect in any data
         (ReplicaNotFound("x"), EXIT_USAGE),
         (VerifyUsageError("x"), EXIT_USAGE),
     ],
