@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import io
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,7 @@ from ltxkit.workers import can_fork, fork_pool
 
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting worker processes costs more than it saves
 WHOLE_GET_MAX_BYTES = 1 << 20  # remote files up to this size are fetched in one request
+LARGE_AT_ONCE = 2  # remote files above it read at the same time (each streams with read-ahead)
 
 
 def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
@@ -117,10 +119,21 @@ def _check_files_concurrently(
 ) -> dict[str, FileCheck]:
     """Check a remote replica's files on `storage.concurrency` threads: each check spends most of
     its time waiting on GETs (with `quick`, two small ranged GETs per file), which threads overlap;
-    the decoding between them takes the GIL in turn. Results come back in listing order."""
+    the decoding between them takes the GIL in turn. Results come back in listing order.
+
+    A large file streams through a reader that holds up to 32 MiB fetched ahead, so only
+    `LARGE_AT_ONCE` large files are read at a time (memory stays bounded whatever the replica)."""
     checks: dict[str, FileCheck] = {}
+    large = threading.BoundedSemaphore(LARGE_AT_ONCE)
+
+    def check(f: ReplicaFile) -> FileCheck:
+        if quick or f.size <= WHOLE_GET_MAX_BYTES:
+            return _check_one(storage, label, f, quick)
+        with large:
+            return _check_one(storage, label, f, quick)
+
     with concurrent.futures.ThreadPoolExecutor(min(storage.concurrency, len(files))) as pool:
-        futures = [pool.submit(_check_one, storage, label, f, quick) for f in files]
+        futures = [pool.submit(check, f) for f in files]
         for f, fut in zip(files, futures, strict=True):
             fc = fut.result()
             checks[f.key] = fc

@@ -131,6 +131,7 @@ def check_ledger(
     trusted: set[int] = {0}  # TXIDs whose kept state a record confirmed
     unrecorded: list[str] = []
     proven_points: set[int] = set()
+    disproven: set[int] = set()  # restore points a file reaches against its record
     unproven = len(usable) != len(files)
     for min_txid, group in _by_first_txid(usable):
         for stale in [t for t in reached if t < min_txid - 1]:
@@ -153,6 +154,7 @@ def check_ledger(
                 proven_points.add(f.max_txid)
             else:
                 unproven = True
+                disproven.add(f.max_txid)
             if holds and f.max_txid not in trusted:  # a proven state replaces an unproven one
                 reached[f.max_txid] = state
                 trusted.add(f.max_txid)
@@ -169,7 +171,7 @@ def check_ledger(
             )
         )
     summary.proven = not unproven and not unrecorded and bool(proven_points)
-    summary.proven_points = len(proven_points)
+    summary.proven_points = len(proven_points - disproven)
 
 
 def _holds(
