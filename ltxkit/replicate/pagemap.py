@@ -12,20 +12,30 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ltxkit.format.checksum import fold_page_checksums
+from ltxkit.format.checksum import CHECKSUM_FLAG, fold_page_checksums
 from ltxkit.format.schema import lock_pgno
 
 
 @dataclass(slots=True)
 class PageMap:
-    """Page checksums of one database state; `sums[pgno]` for pgno 1..commit (`sums[0]` unused)."""
+    """Page checksums of one database state; `sums[pgno]` for pgno 1..commit (`sums[0]` unused).
+
+    `xor` is their XOR (the flag bit left out), kept as `after` changes pages, so the state's
+    database checksum costs nothing however large the database: the replicator asks for it on
+    every sync, and verify's ledger check for every file. Left out (-1), it is folded from `sums`.
+    """
 
     page_size: int
     sums: array  # array('Q'), len == commit + 1
+    xor: int = -1
+
+    def __post_init__(self) -> None:
+        if self.xor < 0:
+            self.xor = fold_page_checksums(self.sums) & ~CHECKSUM_FLAG
 
     @classmethod
     def empty(cls, page_size: int) -> PageMap:
-        return cls(page_size, array("Q", [0]))
+        return cls(page_size, array("Q", [0]), 0)
 
     @property
     def commit(self) -> int:
@@ -37,7 +47,7 @@ class PageMap:
 
     def checksum(self) -> int:
         """The database checksum of this state (flag bit set, as LTX stores it)."""
-        return fold_page_checksums(self.sums)
+        return CHECKSUM_FLAG | self.xor
 
     def after(self, commit: int, pages: Iterable[tuple[int, int]]) -> PageMap:
         """The state after a transition to `commit` pages that rewrites `pages` ((pgno, checksum)).
@@ -46,11 +56,15 @@ class PageMap:
         rewritten: `missing`).
         """
         sums = self.sums[: commit + 1]
+        xor = self.xor
+        if len(self.sums) > commit + 1:  # a shrink: the pages above the new commit leave the sum
+            xor ^= fold_page_checksums(self.sums[commit + 1 :])
         if commit + 1 > len(sums):
             sums.frombytes(bytes(8 * (commit + 1 - len(sums))))
         for pgno, value in pages:
+            xor ^= sums[pgno] ^ value
             sums[pgno] = value
-        return PageMap(self.page_size, sums)
+        return PageMap(self.page_size, sums, xor & ~CHECKSUM_FLAG)
 
     def missing(self) -> list[int]:
         """Pages 1..commit (not the lock page) with no checksum: a state that cannot be restored."""

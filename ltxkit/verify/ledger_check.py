@@ -6,15 +6,15 @@ checksum the replicator recorded when it published that file, then every plan â€
 restore point, at any level â€” reaches a recorded state. That is what this check shows, from page
 checksums alone, without writing a database:
 
-- Files are taken in order of their first TXID. The state each file reaches (an array of page
-  checksums and their XOR, as in `PageMap`) is kept while a later file may start from it, so
-  every file is applied to the state before it, whichever level led there (or, as Litestream's
-  plans allow, to a state inside its own range); only a few states are alive at once.
+- Files are taken in order of their first TXID. The state each file reaches (a `PageMap`: page
+  checksums and their XOR) is kept while a later file may start from it, so every file is applied
+  to the state before it, whichever level led there (or, as Litestream's plans allow, to a state
+  inside its own range); only a few states are alive at once.
 - The database checksum each file reaches is compared with its record. A file that starts where
   no file ends is proven from nothing if it holds every page (a snapshot, a full resync); else no
   restore plan can read it, so it is no restore point (the TXID rules name any gap).
-- The comparison is by XOR deltas: applying a file costs its own pages plus one copy of the
-  array, not a fold over the whole database.
+- `PageMap` keeps its XOR as pages change: applying a file costs its own pages plus one copy of
+  the array, not a fold over the whole database.
 
 A replica without a ledger (Litestream's) is not touched by this check. Files without a record
 are one `ledger-gap` warning (a replicator killed between a file and its record, or files
@@ -24,48 +24,20 @@ does not parse is `ledger-damaged`.
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ltxkit.format.checksum import CHECKSUM_FLAG, fold_page_checksums, page_checksum
+from ltxkit.format.checksum import page_checksum
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import lock_pgno
 from ltxkit.replica import ledger
 from ltxkit.replica.layout import ReplicaFile
 from ltxkit.replica.storage import Storage
+from ltxkit.replicate.pagemap import PageMap
 from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary
 
 WHOLE_READ_MAX_BYTES = 8 << 20  # larger files are streamed, not read into memory
-
-
-@dataclass(slots=True)
-class _State:
-    """Page checksums of one database state (`sums[pgno]`, 0 for none) and their XOR."""
-
-    sums: array
-    xor: int
-
-    @classmethod
-    def empty(cls) -> _State:
-        return cls(array("Q", [0]), 0)
-
-    def after(self, commit: int, pages: list[tuple[int, int]]) -> _State:
-        sums = self.sums[: commit + 1]
-        xor = self.xor
-        if len(self.sums) > commit + 1:  # a shrink: the pages above the new commit leave the sum
-            xor ^= fold_page_checksums(self.sums[commit + 1 :]) & ~CHECKSUM_FLAG
-        if len(sums) < commit + 1:
-            sums.frombytes(bytes(8 * (commit + 1 - len(sums))))
-        for pgno, value in pages:
-            xor ^= sums[pgno] ^ value
-            sums[pgno] = value
-        return _State(sums, xor)
-
-    @property
-    def checksum(self) -> int:
-        return CHECKSUM_FLAG | (self.xor & ~CHECKSUM_FLAG)
 
 
 @dataclass(slots=True)
@@ -106,16 +78,18 @@ def _by_first_txid(files: list[ReplicaFile]) -> Iterator[tuple[int, list[Replica
         yield min_txid, sorted(groups[min_txid], key=lambda f: (f.max_txid, f.level))
 
 
-def _start(reached: dict[int, _State], f: ReplicaFile, decoded: _Decoded) -> _State | None:
+def _start(reached: dict[int, PageMap], f: ReplicaFile, decoded: _Decoded) -> PageMap | None:
     """The state `f` applies to: the one just before it, else (as Litestream's plans allow) one
     inside its range, since `f` holds every page its TXIDs changed; a full file needs none."""
+    if f.min_txid == 1:
+        return PageMap.empty(decoded.page_size)
     exact = reached.get(f.min_txid - 1)
     if exact is not None:
         return exact
     inside = [t for t in reached if f.min_txid - 1 <= t < f.max_txid]
     if inside:
         return reached[max(inside)]
-    return _State.empty() if decoded.full else None
+    return PageMap.empty(decoded.page_size) if decoded.full else None
 
 
 def check_ledger(
@@ -127,8 +101,8 @@ def check_ledger(
         return
     add = summary.findings.append
     usable = [f for f in files if not checks[f.key].broken and checks[f.key].header is not None]
-    reached: dict[int, _State] = {0: _State.empty()}  # TXID -> the state there, while still of use
-    trusted: set[int] = {0}  # TXIDs whose kept state a record confirmed
+    reached: dict[int, PageMap] = {}  # TXID -> the state there, while still of use
+    trusted: set[int] = set()  # TXIDs whose kept state a record confirmed
     unrecorded: list[str] = []
     proven_points: set[int] = set()
     disproven: set[int] = set()  # restore points a file reaches against its record
@@ -179,7 +153,7 @@ def _holds(
     f: ReplicaFile,
     rkey: str,
     decoded: _Decoded,
-    state: _State,
+    state: PageMap,
     add: Callable[[Finding], None],
     label: str,
 ) -> bool:
@@ -191,12 +165,12 @@ def _holds(
     if record.file_checksum != decoded.file_checksum:
         add(Finding(Code.LEDGER_MISMATCH, label, f"{rkey} is about another file than {f.key}", {"key": f.key}))
         return False
-    if state.checksum != record.after:
+    if state.checksum() != record.after:
         add(
             Finding(
                 Code.LEDGER_MISMATCH,
                 label,
-                f"{f.key} leads to database checksum {state.checksum:016x}, "
+                f"{f.key} leads to database checksum {state.checksum():016x}, "
                 f"the ledger recorded {record.after:016x} when it was published",
                 {"key": f.key, "txid": f.max_txid},
             )
