@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lint format clean fixtures
+.PHONY: demo test test-fast bench lint format clean fixtures layout
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not litestream"
 
+# bytecode compiled first, as a pip install leaves it: otherwise, with PYTHONDONTWRITEBYTECODE set,
+# every CLI run in the benchmarks would compile ltxkit again
 bench: $(STAMP)
+	$(BIN)/python -m compileall -q ltxkit
 	$(BIN)/python -m benchmarks.run
 
 lint: $(STAMP)
@@ -36,6 +39,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format ltxkit
 	$(BIN)/ruff check --fix ltxkit tests fixtures benchmarks demo
+
+# struct formats derived from the construct declarations (ltxkit/format/declaration.py)
+layout: $(STAMP)
+	$(BIN)/python -m ltxkit.format.declaration
 
 fixtures: $(STAMP)
 	$(BIN)/python fixtures/corrupt/make_fixtures.py

@@ -152,10 +152,10 @@ def _restore_file_in_spans(
             for child in others:
                 child.wait()  # every child done writing before anyone goes on, whatever happened here
         results += [child.result() for child in others]
-        frames = join_spans(ends, results)
+        pgnos = join_spans(ends, results)
     except (LTXError, OSError, WorkerDied) as exc:
         raise _StartOver from exc
-    return ends.header, [frame[0] for frame in frames]
+    return ends.header, pgnos
 
 
 class _StartOver(Exception):

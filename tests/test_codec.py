@@ -117,6 +117,34 @@ def test_small_read_chunks_decode_the_same(chunk_size):
         assert fatal is not None and (fatal.code, fatal.offset) == (Code.TRUNCATED, cut)
 
 
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most `most` bytes per read, as sockets and S3 bodies may."""
+
+    def __init__(self, data: bytes, most: int) -> None:
+        self._data, self._pos, self._most = data, 0, most
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def]
+        n = min(len(b), self._most, len(self._data) - self._pos)
+        b[:n] = self._data[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+@pytest.mark.parametrize(("chunk_size", "most"), [(64, 5), (4096, 1000), (4 << 20, 333), (4 << 20, 1 << 30)])
+def test_a_reused_read_buffer_never_shows_through_pages_kept(chunk_size, most):
+    # every page kept until the end: a page that aliased the read buffer would change under us
+    pages = [(n, random_page(1024, n)) for n in range(1, 300)]
+    data = FileSpec(page_size=1024, commit=299, pages=pages).build()
+    reader = LTXReader(_Trickle(data, most), chunk_size=chunk_size)
+    assert list(reader.pages()) == pages
+    assert reader.info is not None and reader.info.size == len(data)
+    _, fatal = collect(data[: len(data) - 20], chunk_size=chunk_size)
+    assert fatal is not None and fatal.code == Code.TRUNCATED
+
+
 def test_writer_streams_and_reports_its_size():
     out = io.BytesIO()
     writer = LTXWriter(out, FileSpec(commit=2).header())

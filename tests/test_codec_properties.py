@@ -34,7 +34,7 @@ from ltxkit.format import (
     lock_pgno,
     read_page_index,
 )
-from ltxkit.format.decoder import DecodedFile, read_ends, read_page
+from ltxkit.format.decoder import DecodedFile, page_number_rules, page_numbers_sound, read_ends, read_page
 from ltxkit.format.schema import HEADER_SIZE, PAGE_FLAG_LZ4_FRAME, PAGE_FLAG_SIZE
 from ltxkit.format.spans import find_cuts, join_spans
 from tests.conftest import examples
@@ -186,8 +186,7 @@ def _join(stream: io.BytesIO, ends, cuts: list[int]) -> list[tuple[int, bytes]]:
         pages.extend(reader.pages())
         assert reader.span_result is not None
         spans.append(reader.span_result)
-    frames = join_spans(ends, spans)
-    assert [f[0] for f in frames] == [p for p, _ in pages]
+    assert join_spans(ends, spans) == [p for p, _ in pages]
     return pages
 
 
@@ -450,3 +449,38 @@ def test_random_mutation_storm_on_a_bigger_file():
         for _ in range(rng.randint(1, 4)):
             buf[rng.randrange(len(buf))] = rng.randrange(256)
         _same_or_error(original, bytes(buf))
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    st.sampled_from([512, 32768, 65536]),
+    st.booleans(),
+    st.integers(0, 6),
+    st.lists(st.sampled_from(["keep", "drop", "dup", "swap", "lock", "beyond"]), max_size=4),
+    st.data(),
+)
+def test_the_page_number_fast_path_agrees_with_the_rules(page_size, snapshot, spare, edits, data):
+    """`page_numbers_sound` (whole-sequence operations) says "sound" exactly when the frame-by-
+    frame rules find nothing, around the lock page, for snapshots and increments alike."""
+    lock = 1 + (1 << 30) // page_size
+    commit = data.draw(st.integers(max(1, lock - 3), lock + 3)) if page_size >= 32768 else data.draw(st.integers(0, 40))
+    header = FileSpec(page_size=page_size, min_txid=1 if snapshot else 2, commit=commit).header()
+    pgnos = [p for p in range(1, commit + 1) if p != lock]
+    if not snapshot and pgnos:
+        pgnos = sorted(data.draw(st.sets(st.sampled_from(pgnos), max_size=12)))
+    for edit in edits:
+        at = data.draw(st.integers(0, max(len(pgnos) - 1, 0)))
+        if edit == "drop" and pgnos:
+            del pgnos[at]
+        elif edit == "dup" and pgnos:
+            pgnos.insert(at, pgnos[at])
+        elif edit == "swap" and len(pgnos) > 1:
+            at = min(at, len(pgnos) - 2)
+            pgnos[at], pgnos[at + 1] = pgnos[at + 1], pgnos[at]
+        elif edit == "lock":
+            pgnos = sorted({*pgnos, lock})
+        elif edit == "beyond":
+            pgnos.append(commit + 1 + spare)
+    frames = [(p, HEADER_SIZE + 20 * i, 20) for i, p in enumerate(pgnos)]
+    assert page_numbers_sound(header, pgnos) == (page_number_rules(header, frames) == [])
+

@@ -10,27 +10,32 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ltxkit.format import layout
 from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, database_checksum, page_checksum
+from ltxkit.format.declaration import (
+    HEADER,
+    INDEX_SIZE_FIELD,
+    LAYOUT_PATH,
+    PAGE_HEADER,
+    PAGE_INDEX,
+    SIZE_PREFIX,
+    TRAILER,
+    derive_struct,
+    render_layout,
+)
 from ltxkit.format.decoder import _parse_index
 from ltxkit.format.schema import (
     FRAME_PREFIX_STRUCT,
-    HEADER,
     HEADER_FIELDS,
     HEADER_STRUCT,
-    INDEX_SIZE_FIELD,
     INDEX_SIZE_STRUCT,
-    PAGE_HEADER,
     PAGE_HEADER_STRUCT,
-    PAGE_INDEX,
-    SIZE_PREFIX,
     SIZE_PREFIX_STRUCT,
-    TRAILER,
     TRAILER_STRUCT,
     Header,
     IndexEntry,
     Trailer,
     append_uvarint,
-    derive_struct,
     encode_page_index,
     lock_pgno,
     read_uvarint,
@@ -68,6 +73,24 @@ def _plain(container: cs.Container) -> dict[str, object]:
 
 
 # ---- fixed-size structs -----------------------------------------------------------------------
+
+
+def test_generated_layout_is_what_the_declarations_give():
+    # layout.py is derived ahead of time so that no command imports construct at start-up
+    assert LAYOUT_PATH.read_text() == render_layout(), "layout.py is stale: run `make layout`"
+    assert HEADER_STRUCT.format == derive_struct(HEADER).format == layout.HEADER_FORMAT
+    assert TRAILER_STRUCT.format == derive_struct(TRAILER).format
+    assert INDEX_SIZE_STRUCT.format == derive_struct(INDEX_SIZE_FIELD).format
+    prefix = derive_struct(PAGE_HEADER).format + derive_struct(SIZE_PREFIX).format[1:]
+    assert FRAME_PREFIX_STRUCT.format == prefix
+
+
+def test_no_command_imports_construct_at_start_up():
+    import subprocess
+    import sys
+
+    code = "import sys, ltxkit.cli, ltxkit.verify.engine, ltxkit.restore; print('construct' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_layout_sizes_and_offsets_match_the_format_table():

@@ -49,6 +49,16 @@ class _LazyConsole:
             self._console = Console(**self._options)
         return self._console
 
+    def plain(self, text: str) -> None:
+        """One line as it is (no markup, no highlighting, no wrapping): machine-readable output
+        such as a checksum or a JSON document, which need not load rich at all."""
+        if self._console is not None:  # rich already writes here: keep the order of lines
+            self._console.print(text, markup=False, highlight=False, soft_wrap=True)
+            return
+        stream = sys.stderr if self._options.get("stderr") else sys.stdout
+        stream.write(text + "\n")
+        stream.flush()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real(), name)
 
@@ -115,7 +125,7 @@ def guarded(fn: F) -> F:
 
 def _version(value: bool) -> None:
     if value:
-        out.print(f"ltxkit {__version__}")
+        out.plain(f"ltxkit {__version__}")
         raise typer.Exit()
 
 

@@ -80,8 +80,10 @@ def checksum(
         value = view.checksum(jobs=jobs or default_jobs())
         page_size, commit = view.page_size, view.commit
     if wants_json(fmt, as_json):
-        out.print_json(
-            json.dumps({"path": str(db), "checksum": f"{value:016x}", "page_size": page_size, "commit": commit})
+        out.plain(
+            json.dumps(
+                {"path": str(db), "checksum": f"{value:016x}", "page_size": page_size, "commit": commit}, indent=2
+            )
         )
     else:
-        out.print(f"{value:016x}")
+        out.plain(f"{value:016x}")

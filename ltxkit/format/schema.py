@@ -1,9 +1,9 @@
-"""The declarative LTX v3 layout: the single source of truth for every byte ltxkit reads or writes.
+"""The LTX v3 layout as the codec uses it: structs, sizes, flags, varints, names and page rules.
 
-The `construct` declarations below describe the header, the page frame header and its size
-prefix, the page index and the trailer. The encoder and decoder never hard-code an offset: the
-per-page hot paths use `struct.Struct` objects *derived* from these declarations (`derive_struct`),
-and a hypothesis test proves both forms agree byte for byte.
+Every fixed field comes from the `construct` declarations in `ltxkit.format.declaration`, the one
+description of the format: the `struct.Struct` forms here are built from the formats derived from
+them (`layout.py`, generated), and tests prove both forms agree byte for byte. Nothing here
+imports construct, so no command pays for it at start-up.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-import construct as cs
-
+from ltxkit.format import layout
 from ltxkit.format.checksum import PENDING_BYTE as PENDING_BYTE  # defined with the checksum they shape
 from ltxkit.format.checksum import lock_pgno as lock_pgno
 
@@ -31,85 +30,22 @@ MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 65536
 INT64_MAX = (1 << 63) - 1
 
-HEADER = cs.Struct(
-    "magic" / cs.Bytes(4),
-    "flags" / cs.Int32ub,
-    "page_size" / cs.Int32ub,
-    "commit" / cs.Int32ub,
-    "min_txid" / cs.Int64ub,
-    "max_txid" / cs.Int64ub,
-    "timestamp" / cs.Int64sb,
-    "pre_apply_checksum" / cs.Int64ub,
-    "wal_offset" / cs.Int64sb,
-    "wal_size" / cs.Int64sb,
-    "wal_salt1" / cs.Int32ub,
-    "wal_salt2" / cs.Int32ub,
-    "node_id" / cs.Int64ub,
-    "reserved" / cs.Bytes(20),
-)
-
-PAGE_HEADER = cs.Struct(
-    "pgno" / cs.Int32ub,
-    "flags" / cs.Int16ub,
-)
-
-SIZE_PREFIX = cs.Struct("size" / cs.Int32ub)
-
-#: One page index element; a lone pgno of 0 ends the list.
-INDEX_ENTRY = cs.Struct(
-    "pgno" / cs.VarInt,
-    "offset" / cs.If(cs.this.pgno != 0, cs.VarInt),
-    "size" / cs.If(cs.this.pgno != 0, cs.VarInt),
-)
-
-PAGE_INDEX = cs.Struct(
-    "entries" / cs.RepeatUntil(lambda obj, lst, ctx: obj.pgno == 0, INDEX_ENTRY),
-    "index_size" / cs.Int64ub,
-)
-
-INDEX_SIZE_FIELD = cs.Struct("index_size" / cs.Int64ub)
-
-TRAILER = cs.Struct(
-    "post_apply_checksum" / cs.Int64ub,
-    "file_checksum" / cs.Int64ub,
-)
-
-
-def derive_struct(declaration: cs.Struct) -> struct.Struct:
-    """Build the equivalent `struct.Struct` of a flat construct Struct of fixed-size fields.
-
-    This is how hot paths stay fast while the declaration above stays the only description.
-    """
-    fmt = ">"
-    for field in declaration.subcons:
-        sub = field.subcon
-        if isinstance(sub, cs.FormatField):
-            if not sub.fmtstr.startswith(">"):
-                raise TypeError(f"{field.name}: only big-endian fields are supported")
-            fmt += sub.fmtstr[1:]
-        elif isinstance(sub, cs.Bytes) and isinstance(sub.length, int):
-            fmt += f"{sub.length}s"
-        else:
-            raise TypeError(f"{field.name}: {type(sub).__name__} has no fixed struct form")
-    return struct.Struct(fmt)
-
-
-HEADER_STRUCT = derive_struct(HEADER)
-PAGE_HEADER_STRUCT = derive_struct(PAGE_HEADER)
-SIZE_PREFIX_STRUCT = derive_struct(SIZE_PREFIX)
+HEADER_STRUCT = struct.Struct(layout.HEADER_FORMAT)
+PAGE_HEADER_STRUCT = struct.Struct(layout.PAGE_HEADER_FORMAT)
+SIZE_PREFIX_STRUCT = struct.Struct(layout.SIZE_PREFIX_FORMAT)
 #: frame header and size prefix read in one call on the hot path
 FRAME_PREFIX_STRUCT = struct.Struct(PAGE_HEADER_STRUCT.format + SIZE_PREFIX_STRUCT.format[1:])
-INDEX_SIZE_STRUCT = derive_struct(INDEX_SIZE_FIELD)
-TRAILER_STRUCT = derive_struct(TRAILER)
+INDEX_SIZE_STRUCT = struct.Struct(layout.INDEX_SIZE_FIELD_FORMAT)
+TRAILER_STRUCT = struct.Struct(layout.TRAILER_FORMAT)
 
-HEADER_SIZE = HEADER.sizeof()
-PAGE_HEADER_SIZE = PAGE_HEADER.sizeof()
-SIZE_PREFIX_SIZE = SIZE_PREFIX.sizeof()
+HEADER_SIZE = HEADER_STRUCT.size
+PAGE_HEADER_SIZE = PAGE_HEADER_STRUCT.size
+SIZE_PREFIX_SIZE = SIZE_PREFIX_STRUCT.size
 FRAME_PREFIX_SIZE = PAGE_HEADER_SIZE + SIZE_PREFIX_SIZE
-TRAILER_SIZE = TRAILER.sizeof()
-INDEX_SIZE_FIELD_SIZE = INDEX_SIZE_FIELD.sizeof()
+TRAILER_SIZE = TRAILER_STRUCT.size
+INDEX_SIZE_FIELD_SIZE = INDEX_SIZE_STRUCT.size
 TERMINATOR = bytes(PAGE_HEADER_SIZE)
-HEADER_FIELDS = tuple(f.name for f in HEADER.subcons)
+HEADER_FIELDS = layout.HEADER_FIELDS
 
 assert HEADER_SIZE == HEADER_STRUCT.size == 100
 assert TRAILER_SIZE == TRAILER_STRUCT.size == 16

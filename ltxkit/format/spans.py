@@ -8,7 +8,7 @@ streaming decoder does:
 - the spans' CRCs are joined with `crc64_combine` into the file checksum and compared;
 - the frames the spans read, taken together, must be exactly what the stored page index lists
   (compared by encoding them, byte for byte), ending where the terminator begins;
-- the page-number rules (order, commit, lock page, snapshot holes) run over all the frames;
+- the page-number rules (order, commit, lock page, snapshot holes) hold over all the frames;
 - a checksum-tracked snapshot's pages must give its post-apply checksum.
 
 Where to cut is read from the page index without parsing all of it (`find_cuts`). A cut in the
@@ -20,10 +20,11 @@ optimisation, never a source of verdicts.
 from __future__ import annotations
 
 import itertools
+from array import array
 from collections.abc import Sequence
 
 from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, crc64_combine, file_checksum_mismatch, post_apply_mismatch
-from ltxkit.format.decoder import FileEnds, SpanResult, page_number_defects
+from ltxkit.format.decoder import FileEnds, SpanResult, page_numbers_sound
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import (
     HEADER_SIZE,
@@ -72,12 +73,11 @@ def _entry_offset_at(data: bytes, pos: int, frames_end: int) -> int | None:
     return None
 
 
-def join_spans(ends: FileEnds, spans: Sequence[SpanResult]) -> list[tuple[int, int, int]]:
-    """Prove the file from its spans (in file order); return all its frames. Raises LTXError."""
-    frames = [frame for span in spans for frame in span.frames]
-    last_end = frames[-1][1] + frames[-1][2] if frames else HEADER_SIZE
-    if last_end != ends.frames_end or (frames and frames[0][1] != HEADER_SIZE):
-        raise LTXError(Code.INDEX_MISMATCH, "the spans do not cover the page block", offset=last_end)
+def join_spans(ends: FileEnds, spans: Sequence[SpanResult]) -> list[int]:
+    """Prove the file from its spans (in file order); return its page numbers. Raises LTXError."""
+    bounds = [HEADER_SIZE] + [b for span in spans for b in (span.start, span.end)] + [ends.frames_end]
+    if any(a != b for a, b in zip(bounds[::2], bounds[1::2], strict=True)):
+        raise LTXError(Code.INDEX_MISMATCH, "the spans do not cover the page block", offset=spans[-1].end)
     if b"".join(span.index_varints for span in spans) != ends.index_varints:
         raise LTXError(Code.INDEX_MISMATCH, "page index does not match the page block", offset=ends.frames_end)
     crc = crc64(ends.header_bytes)
@@ -88,9 +88,12 @@ def join_spans(ends: FileEnds, spans: Sequence[SpanResult]) -> list[tuple[int, i
     wrong = file_checksum_mismatch(ends.trailer.file_checksum, crc64(ends.checksummed_tail, crc), ends.size - 8)
     if wrong is not None:
         raise wrong
-    defects = page_number_defects(ends.header, frames)
-    if defects:
-        raise defects[0]
+    pgnos = array("L")
+    for span in spans:
+        pgnos += span.pgnos
+    if not page_numbers_sound(ends.header, pgnos):
+        # which rule and where is the one-process decode's to say: the caller falls back to it
+        raise LTXError(Code.PAGE_ORDER, "the spans' page numbers break a page-number rule", offset=spans[0].start)
     header = ends.header
     if header.is_snapshot and not header.no_checksum:
         wrong = post_apply_mismatch(
@@ -98,4 +101,4 @@ def join_spans(ends: FileEnds, spans: Sequence[SpanResult]) -> list[tuple[int, i
         )
         if wrong is not None:
             raise wrong
-    return frames
+    return pgnos.tolist()

@@ -69,8 +69,9 @@ def check_file(
             else:
                 reader = LTXReader(stream, on_defect=add)
                 fc.header = reader.header
+                keep = fc.pgnos.append  # filled as pages come: a file that fails keeps what was read
                 for pgno, _page in reader.pages():
-                    fc.pgnos.append(pgno)
+                    keep(pgno)
                 assert reader.info is not None
                 fc.trailer = reader.info.trailer
     except LTXError as err:
@@ -134,11 +135,11 @@ def _check_in_spans(
             for child in others:
                 child.wait()  # reaped whatever happened here
         results += [child.result() for child in others]
-        frames = join_spans(ends, results)
+        pgnos = join_spans(ends, results)
     except Exception:  # a defect, a bad cut, a dead worker: the one-process run decides what it is
         return None
     fc = FileCheck(path=path, level=level, size=size, header=ends.header, trailer=ends.trailer)
-    fc.pgnos = [frame[0] for frame in frames]
+    fc.pgnos = pgnos
     _check_name(fc, name)
     return fc
 

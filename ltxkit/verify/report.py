@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
-from xml.etree import ElementTree as ET
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # imported where used: a JSON report must not pay for rich or XML at start-up
+    from xml.etree import ElementTree as ET
+
+    from rich.console import Console
 
 from ltxkit.format.errors import Code
 from ltxkit.verify.findings import Finding, ReplicaSummary, Report, Severity, count
@@ -44,6 +45,8 @@ def render_junit(report: Report, fail_on: Severity) -> str:
     files, one for paths that could not be checked; the attributes the common JUnit schema names
     (tests, failures, errors, skipped, time, timestamp), with totals on `<testsuites>`.
     `tests/junit.xsd` holds it to that."""
+    from xml.etree import ElementTree as ET
+
     suites = ET.Element("testsuites", name="ltxkit verify")
     failing = {Severity.ERROR} if fail_on == Severity.ERROR else {Severity.ERROR, Severity.WARNING}
 
@@ -138,6 +141,8 @@ def content_line(r: ReplicaSummary) -> str:
 
 def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: bool = False) -> None:
     """The human report; `fleet`: one line per replica instead of a table each (verify --recursive)."""
+    from rich.table import Table
+
     console.print(f"mode: {report.mode.describe}", highlight=False, markup=False)
     if fleet:
         for r in report.replicas:
