@@ -20,6 +20,7 @@ class ChildRun:
     max_rss_kib: int  # ru_maxrss of the child itself (KiB on Linux)
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system CPU of the command and the children it reaped
 
 
 # A child forked from this (large) benchmark process inherits its peak RSS on Linux: the kernel
@@ -35,7 +36,8 @@ _pid, status, usage = os.wait4(proc.pid, 0)
 seconds = time.perf_counter() - t
 proc.returncode = os.waitstatus_to_exitcode(status)
 with open(report, "w") as fh:
-    json.dump({"seconds": seconds, "rc": proc.returncode, "maxrss_kib": usage.ru_maxrss}, fh)
+    json.dump({"seconds": seconds, "rc": proc.returncode, "maxrss_kib": usage.ru_maxrss,
+               "cpu": usage.ru_utime + usage.ru_stime}, fh)
 """
 
 
@@ -61,6 +63,7 @@ def run_child(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: st
             int(measured["maxrss_kib"]),
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
+            float(measured["cpu"]),
         )
 
 
