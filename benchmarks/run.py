@@ -705,6 +705,27 @@ def bench_verify_file(ctx: Context) -> None:
                 },
             )
         )
+    # the usual shape of a Litestream replica: one large snapshot and small increments after it
+    usual = ctx.work / "replica-one-snapshot"
+    if not usual.exists():
+        (usual / "ltx" / "0").mkdir(parents=True)
+        for f in sorted((replica / "ltx" / "0").glob("*.ltx")):
+            os.link(f, usual / "ltx" / "0" / f.name)
+    page_bytes, file_bytes = _page_bytes(usual)
+    base = [ctx.ltxkit, "verify", str(usual), "--structure-only", "--format", "json"]
+    rs = _interleaved(ctx, {"cores": base}, 3, "ltxkit verify --structure-only (one snapshot)")["cores"]
+    ctx.add(
+        Row(
+            "verify-file",
+            "replica verify (--structure-only), one snapshot + its L0 increments (CLI, median of 3)",
+            "MB/s",
+            mb_per_s(page_bytes, _median([r.seconds for r in rs])),
+            note=f"{page_bytes / 1e6:.0f} MB of pages in {file_bytes / 1e6:.0f} MB of LTX files: the snapshot "
+            f"in spans on every core, then the increments; peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} "
+            f"MB; {_free_note(ctx, 'ltxkit verify --structure-only (one snapshot)')}",
+            extra={"seconds": [r.seconds for r in rs], "rss_kib": [r.max_rss_kib for r in rs]},
+        )
+    )
     page_bytes, file_bytes = _page_bytes(replica)
     base = [ctx.ltxkit, "verify", str(replica), "--structure-only", "--format", "json"]
     rs = _interleaved(ctx, {"cores": base}, 3, "ltxkit verify --structure-only")["cores"]

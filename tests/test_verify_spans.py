@@ -120,6 +120,36 @@ def test_loose_file_and_single_file_replica_go_through_spans(tmp_path: Path, mon
     assert spy.proven == 2  # one job: never split
 
 
+def test_a_snapshot_among_small_files_is_split_over_every_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica of one large snapshot and small increments: the snapshot is decoded in spans
+    (it would otherwise keep one process busy alone), the rest whole, and the report is the
+    one-process report, damage in the snapshot included."""
+    from ltxkit.verify import engine
+
+    level0 = tmp_path / "replica" / "ltx" / "0"
+    level0.mkdir(parents=True)
+    snapshot = level0 / "0000000000000001-0000000000000001.ltx"
+    snapshot.write_bytes(_big_snapshot(400, tracked=False))
+    for txid in range(2, 6):
+        spec = FileSpec(page_size=512, min_txid=txid, max_txid=txid, commit=400, pages=[txid], flags=FLAG_NO_CHECKSUM)
+        (level0 / f"{txid:016x}-{txid:016x}.ltx").write_bytes(spec.build())
+    replica = str(tmp_path / "replica")
+    serial = verify_paths([replica], jobs=1).to_json()
+    spy = SpanSpy(monkeypatch)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_BYTES", 0)
+    assert verify_paths([replica], jobs=2).to_json() == serial
+    assert spy.proven == 1  # the snapshot, and only it
+    snapshot.write_bytes(flip_byte(snapshot.read_bytes(), 3000))
+    with monkeypatch.context() as m:
+        m.setattr(engine, "PARALLEL_MIN_BYTES", 1 << 60)
+        serial = verify_paths([replica], jobs=1).to_json()
+    assert serial["ok"] is False
+    assert verify_paths([replica], jobs=2).to_json() == serial
+    assert spy.proven == 1  # the damaged snapshot was not passed by the span path
+
+
 def test_filename_mismatch_found_by_the_span_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "0000000000000002-0000000000000002.ltx"
     path.write_bytes(_big_snapshot())

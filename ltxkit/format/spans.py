@@ -77,7 +77,7 @@ def join_spans(ends: FileEnds, spans: Sequence[SpanResult]) -> list[int]:
     """Prove the file from its spans (in file order); return its page numbers. Raises LTXError."""
     bounds = [HEADER_SIZE] + [b for span in spans for b in (span.start, span.end)] + [ends.frames_end]
     if any(a != b for a, b in zip(bounds[::2], bounds[1::2], strict=True)):
-        raise LTXError(Code.INDEX_MISMATCH, "the spans do not cover the page block", offset=spans[-1].end)
+        raise LTXError(Code.INDEX_MISMATCH, "the spans do not cover the page block", offset=ends.frames_end)
     if b"".join(span.index_varints for span in spans) != ends.index_varints:
         raise LTXError(Code.INDEX_MISMATCH, "page index does not match the page block", offset=ends.frames_end)
     crc = crc64(ends.header_bytes)

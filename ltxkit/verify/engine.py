@@ -27,6 +27,7 @@ from ltxkit.format.errors import Code
 from ltxkit.replica.keys import LTX_DIR
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
+from ltxkit.verify import files as file_checks
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
 from ltxkit.verify.findings import (
@@ -82,7 +83,8 @@ def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool, jobs: 
 def _check_files(
     storage: Storage, label: str, files: list[ReplicaFile], *, quick: bool, jobs: int, progress: ProgressHook | None
 ) -> dict[str, FileCheck]:
-    """Check every file; a large local replica is spread over `jobs` processes, biggest files first.
+    """Check every file; a large local replica is spread over `jobs` processes: a file larger than
+    an even share in spans over all of them, the others whole, biggest first.
 
     Decoding is CPU-bound Python and the codecs hold the GIL, so threads would not help; each file
     is independent, so processes do. Results come back in listing order whatever the schedule.
@@ -90,14 +92,29 @@ def _check_files(
     checks: dict[str, FileCheck] = {}
     if storage.concurrency > 1 and len(files) > 1:
         return _check_files_concurrently(storage, label, files, quick=quick, progress=progress)
-    parallel = (
-        jobs > 1 and not quick and can_fork() and len(files) > 1 and sum(f.size for f in files) >= PARALLEL_MIN_BYTES
-    )
-    if parallel:
-        with fork_pool(min(jobs, len(files))) as pool:
+
+    def one_by_one(todo: list[ReplicaFile]) -> None:  # each file may still be split in spans
+        for f in todo:
+            checks[f.key] = fc = _check_one(storage, label, f, quick, jobs)
+            if progress is not None:
+                progress(fc.path, f.size)
+
+    total = sum(f.size for f in files)
+    if not (jobs > 1 and not quick and can_fork() and len(files) > 1 and total >= PARALLEL_MIN_BYTES):
+        one_by_one(files)
+        return checks
+    # A file bigger than an even share of the work (a snapshot among small increments) would keep
+    # one process busy while the others run out of files: it is split in spans over every process
+    # first, and only the rest are shared out whole.
+    one_by_one([f for f in files if f.size * jobs > total and f.size >= file_checks.SPLIT_MIN_BYTES])
+    rest = [f for f in files if f.key not in checks]
+    if len(rest) < 2 or sum(f.size for f in rest) < PARALLEL_MIN_BYTES:
+        one_by_one(rest)
+    else:
+        with fork_pool(min(jobs, len(rest))) as pool:
             futures = [
                 pool.submit(_check_one_in_worker, storage.url, label, f, quick)
-                for f in sorted(files, key=lambda f: -f.size)
+                for f in sorted(rest, key=lambda f: -f.size)
             ]
             for fut in concurrent.futures.as_completed(futures):
                 fc = fut.result()
@@ -105,13 +122,7 @@ def _check_files(
                 checks[fc.key] = fc
                 if progress is not None:
                     progress(fc.path, fc.size)
-        return {f.key: checks[f.key] for f in files}
-    for f in files:
-        fc = _check_one(storage, label, f, quick, jobs)
-        checks[f.key] = fc
-        if progress is not None:
-            progress(fc.path, f.size)
-    return checks
+    return {f.key: checks[f.key] for f in files}
 
 
 def _check_files_concurrently(
