@@ -711,37 +711,35 @@ def bench_verify_file(ctx: Context) -> None:
         (usual / "ltx" / "0").mkdir(parents=True)
         for f in sorted((replica / "ltx" / "0").glob("*.ltx")):
             os.link(f, usual / "ltx" / "0" / f.name)
-    page_bytes, file_bytes = _page_bytes(usual)
-    base = [ctx.ltxkit, "verify", str(usual), "--structure-only", "--format", "json"]
-    rs = _interleaved(ctx, {"cores": base}, 3, "ltxkit verify --structure-only (one snapshot)")["cores"]
-    ctx.add(
-        Row(
-            "verify-file",
-            "replica verify (--structure-only), one snapshot + its L0 increments (CLI, median of 3)",
-            "MB/s",
-            mb_per_s(page_bytes, _median([r.seconds for r in rs])),
-            note=f"{page_bytes / 1e6:.0f} MB of pages in {file_bytes / 1e6:.0f} MB of LTX files: the snapshot "
-            f"in spans on every core, then the increments; peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} "
-            f"MB; {_free_note(ctx, 'ltxkit verify --structure-only (one snapshot)')}",
-            extra={"seconds": [r.seconds for r in rs], "rss_kib": [r.max_rss_kib for r in rs]},
+    for path, what, goal, how in (
+        (
+            usual,
+            "replica verify (--structure-only), one snapshot + its L0 increments",
+            None,
+            "the snapshot in spans on every core, then the increments",
+        ),
+        (
+            replica,
+            "full replica verify (--structure-only), one process per core",
+            GOAL_REPLICA_VERIFY_MBS,
+            "two snapshots, one per core",
+        ),
+    ):
+        page_bytes, file_bytes = _page_bytes(path)
+        base = [ctx.ltxkit, "verify", str(path), "--structure-only", "--format", "json"]
+        rs = _interleaved(ctx, {"cores": base}, 3, what)["cores"]
+        ctx.add(
+            Row(
+                "verify-file",
+                f"{what} (CLI, median of 3)",
+                "MB/s",
+                mb_per_s(page_bytes, _median([r.seconds for r in rs])),
+                goal=goal,
+                note=f"{page_bytes / 1e6:.0f} MB of pages in {file_bytes / 1e6:.0f} MB of LTX files: {how}; "
+                f"peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} MB; {_free_note(ctx, what)}",
+                extra={"seconds": [r.seconds for r in rs], "rss_kib": [r.max_rss_kib for r in rs]},
+            )
         )
-    )
-    page_bytes, file_bytes = _page_bytes(replica)
-    base = [ctx.ltxkit, "verify", str(replica), "--structure-only", "--format", "json"]
-    rs = _interleaved(ctx, {"cores": base}, 3, "ltxkit verify --structure-only")["cores"]
-    ctx.add(
-        Row(
-            "verify-file",
-            "full replica verify (--structure-only), one process per core (CLI, median of 3)",
-            "MB/s",
-            mb_per_s(page_bytes, _median([r.seconds for r in rs])),
-            goal=GOAL_REPLICA_VERIFY_MBS,
-            note=f"{page_bytes / 1e6:.0f} MB of pages in {file_bytes / 1e6:.0f} MB of LTX files; "
-            f"peak RSS {max(r.max_rss_kib for r in rs) / 1024:.0f} MB; "
-            f"{_free_note(ctx, 'ltxkit verify --structure-only')}",
-            extra={"seconds": [r.seconds for r in rs], "rss_kib": [r.max_rss_kib for r in rs]},
-        )
-    )
 
 
 def bench_checksum(ctx: Context) -> None:
