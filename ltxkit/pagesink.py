@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 from typing import Any, BinaryIO
 
 _MAX_RUN = 256  # pages per pwritev: well under IOV_MAX (1024)
@@ -74,6 +75,7 @@ class PageSink:
         self._unsynced = 0
         self._pending: dict[int, bytes] = {}
         self._pending_max = max(1, _PENDING_BYTES // page_size)
+        self._settling: threading.Thread | None = None
 
     def write(self, pgno: int, page: bytes) -> None:
         if pgno == self._next and len(self._run) < _MAX_RUN:
@@ -89,6 +91,29 @@ class PageSink:
         """Write everything written so far, held-back pages included."""
         self._end_run()
         self._write_pending()
+
+    def settle(self) -> None:
+        """Make what is on disk so far durable in the background (`fdatasync` on another thread),
+        while the caller goes on writing: the final fsync then waits only for what came after.
+        A restore calls it after a large file when more files follow; `wait_settled` before the
+        file is closed. It never replaces the final fsync, and its failure fails nothing (the
+        final fsync reports any error that matters)."""
+        if self._fd is None or self._settling is not None:
+            return
+        self.flush()
+        fd = self._fd
+
+        def sync() -> None:
+            with contextlib.suppress(OSError):
+                os.fdatasync(fd)
+
+        self._settling = threading.Thread(target=sync, name="ltxkit-settle", daemon=True)
+        self._settling.start()
+
+    def wait_settled(self) -> None:
+        """Wait for `settle`'s background sync (call before the file descriptor is closed)."""
+        if self._settling is not None:
+            self._settling.join()
 
     def _end_run(self) -> None:
         run = self._run

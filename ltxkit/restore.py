@@ -85,6 +85,7 @@ def _exact_times(storage: Storage, files: list[ReplicaFile]) -> list[ReplicaFile
 SPLIT_MIN_BYTES = 32 << 20  # a file smaller than this is decoded in one process
 # a file this small is read whole in one call instead of streamed: per-file cost is what a restore
 # through thousands of small L0 files spends its time on
+SETTLE_AFTER_BYTES = 16 << 20  # after a file this large, make it durable while the next ones decode
 WHOLE_READ_MAX_BYTES = 1 << 20
 
 
@@ -196,80 +197,86 @@ def _restore_into(
     far: set[int] = set()  # pages far beyond the flags, where one byte per page would cost gigabytes
     pages_written = 0
     bytes_read = 0
-    for f in plan:
-        fd = _file_descriptor(out) if jobs > 1 and f.size >= SPLIT_MIN_BYTES and can_fork() else None
-        if fd is not None:
-            if sink is not None:
-                sink.flush()  # older pages must land before this file's workers write newer ones
-            report = None
-            if progress is not None:
-                report = functools.partial(_offset_progress, progress, bytes_read, pages_written, f.size)
-            try:
-                done = _restore_file_in_spans(storage, f, fd, jobs, sink.page_size if sink else None, report)
-            except _StartOver:
-                out.seek(0)
-                out.truncate(0)
-                return restore_into(storage, plan, out, progress, jobs=1)
-            if done is not None:
-                hdr, pgnos = done
-                sink = sink or PageSink(out, hdr.page_size)
-                for pgno in pgnos:
-                    try:
-                        written[pgno] = 1
-                    except IndexError:
-                        _flag_beyond(written, far, pgno, hdr.commit)
-                pages_written += len(pgnos)
-                commit = hdr.commit
-                bytes_read += f.size
+    try:
+        for i, f in enumerate(plan):
+            if i and sink is not None and plan[i - 1].size >= SETTLE_AFTER_BYTES:
+                sink.settle()  # the large file just written reaches the disk while the rest decode
+            fd = _file_descriptor(out) if jobs > 1 and f.size >= SPLIT_MIN_BYTES and can_fork() else None
+            if fd is not None:
+                if sink is not None:
+                    sink.flush()  # older pages must land before this file's workers write newer ones
+                report = None
                 if progress is not None:
-                    progress(bytes_read, pages_written)
-                continue
-        whole = f.size <= WHOLE_READ_MAX_BYTES
-        try:
-            source = prefetch.read(f) if whole else storage.open(f.key)
-        except OSError as exc:
-            raise RestoreError(Code.UNREADABLE, f"{f.key}: cannot open: {exc.strerror or exc}", f.key) from exc
-        with contextlib.nullcontext() if isinstance(source, bytes) else source:
+                    report = functools.partial(_offset_progress, progress, bytes_read, pages_written, f.size)
+                try:
+                    done = _restore_file_in_spans(storage, f, fd, jobs, sink.page_size if sink else None, report)
+                except _StartOver:
+                    out.seek(0)
+                    out.truncate(0)
+                    return restore_into(storage, plan, out, progress, jobs=1)
+                if done is not None:
+                    hdr, pgnos = done
+                    sink = sink or PageSink(out, hdr.page_size)
+                    for pgno in pgnos:
+                        try:
+                            written[pgno] = 1
+                        except IndexError:
+                            _flag_beyond(written, far, pgno, hdr.commit)
+                    pages_written += len(pgnos)
+                    commit = hdr.commit
+                    bytes_read += f.size
+                    if progress is not None:
+                        progress(bytes_read, pages_written)
+                    continue
+            whole = f.size <= WHOLE_READ_MAX_BYTES
             try:
-                reader = LTXReader.from_bytes(source) if isinstance(source, bytes) else LTXReader(source)
-                hdr = reader.header
-                _check_names(hdr, f)
-                _check_page_size(hdr, sink.page_size if sink else None)
-                sink = sink or PageSink(out, hdr.page_size)
-                write = sink.write
-                file_commit = hdr.commit
-                for pgno, page in reader.pages():
-                    if pgno > file_commit:  # the decoder names this only after the last page
-                        raise LTXError(
-                            Code.PAGE_BEYOND_COMMIT, f"page {pgno} is beyond commit {file_commit}", pgno=pgno
-                        )
-                    write(pgno, page)
-                    try:
-                        written[pgno] = 1
-                    except IndexError:  # grown as pages come: a header may claim billions of pages
-                        _flag_beyond(written, far, pgno, file_commit)
-                    pages_written += 1
-                    if progress is not None and pages_written & 1023 == 0:
-                        progress(bytes_read + reader.position, pages_written)
-                commit = file_commit
-                bytes_read += reader.info.size if reader.info else 0
-            except LTXError as exc:
-                raise RestoreError(exc.code, f"{f.key}: {exc.message}{exc.where}", f.key) from exc
-    assert sink is not None
-    sink.flush()
-    page_size = sink.page_size
-    lock = lock_pgno(page_size)
-    count, first = _missing(written, far, commit, lock)
-    if count:
-        raise RestoreError(
-            Code.UNRESTORABLE,
-            f"the plan's files do not hold page {first} of {commit}"
-            f" ({count} pages missing): Litestream's restore fails the same way",
-        )
-    out.truncate(commit * page_size)
-    if progress is not None:
-        progress(bytes_read, pages_written)
-    return RestoreResult(plan, plan[-1].max_txid, page_size, commit, pages_written, bytes_read)
+                source = prefetch.read(f) if whole else storage.open(f.key)
+            except OSError as exc:
+                raise RestoreError(Code.UNREADABLE, f"{f.key}: cannot open: {exc.strerror or exc}", f.key) from exc
+            with contextlib.nullcontext() if isinstance(source, bytes) else source:
+                try:
+                    reader = LTXReader.from_bytes(source) if isinstance(source, bytes) else LTXReader(source)
+                    hdr = reader.header
+                    _check_names(hdr, f)
+                    _check_page_size(hdr, sink.page_size if sink else None)
+                    sink = sink or PageSink(out, hdr.page_size)
+                    write = sink.write
+                    file_commit = hdr.commit
+                    for pgno, page in reader.pages():
+                        if pgno > file_commit:  # the decoder names this only after the last page
+                            raise LTXError(
+                                Code.PAGE_BEYOND_COMMIT, f"page {pgno} is beyond commit {file_commit}", pgno=pgno
+                            )
+                        write(pgno, page)
+                        try:
+                            written[pgno] = 1
+                        except IndexError:  # grown as pages come: a header may claim billions of pages
+                            _flag_beyond(written, far, pgno, file_commit)
+                        pages_written += 1
+                        if progress is not None and pages_written & 1023 == 0:
+                            progress(bytes_read + reader.position, pages_written)
+                    commit = file_commit
+                    bytes_read += reader.info.size if reader.info else 0
+                except LTXError as exc:
+                    raise RestoreError(exc.code, f"{f.key}: {exc.message}{exc.where}", f.key) from exc
+        assert sink is not None
+        sink.flush()
+        page_size = sink.page_size
+        lock = lock_pgno(page_size)
+        count, first = _missing(written, far, commit, lock)
+        if count:
+            raise RestoreError(
+                Code.UNRESTORABLE,
+                f"the plan's files do not hold page {first} of {commit}"
+                f" ({count} pages missing): Litestream's restore fails the same way",
+            )
+        out.truncate(commit * page_size)
+        if progress is not None:
+            progress(bytes_read, pages_written)
+        return RestoreResult(plan, plan[-1].max_txid, page_size, commit, pages_written, bytes_read)
+    finally:
+        if sink is not None:
+            sink.wait_settled()  # before anyone closes the file under its background sync
 
 
 class _Prefetch:

@@ -123,3 +123,28 @@ def test_a_worker_that_dies_makes_the_restore_start_over(
     restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=2)
     assert out.read_bytes() == db.image()
     assert calls == [2, 1]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_large_file_is_made_durable_while_the_next_ones_decode(
+    tmp_path: Path, jobs: int, split_everything: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a large file, a background fdatasync of the output starts (once), and has ended
+    before the restore returns; the bytes are the model's either way."""
+    import threading
+
+    db = build(tmp_path / "r")
+    monkeypatch.setattr(restore_mod, "SETTLE_AFTER_BYTES", 0)
+    calls: list[tuple[int, bool]] = []
+    real = os.fdatasync
+
+    def spy(fd: int) -> None:
+        real(fd)
+        calls.append((fd, threading.current_thread() is threading.main_thread()))
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    out = tmp_path / "out.db"
+    restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=jobs)
+    assert out.read_bytes() == db.image()
+    assert len(calls) == 1 and calls[0][1] is False  # once, and not on the restoring thread
+    assert not [t for t in threading.enumerate() if t.name == "ltxkit-settle"]  # joined before returning
