@@ -85,8 +85,8 @@ def _exact_times(storage: Storage, files: list[ReplicaFile]) -> list[ReplicaFile
 SPLIT_MIN_BYTES = 32 << 20  # a file smaller than this is decoded in one process
 # a file this small is read whole in one call instead of streamed: per-file cost is what a restore
 # through thousands of small L0 files spends its time on
-SETTLE_AFTER_BYTES = 16 << 20  # after a file this large, make it durable while the next ones decode
 WHOLE_READ_MAX_BYTES = 1 << 20
+SETTLE_AFTER_BYTES = 16 << 20  # after a file this large, make it durable while the next ones decode
 
 
 def _decode_span_in_child(url: str, key: str, header: Header, start: int, end: int, fd: int) -> SpanResult:
