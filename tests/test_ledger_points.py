@@ -131,6 +131,50 @@ def test_a_middle_file_rewritten_with_other_pages_and_its_record_rebound_is_caug
     assert any(f.context.get("key", "").endswith("0000000000000005-0000000000000008.ltx") for f in summary.findings)
 
 
+def test_the_ledger_check_reads_no_file_twice(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The file checks keep every page's checksum on a replica with a ledger, and the ledger check
+    works from those: no file is decoded a second time, serially or in worker processes, and a
+    tampered record is still named."""
+    from ltxkit.format.checksum import page_checksum
+    from ltxkit.verify import engine, ledger_check
+
+    _compacted(tmp_path)
+    decoded_again: list[str] = []
+    real = ledger_check.LTXReader
+
+    class Counting(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            decoded_again.append("stream")
+            super().__init__(*args, **kwargs)
+
+        @classmethod
+        def from_bytes(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
+            decoded_again.append("bytes")
+            return real.from_bytes(*args, **kwargs)
+
+    monkeypatch.setattr(ledger_check, "LTXReader", Counting)
+    for jobs in (1, 2):
+        monkeypatch.setattr(engine, "PARALLEL_MIN_BYTES", 0 if jobs > 1 else 1 << 60)
+        summary = check_replica(open_storage(str(tmp_path)), str(tmp_path), jobs=jobs)
+        assert summary.proven and summary.proven_points == 8
+        assert decoded_again == []
+        for fc in summary.files:  # what the checks kept is each page's checksum, in page order
+            storage = open_storage(str(tmp_path))
+            assert fc.key is not None and fc.page_sums is not None
+            pages = list(real.from_bytes(storage.read_bytes(fc.key)).pages())
+            assert list(fc.page_sums) == [page_checksum(p, d) for p, d in pages]
+    path = tmp_path / "ledger" / "0" / "0000000000000002-0000000000000002.json"
+    rec = ledger.decode(path.read_bytes())
+    path.write_bytes(ledger.encode(dataclasses.replace(rec, after=rec.after ^ 0x10)))
+    summary, codes = _verify(tmp_path)
+    assert codes == {str(Code.LEDGER_MISMATCH)} and decoded_again == []
+    # a replica without a ledger keeps no checksums: Litestream's replicas pay nothing for this
+    for record in (tmp_path / "ledger").rglob("*.json"):
+        record.unlink()
+    summary = check_replica(open_storage(str(tmp_path)), str(tmp_path))
+    assert all(fc.page_sums is None for fc in summary.files)
+
+
 def test_pruned_l0_files_leave_the_covering_level_proven(tmp_path: Path) -> None:
     _compacted(tmp_path)
     for t in range(1, 5):  # retention removed L0 1..4, which L1 1-4 covers

@@ -150,6 +150,25 @@ def test_a_snapshot_among_small_files_is_split_over_every_process(
     assert spy.proven == 1  # the damaged snapshot was not passed by the span path
 
 
+def test_page_checksums_kept_by_the_span_path_are_the_one_process_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "0000000000000001-0000000000000001.ltx"
+    path.write_bytes(_big_snapshot(200))
+    spy = SpanSpy(monkeypatch)
+
+    def check(jobs: int) -> FileCheck:
+        size = path.stat().st_size
+        return files.check_file(
+            lambda: path.open("rb"), str(path), size, name=path.name, level=None, quick=False, jobs=jobs, page_sums=True
+        )
+
+    one, split = check(1), check(3)
+    assert spy.proven == 1
+    assert one.page_sums is not None and len(one.page_sums) == 200
+    assert split.page_sums == one.page_sums and _everything(split) == _everything(one)
+
+
 def test_filename_mismatch_found_by_the_span_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "0000000000000002-0000000000000002.ltx"
     path.write_bytes(_big_snapshot())

@@ -40,7 +40,7 @@ from ltxkit.verify.findings import (
     Severity,
     join_label,
 )
-from ltxkit.verify.ledger_check import check_ledger
+from ltxkit.verify.ledger_check import check_ledger, ledger_keys
 from ltxkit.verify.rules import (
     check_chain,
     check_latest,
@@ -58,12 +58,14 @@ WHOLE_GET_MAX_BYTES = 1 << 20  # remote files up to this size are fetched in one
 LARGE_AT_ONCE = 2  # remote files above it read at the same time (each streams with read-ahead)
 
 
-def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool) -> FileCheck:
+def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool, page_sums: bool) -> FileCheck:
     """`_check_one` in a worker process, which opens its own storage from the URL."""
-    return _check_one(open_storage(url), label, f, quick)
+    return _check_one(open_storage(url), label, f, quick, page_sums=page_sums)
 
 
-def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool, jobs: int = 1) -> FileCheck:
+def _check_one(
+    storage: Storage, label: str, f: ReplicaFile, quick: bool, jobs: int = 1, *, page_sums: bool = False
+) -> FileCheck:
     """One replica file. From an object store a small file is one GET, not a HEAD and ranged GETs;
     with `jobs` > 1 (a fork-safe storage only) a large one is split in spans."""
     whole = storage.concurrency > 1 and f.size <= WHOLE_GET_MAX_BYTES
@@ -75,13 +77,21 @@ def _check_one(storage: Storage, label: str, f: ReplicaFile, quick: bool, jobs: 
         level=f.level,
         quick=quick,
         jobs=jobs,
+        page_sums=page_sums,
     )
     fc.key = f.key
     return fc
 
 
 def _check_files(
-    storage: Storage, label: str, files: list[ReplicaFile], *, quick: bool, jobs: int, progress: ProgressHook | None
+    storage: Storage,
+    label: str,
+    files: list[ReplicaFile],
+    *,
+    quick: bool,
+    jobs: int,
+    progress: ProgressHook | None,
+    page_sums: bool = False,
 ) -> dict[str, FileCheck]:
     """Check every file; a large local replica is spread over `jobs` processes: a file larger than
     an even share in spans over all of them, the others whole, biggest first.
@@ -91,11 +101,11 @@ def _check_files(
     """
     checks: dict[str, FileCheck] = {}
     if storage.concurrency > 1 and len(files) > 1:
-        return _check_files_concurrently(storage, label, files, quick=quick, progress=progress)
+        return _check_files_concurrently(storage, label, files, quick=quick, progress=progress, page_sums=page_sums)
 
     def one_by_one(todo: list[ReplicaFile]) -> None:  # each file may still be split in spans
         for f in todo:
-            checks[f.key] = fc = _check_one(storage, label, f, quick, jobs)
+            checks[f.key] = fc = _check_one(storage, label, f, quick, jobs, page_sums=page_sums)
             if progress is not None:
                 progress(fc.path, f.size)
 
@@ -113,7 +123,7 @@ def _check_files(
     else:
         with fork_pool(min(jobs, len(rest))) as pool:
             futures = [
-                pool.submit(_check_one_in_worker, storage.url, label, f, quick)
+                pool.submit(_check_one_in_worker, storage.url, label, f, quick, page_sums)
                 for f in sorted(rest, key=lambda f: -f.size)
             ]
             for fut in concurrent.futures.as_completed(futures):
@@ -126,7 +136,13 @@ def _check_files(
 
 
 def _check_files_concurrently(
-    storage: Storage, label: str, files: list[ReplicaFile], *, quick: bool, progress: ProgressHook | None
+    storage: Storage,
+    label: str,
+    files: list[ReplicaFile],
+    *,
+    quick: bool,
+    progress: ProgressHook | None,
+    page_sums: bool = False,
 ) -> dict[str, FileCheck]:
     """Check a remote replica's files on `storage.concurrency` threads: each check spends most of
     its time waiting on GETs (with `quick`, two small ranged GETs per file), which threads overlap;
@@ -139,9 +155,9 @@ def _check_files_concurrently(
 
     def check(f: ReplicaFile) -> FileCheck:
         if quick or f.size <= WHOLE_GET_MAX_BYTES:
-            return _check_one(storage, label, f, quick)
+            return _check_one(storage, label, f, quick, page_sums=page_sums)
         with large:
-            return _check_one(storage, label, f, quick)
+            return _check_one(storage, label, f, quick, page_sums=page_sums)
 
     with concurrent.futures.ThreadPoolExecutor(min(storage.concurrency, len(files))) as pool:
         futures = [pool.submit(check, f) for f in files]
@@ -154,7 +170,7 @@ def _check_files_concurrently(
 
 
 def _check_listed(
-    storage: Storage, label: str, *, quick: bool, jobs: int, progress: ProgressHook | None
+    storage: Storage, label: str, *, quick: bool, jobs: int, progress: ProgressHook | None, page_sums: bool = False
 ) -> tuple[Listing, dict[str, FileCheck], list[Finding]]:
     """List the replica and check every file.
 
@@ -166,7 +182,9 @@ def _check_listed(
     truncated."""
     for attempt in (1, 2):
         listing = list_replica(storage)
-        checks = _check_files(storage, label, listing.files, quick=quick, jobs=jobs, progress=progress)
+        checks = _check_files(
+            storage, label, listing.files, quick=quick, jobs=jobs, progress=progress, page_sums=page_sums
+        )
         moved = _moved_since_listing(storage, listing, checks)
         if not moved:
             return listing, checks, []
@@ -216,7 +234,12 @@ def check_replica(
     restore the latest restore point and let SQLite judge it (the `ltxkit verify` default)."""
     if not storage.fork_safe:
         jobs = 1
-    listing, checks, moved = _check_listed(storage, label, quick=quick, jobs=jobs, progress=progress)
+    # a replica with a ledger is proven from every page's checksum: kept by the file checks, which
+    # decode every page anyway, instead of decoding every file a second time
+    recorded = set() if quick else ledger_keys(storage)
+    listing, checks, moved = _check_listed(
+        storage, label, quick=quick, jobs=jobs, progress=progress, page_sums=bool(recorded)
+    )
     summary = ReplicaSummary(label, list(checks.values()), listing)
     add = summary.findings.append
     summary.findings.extend(moved)
@@ -260,7 +283,7 @@ def check_replica(
         check_chain([f for f in usable if f.level == level], checks, add, label)
     check_latest(listing, checks, summary, label)
     if summary.plan and not quick and not plan_has_errors(summary, checks):
-        check_ledger(storage, listing.files, checks, summary, label)
+        check_ledger(storage, listing.files, checks, summary, label, recorded)
     if not (content or deep):
         summary.content_skipped = "--quick reads no pages" if quick else "structure only (--structure-only)"
     elif summary.latest_txid is None or any(f.code == Code.UNRESTORABLE for f in summary.findings):

@@ -9,10 +9,12 @@ its offset are exactly what a one-process run reports.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ltxkit.format.checksum import page_checksum
 from ltxkit.format.decoder import (
     LTXReader,
     SpanResult,
@@ -40,14 +42,16 @@ def check_file(
     level: int | None,
     quick: bool,
     jobs: int = 1,
+    page_sums: bool = False,
 ) -> FileCheck:
     """Check one file. `name` (its base name) enables the filename-mismatch check.
 
     With `jobs` > 1 a large file is decoded in that many spans at once (see the module docstring);
-    `opener` is then also called in forked children, so it must open the same bytes there.
+    `opener` is then also called in forked children, so it must open the same bytes there. With
+    `page_sums` a file decoded whole keeps each page's checksum (`FileCheck.page_sums`).
     """
     if jobs > 1 and not quick and size >= SPLIT_MIN_BYTES and can_fork():
-        fc = _check_in_spans(opener, path, size, name=name, level=level, jobs=jobs)
+        fc = _check_in_spans(opener, path, size, name=name, level=level, jobs=jobs, page_sums=page_sums)
         if fc is not None:
             return fc
     fc = FileCheck(path=path, level=level, size=size)
@@ -70,10 +74,19 @@ def check_file(
                 reader = LTXReader(stream, on_defect=add)
                 fc.header = reader.header
                 keep = fc.pgnos.append  # filled as pages come: a file that fails keeps what was read
-                for pgno, _page in reader.pages():
-                    keep(pgno)
+                if page_sums:
+                    sums = array("Q")
+                    keep_sum = sums.append
+                    for pgno, page in reader.pages():
+                        keep(pgno)
+                        keep_sum(page_checksum(pgno, page))
+                else:
+                    for pgno, _page in reader.pages():
+                        keep(pgno)
                 assert reader.info is not None
                 fc.trailer = reader.info.trailer
+                if page_sums:
+                    fc.page_sums = sums  # only for a file read to its end
     except LTXError as err:
         add(err)
         fc.broken = err.code in FATAL_CODES
@@ -99,18 +112,27 @@ def _check_name(fc: FileCheck, name: str | None) -> None:
             )
 
 
-def _decode_span(opener: Callable[[], Any], header: Header, start: int, end: int) -> SpanResult:
-    """Decode the frames in [start, end) of the file `opener` opens (pages discarded)."""
+def _decode_span(
+    opener: Callable[[], Any], header: Header, start: int, end: int, page_sums: bool
+) -> tuple[SpanResult, array[int] | None]:
+    """Decode the frames in [start, end) of the file `opener` opens: what the span held, and with
+    `page_sums` its pages' checksums (the pages themselves are discarded)."""
+    sums = array("Q") if page_sums else None
     with opener() as stream:
         reader = LTXReader.span(stream, header, start, end)
-        for _ in reader.pages():
-            pass
+        if sums is not None:
+            keep_sum = sums.append
+            for pgno, page in reader.pages():
+                keep_sum(page_checksum(pgno, page))
+        else:
+            for _ in reader.pages():
+                pass
     assert reader.span_result is not None
-    return reader.span_result
+    return reader.span_result, sums
 
 
 def _check_in_spans(
-    opener: Callable[[], Any], path: str, size: int, *, name: str | None, level: int | None, jobs: int
+    opener: Callable[[], Any], path: str, size: int, *, name: str | None, level: int | None, jobs: int, page_sums: bool
 ) -> FileCheck | None:
     """The file decoded in up to `jobs` spans (this process takes the first, forked children the
     rest) and proven whole by `join_spans`; None when it is not proven sound, for whatever reason.
@@ -129,17 +151,22 @@ def _check_in_spans(
         bounds = list(zip([HEADER_SIZE, *cuts], [*cuts, ends.frames_end], strict=True))
         try:
             for start, end in bounds[1:]:
-                others.append(fork_call(_decode_span, opener, ends.header, start, end))
-            results = [_decode_span(opener, ends.header, *bounds[0])]
+                others.append(fork_call(_decode_span, opener, ends.header, start, end, page_sums))
+            results = [_decode_span(opener, ends.header, *bounds[0], page_sums)]
         finally:
             for child in others:
                 child.wait()  # reaped whatever happened here
         results += [child.result() for child in others]
-        pgnos = join_spans(ends, results)
+        pgnos = join_spans(ends, [span for span, _ in results])
     except Exception:  # a defect, a bad cut, a dead worker: the one-process run decides what it is
         return None
     fc = FileCheck(path=path, level=level, size=size, header=ends.header, trailer=ends.trailer)
     fc.pgnos = pgnos
+    if page_sums:
+        fc.page_sums = array("Q")
+        for _, sums in results:
+            assert sums is not None
+            fc.page_sums += sums
     _check_name(fc, name)
     return fc
 

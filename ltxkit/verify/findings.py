@@ -6,6 +6,7 @@ The model every check writes into and every report (`verify.report`) reads; no c
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +66,9 @@ class FileCheck:
     pgnos: list[int] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     broken: bool = False  # a structural defect: its pages cannot be trusted
+    #: each page's LTX page checksum, in `pgnos` order, when the check was asked to keep them (a
+    #: replica with a ledger: its check needs them, and would otherwise decode every file again)
+    page_sums: array[int] | None = None
 
     @property
     def known_header(self) -> Header:

@@ -54,7 +54,11 @@ class _Decoded:
         return len(self.pages) == self.commit - (1 if self.commit >= lock else 0)
 
 
-def _decode(storage: Storage, f: ReplicaFile) -> _Decoded | None:
+def _decode(storage: Storage, f: ReplicaFile, fc: FileCheck) -> _Decoded | None:
+    """The file's pages as page checksums: those its file check kept, else decoded here."""
+    if fc.page_sums is not None and fc.header is not None and fc.trailer is not None:
+        pages = list(zip(fc.pgnos, fc.page_sums, strict=True))
+        return _Decoded(fc.header.commit, fc.header.page_size, pages, fc.trailer.file_checksum)
     try:
         if f.size <= WHOLE_READ_MAX_BYTES:
             reader = LTXReader.from_bytes(storage.read_bytes(f.key))
@@ -92,11 +96,21 @@ def _start(reached: dict[int, PageMap], f: ReplicaFile, decoded: _Decoded) -> Pa
     return PageMap.empty(decoded.page_size) if decoded.full else None
 
 
+def ledger_keys(storage: Storage) -> set[str]:
+    """The keys of the replica's ledger records (none: the replica keeps no ledger)."""
+    return {e.key for e in storage.list(ledger.LEDGER_DIR + "/")}
+
+
 def check_ledger(
-    storage: Storage, files: list[ReplicaFile], checks: dict[str, FileCheck], summary: ReplicaSummary, label: str
+    storage: Storage,
+    files: list[ReplicaFile],
+    checks: dict[str, FileCheck],
+    summary: ReplicaSummary,
+    label: str,
+    recorded: set[str],
 ) -> None:
-    """Prove every file (and so every restore point) against the ledger; see the module docstring."""
-    recorded = {e.key for e in storage.list(ledger.LEDGER_DIR + "/")}
+    """Prove every file (and so every restore point) against the ledger records `recorded` (from
+    `ledger_keys`); see the module docstring."""
     if not recorded:
         return
     add = summary.findings.append
@@ -111,7 +125,7 @@ def check_ledger(
         for stale in [t for t in reached if t < min_txid - 1]:
             del reached[stale]  # every file still to come starts later
         for f in group:
-            decoded = _decode(storage, f)
+            decoded = _decode(storage, f, checks[f.key])
             if decoded is None:
                 unproven = True
                 continue
