@@ -7,9 +7,13 @@ verify logic where exact TXID layouts matter.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
+from ltxkit import restore as restore_mod
 from ltxkit.format import LTXWriter
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
 from tests.sqlite_pages import sound_page
@@ -95,3 +99,21 @@ def simple_chain(root: Path, n: int = 5, page_size: int = PAGE) -> Db:
         changed = db.write([1, (i % 8) + 1, 7 + i])
         write_ltx(root, 0, i, i, changed, db.commit, page_size=page_size)
     return db
+
+
+@contextmanager
+def split_spy(threshold: int) -> Iterator[list[str]]:
+    """Lower restore's span threshold; yield the keys of the files that really were decoded in spans."""
+    split: list[str] = []
+    real = restore_mod._restore_file_in_spans
+
+    def spy(storage, f, *args):  # type: ignore[no-untyped-def]
+        done = real(storage, f, *args)
+        if done is not None:
+            split.append(f.key)
+        return done
+
+    with mock.patch.object(restore_mod, "SPLIT_MIN_BYTES", threshold), mock.patch.object(
+        restore_mod, "_restore_file_in_spans", spy
+    ):
+        yield split

@@ -22,11 +22,8 @@ import random
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -36,7 +33,7 @@ import harness as H
 from ltxkit import restore as restore_mod
 from ltxkit.replica.storage import LocalStorage
 from ltxkit.restore import RestoreError, restore_to_path
-from tests.replica_builder import page_bytes, write_ltx
+from tests.replica_builder import page_bytes, split_spy, write_ltx
 
 pytestmark = pytest.mark.litestream
 
@@ -179,24 +176,6 @@ def ltxkit_restore(replica: Path, out: Path, txid: int | None, jobs: int) -> byt
     data = out.read_bytes()
     out.unlink()
     return data
-
-
-@contextmanager
-def split_spy(threshold: int) -> Iterator[list[str]]:
-    """Lower the span threshold; yield the keys of the files that really were decoded in spans."""
-    split: list[str] = []
-    real = restore_mod._restore_file_in_spans
-
-    def spy(storage, f, *args):  # type: ignore[no-untyped-def]
-        done = real(storage, f, *args)
-        if done is not None:
-            split.append(f.key)
-        return done
-
-    with mock.patch.object(restore_mod, "SPLIT_MIN_BYTES", threshold), mock.patch.object(
-        restore_mod, "_restore_file_in_spans", spy
-    ):
-        yield split
 
 
 def cli_restore(replica: Path, out: Path, *args: str, split: int | None = None) -> subprocess.CompletedProcess[str]:

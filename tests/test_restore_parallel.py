@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from ltxkit import restore as restore_mod
 from ltxkit.replica.storage import LocalStorage
 from ltxkit.restore import RestoreError, restore_to_path
 from tests.filespec import flip_byte
-from tests.replica_builder import Db, write_ltx
+from tests.replica_builder import Db, split_spy, write_ltx
 
 
 def build(root: Path) -> Db:
@@ -26,20 +27,10 @@ def build(root: Path) -> Db:
 
 
 @pytest.fixture
-def split_everything(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def split_everything() -> Iterator[list[str]]:
     """Make every file large enough to split, and record which ones really were split."""
-    monkeypatch.setattr(restore_mod, "SPLIT_MIN_BYTES", 0)
-    split: list[str] = []
-    real = restore_mod._restore_file_in_spans
-
-    def spy(storage, f, *args):  # type: ignore[no-untyped-def]
-        done = real(storage, f, *args)
-        if done is not None:
-            split.append(f.key)
-        return done
-
-    monkeypatch.setattr(restore_mod, "_restore_file_in_spans", spy)
-    return split
+    with split_spy(0) as split:
+        yield split
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
