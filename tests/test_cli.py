@@ -288,6 +288,40 @@ def test_output_file(run_ltxkit: Run, tmp_path: Path) -> None:
     assert "txid-gap" in text and "FAILED" in text
 
 
+def test_report_file_is_replaced_whole_and_bad_destinations_are_refused_first(run_ltxkit: Run, tmp_path: Path) -> None:
+    report = tmp_path / "v.xml"
+    report.write_text("the previous run's report\n")
+    report.chmod(0o640)
+    old_inode = report.stat().st_ino
+    r = run_ltxkit("verify", REPLICAS / "txid-gap", "-f", "junit", "-o", report)
+    assert r.returncode == 1, r.stderr
+    assert ET.fromstring(report.read_text()).get("failures") == "1"
+    # a new file renamed over the old one (never the old one truncated and rewritten), with its mode
+    assert report.stat().st_ino != old_inode and report.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.xml"]  # no temp file left beside it
+
+    link = tmp_path / "link.xml"
+    link.symlink_to(report)
+    before = report.read_bytes()
+    missing = tmp_path / "no-such-dir" / "v.json"
+    for dest, problem in ((missing, "no such directory"), (tmp_path, "not a regular file"), (link, "symbolic link")):
+        r = run_ltxkit("verify", REPLICAS / "txid-gap", "-f", "json", "-o", dest)
+        # refused before verifying: one line, no verdict, nothing written anywhere
+        assert r.returncode == 2 and r.stdout == "", r.stderr
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"ltxkit: {dest}") and problem in r.stderr
+    assert not missing.parent.exists() and report.read_bytes() == before
+
+
+def test_report_goes_to_a_pipe_as_a_stream(run_ltxkit: Run, tmp_path: Path) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as pool:
+        received = pool.submit(lambda: fifo.read_text())
+        r = run_ltxkit("verify", REPLICAS / "txid-gap", "-f", "json", "-o", fifo)
+        assert r.returncode == 1, r.stderr
+        assert [f["code"] for f in json.loads(received.result(timeout=30))["findings"]] == ["txid-gap"]
+
+
 def test_quick_still_finds_structural_defects(run_ltxkit: Run) -> None:
     paths = [REPLICAS / "txid-gap", FILES / "bad-magic.ltx", FILES / "page-order.ltx", FILES / "valid-snapshot.ltx"]
     r = run_ltxkit("verify", "--quick", *paths, "--format", "json")

@@ -94,6 +94,8 @@ def verify(
         fmt = OutputFormat.json
     if output is not None and str(output) == "-":
         output = None  # `-o -`: the report goes to standard output, as without -o
+    if output is not None:
+        report_destination(output)  # before the work: a report with nowhere to go is no run at all
     if quick and deep:
         raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
     if structure_only and deep:
@@ -128,18 +130,21 @@ def verify(
     severity = Severity(fail_on.value)
     if fmt == OutputFormat.text:
         if output is not None:
-            with output.open("w") as fh:
-                from rich.console import Console
+            import io
 
-                render_text(
-                    report, severity, Console(file=fh, highlight=False, width=200, soft_wrap=True), fleet=recursive
-                )
+            from rich.console import Console
+
+            buffer = io.StringIO()
+            render_text(
+                report, severity, Console(file=buffer, highlight=False, width=200, soft_wrap=True), fleet=recursive
+            )
+            write_report(output, buffer.getvalue())
         else:
             render_text(report, severity, out.real(), fleet=recursive)
     else:
         text = render_json(report, severity) if fmt == OutputFormat.json else render_junit(report, severity)
         if output is not None:
-            output.write_text(text)
+            write_report(output, text)
         else:
             sys.stdout.write(text)
     if output is not None:  # the report went to a file: say the verdict here, for the CI log
@@ -149,3 +154,42 @@ def verify(
     if report.unusable:
         raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_DEFECTS if report.failed(severity) else EXIT_OK)
+
+
+def report_destination(output: Path) -> None:
+    """Refuse a report path that cannot take the report, before any work is done: its directory
+    must exist, and what is there already must be a regular file (replaced), or a pipe or a
+    terminal (written to, `/dev/stdout` included) — never a directory or a symbolic link to a file
+    (see `replaceable`)."""
+    if _streamed(output):
+        return
+    from ltxkit.replica.storage import replaceable
+
+    if not output.parent.is_dir():
+        raise Fail(f"{output}: cannot write the report there: no such directory {output.parent}", EXIT_USAGE)
+    replaceable(output)
+
+
+def write_report(output: Path, text: str) -> None:
+    """The report, whole or not at all: a file is replaced atomically (temp, fsync, rename), so a
+    CI job never publishes half a JUnit file; a pipe or a terminal is written to as it is."""
+    if _streamed(output):
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return
+    from ltxkit.replica.storage import atomic_output
+
+    with atomic_output(output, replace=True) as fh:
+        fh.write(text.encode("utf-8"))
+
+
+def _streamed(output: Path) -> bool:
+    """Is `output` (links followed) a pipe or a character device, which takes a report as a stream?"""
+    import os
+    import stat
+
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
