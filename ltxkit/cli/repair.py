@@ -12,7 +12,7 @@ from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
 
 @guarded
 def repair(
-    replica: Annotated[str, typer.Argument(help="Replica directory or file:// URL.", show_default=False)],
+    replica: Annotated[str, typer.Argument(help="Replica: a directory, a file:// or an s3://bucket/path URL.", show_default=False)],
     rebuild_snapshot: Annotated[
         bool, typer.Option("--rebuild-snapshot", help="Build a new verified snapshot so the replica restores again.")
     ] = False,
@@ -66,7 +66,8 @@ def repair(
     these, so stopping it is your part. Repair also backs out if the replica changes while it
     works.
 
-    Example:  ltxkit repair /backups/app --rebuild-snapshot --from-db /srv/app.db
+    Examples:  ltxkit repair /backups/app --rebuild-snapshot --from-db /srv/app.db
+               ltxkit repair s3://bucket/app --rebuild-snapshot --dry-run
     """
     from ltxkit.repair import RepairError, apply_repair, discard, plan_repair
     from ltxkit.replica.storage import open_storage

@@ -24,7 +24,7 @@ class IntegrityMode(StrEnum):
 
 @guarded
 def restore(
-    replica: Annotated[str, typer.Argument(help="Replica directory or file:// URL.", show_default=False)],
+    replica: Annotated[str, typer.Argument(help="Replica: a directory, a file:// or an s3://bucket/path URL.", show_default=False)],
     output: Annotated[
         Path,
         typer.Option(
@@ -64,6 +64,7 @@ def restore(
     Examples:  ltxkit restore /backups/app -o app.db
                ltxkit restore file:///backups/app -o app.db --txid 0000000000000042
                ltxkit restore /backups/app -o app.db --timestamp 2026-11-25T12:00:00Z
+               ltxkit restore "s3://bucket/app?endpoint=http://127.0.0.1:8333" -o app.db
     """
     from ltxkit.replica.storage import open_storage
     from ltxkit.restore import plan_for, restore_to_path
