@@ -12,7 +12,9 @@ from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
 
 @guarded
 def repair(
-    replica: Annotated[str, typer.Argument(help="Replica: a directory, a file:// or an s3://bucket/path URL.", show_default=False)],
+    replica: Annotated[
+        str, typer.Argument(help="Replica: a directory, a file:// or an s3://bucket/path URL.", show_default=False)
+    ],
     rebuild_snapshot: Annotated[
         bool, typer.Option("--rebuild-snapshot", help="Build a new verified snapshot so the replica restores again.")
     ] = False,

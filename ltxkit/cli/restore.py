@@ -24,7 +24,9 @@ class IntegrityMode(StrEnum):
 
 @guarded
 def restore(
-    replica: Annotated[str, typer.Argument(help="Replica: a directory, a file:// or an s3://bucket/path URL.", show_default=False)],
+    replica: Annotated[
+        str, typer.Argument(help="Replica: a directory, a file:// or an s3://bucket/path URL.", show_default=False)
+    ],
     output: Annotated[
         Path,
         typer.Option(
