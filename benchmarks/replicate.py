@@ -484,9 +484,26 @@ def _snapshot_run(ctx: Context, tool: str, source: Path, root: Path, logs: Path)
     finally:
         writer.close()
     result["restore"] = restore_check(ctx, db, replica, d / "restored.db")
+    if tool == "ltxkit":
+        result["verify"] = _verify_own(ctx, replica)
     if result["restore"]["ok"]:
         shutil.rmtree(d, ignore_errors=True)  # 2 x the database's size
     return result
+
+
+def _verify_own(ctx: Context, replica: Path) -> dict[str, Any]:
+    """`ltxkit verify` of the replica `ltxkit replicate` wrote, whose ledger proves every restore
+    point from the page checksums the file checks keep: structure only, then the default run."""
+    from benchmarks.measure import run_child
+
+    out: dict[str, Any] = {"ledger_records": sum(1 for _ in (replica / "ledger").rglob("*.json"))}
+    for label, extra in (("structure", ["--structure-only"]), ("default", [])):
+        run = run_child([ctx.ltxkit, "verify", str(replica), "--format", "json", *extra])
+        report = json.loads(run.stdout) if run.stdout.strip() else {}
+        if run.returncode != 0 or not report.get("ok"):
+            log(f"  WARNING: ltxkit verify {' '.join(extra)} {replica}: exit {run.returncode}, {run.stderr[-300:]}")
+        out[label] = {"s": run.seconds, "ok": bool(report.get("ok")), "rss_kib": run.max_rss_kib}
+    return out
 
 
 # ---- the benchmark -----------------------------------------------------------------------------------
@@ -648,6 +665,19 @@ def bench_replicate(ctx: Context) -> None:
             note=f"writer max before the replicator started: ltxkit run "
             f"{snap['ltxkit']['before']['total_ms'].get('max')} ms, litestream run "
             f"{snap['litestream']['before']['total_ms'].get('max')} ms",
+        )
+    )
+    own = snap["ltxkit"]["verify"]
+    ctx.add(
+        Row(
+            "replicate",
+            "  ltxkit verify --structure-only of ltxkit's replica of it, ledger proved (CLI, 1 run)",
+            "s",
+            own["structure"]["s"],
+            higher_is_better=False,
+            note=f"ok: {own['structure']['ok']}; the default verify (content check included): "
+            f"{own['default']['s']:.2f} s, ok: {own['default']['ok']}; {own['ledger_records']} ledger entries",
+            extra=own,
         )
     )
     for d in (*TOOLS, "floor", "template"):
