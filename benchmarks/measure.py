@@ -50,7 +50,12 @@ def run_child(args: Sequence[str], *, env: dict[str, str] | None = None, cwd: st
         report = os.path.join(tmp, "report.json")
         subprocess.run(
             [sys.executable, "-S", "-c", _TRAMPOLINE, report, *args],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd, check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=cwd,
+            check=False,
         )
         with open(report) as fh:
             measured = json.load(fh)

@@ -31,6 +31,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -491,12 +492,32 @@ def _snapshot_run(ctx: Context, tool: str, source: Path, root: Path, logs: Path)
     return result
 
 
+def _by_level(keys: list[str]) -> str:
+    """'L0: 3, L9: 1' for keys `ltx/<level>/<name>`."""
+    levels = Counter(int(k.split("/")[-2]) for k in keys)
+    return ", ".join(f"L{level}: {n}" for level, n in sorted(levels.items()))
+
+
+def _page_size(replica: Path) -> int:
+    from ltxkit.format.decoder import read_header
+
+    first = min((replica / "ltx").rglob("*.ltx"))
+    with first.open("rb") as fh:
+        return read_header(fh).page_size
+
+
 def _verify_own(ctx: Context, replica: Path) -> dict[str, Any]:
     """`ltxkit verify` of the replica `ltxkit replicate` wrote, whose ledger proves every restore
     point from the page checksums the file checks keep: structure only, then the default run."""
     from benchmarks.measure import run_child
+    from benchmarks.run import _replica_files
 
-    out: dict[str, Any] = {"ledger_records": sum(1 for _ in (replica / "ledger").rglob("*.json"))}
+    files = _replica_files(replica)
+    out: dict[str, Any] = {
+        "ledger_records": sum(1 for _ in (replica / "ledger").rglob("*.json")),
+        "files": [f["key"] for f in files],
+        "page_bytes": sum(int(f["pages"]) for f in files) * _page_size(replica),  # type: ignore[call-overload]
+    }
     for label, extra in (("structure", ["--structure-only"]), ("default", [])):
         run = run_child([ctx.ltxkit, "verify", str(replica), "--format", "json", *extra])
         report = json.loads(run.stdout) if run.stdout.strip() else {}
@@ -672,11 +693,12 @@ def bench_replicate(ctx: Context) -> None:
         Row(
             "replicate",
             "  ltxkit verify --structure-only of ltxkit's replica of it, ledger proved (CLI, 1 run)",
-            "s",
-            own["structure"]["s"],
-            higher_is_better=False,
-            note=f"ok: {own['structure']['ok']}; the default verify (content check included): "
-            f"{own['default']['s']:.2f} s, ok: {own['default']['ok']}; {own['ledger_records']} ledger entries",
+            "MB/s",
+            own["page_bytes"] / 1e6 / own["structure"]["s"],
+            note=f"{own['page_bytes'] / 1e6:.0f} MB of pages in {len(own['files'])} files ({_by_level(own['files'])}), "
+            f"{own['ledger_records']} ledger records; {own['structure']['s']:.2f} s, ok: "
+            f"{own['structure']['ok']}; the default verify (content check included): "
+            f"{own['default']['s']:.2f} s, ok: {own['default']['ok']}",
             extra=own,
         )
     )
