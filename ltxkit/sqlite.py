@@ -24,6 +24,7 @@ import errno
 import itertools
 import os
 import sqlite3
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,33 @@ _SHM_BACKFILL = struct.Struct("=I")  # WalCkptInfo.nBackfill, right after the tw
 
 class DatabaseError(LtxkitError):
     """The database cannot be read consistently (missing, locked, not SQLite, damaged WAL)."""
+
+
+class NotADatabase(DatabaseError):
+    """The path names no SQLite database at all (a directory, a device, another kind of file): a
+    wrong argument, so "could not run" (exit 2), and no waiting or retrying will change it."""
+
+    exit_code = EXIT_USAGE
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_database_file(path: Path) -> None:
+    """Refuse what cannot be a SQLite database before SQLite is asked to open it: NotADatabase for
+    a directory, a device or pipe (opening a FIFO would block) or a file with another header;
+    FileNotFoundError when nothing is there. An empty file passes: SQLite makes it a database."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "no such database file", str(path)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NotADatabase(f"{path}: is a directory, not a SQLite database")
+    if not stat.S_ISREG(st.st_mode):
+        raise NotADatabase(f"{path}: not a regular file, so not a SQLite database")
+    with path.open("rb") as fh:
+        if fh.read(len(SQLITE_MAGIC)) not in (SQLITE_MAGIC, b""):
+            raise NotADatabase(f"{path}: not a SQLite database")
 
 
 #: Told (one line) when a database's lock is not free at once and ltxkit starts waiting for it,
@@ -266,11 +294,7 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
     """Yield a `DatabaseView` of the database's committed state, held by a read transaction (the
     write lock is taken only while it begins; see the module docstring)."""
     path = Path(db_path)
-    if not path.is_file():  # an OSError: the CLI reports it as "could not run" (exit 2)
-        raise FileNotFoundError(errno.ENOENT, "no such database file", str(path))
-    with path.open("rb") as fh:
-        if fh.read(16) not in (b"SQLite format 3\x00", b""):
-            raise DatabaseError(f"{path}: not a SQLite database")
+    check_database_file(path)  # errors the CLI reports as "could not run" (exit 2)
     fds: list[int] = []
     conn = None
     keeper = None

@@ -219,6 +219,37 @@ def test_not_wal_mode_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("kind", ["other file", "directory", "fifo"])
+def test_a_path_that_is_no_database_is_refused_not_retried(tmp_path: Path, kind: str) -> None:
+    """Without --once the replicator would wait and retry a sync forever; a path that can never be
+    a database must end it at once, exit 2, one line; `checksum` and `snapshot` say the same."""
+    path = tmp_path / "app.db"
+    if kind == "other file":
+        path.write_bytes(b"not a database at all\n" * 100)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        os.mkfifo(path)
+    want = {"other file": "not a SQLite database", "directory": "is a directory", "fifo": "not a regular file"}[kind]
+    for args in (
+        ("replicate", str(path), str(tmp_path / "rep")),
+        ("checksum", str(path)),
+        ("snapshot", str(path), "-o", str(tmp_path / "s.ltx")),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "ltxkit", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        last = r.stderr.strip().splitlines()[-1]
+        assert r.returncode == 2, (args, r.stderr)
+        assert last.startswith(f"ltxkit: {path}: {want}"), last
+        assert "Traceback" not in r.stderr and "will retry" not in r.stderr
+    assert not list(tmp_path.rglob("*.ltx"))  # nothing published, no snapshot written
+
+
 def test_second_replicator_on_the_same_database_refuses(app: tuple[Path, Path, H.Writer]) -> None:
     db, replica, _writer = app
     rep = H.LtxkitReplicator(db, replica)

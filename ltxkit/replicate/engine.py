@@ -49,7 +49,7 @@ from ltxkit.replicate.publish import build_and_publish
 from ltxkit.replicate.source import NotWalMode, Source, WalReader
 from ltxkit.replicate.state import LocalState, Position, Saved
 from ltxkit.replicate.wal_position import LostTrack
-from ltxkit.sqlite import DatabaseError
+from ltxkit.sqlite import DatabaseError, NotADatabase
 from ltxkit.wal import WAL_HEADER_SIZE, frame_trailer_checksum, scan
 
 WAKE_S = 0.02  # how often an idle replicator looks for a commit (two stat calls)
@@ -165,7 +165,7 @@ class Replicator:
             self._sync()
             self.emit(Event("sync", "", {"ok": True}))
             return True
-        except (FatalError, NotWalMode):
+        except (FatalError, NotWalMode, NotADatabase):  # no retry can mend these: the user must
             raise
         except ProofError as exc:
             self._full_next = True

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ltxkit.errors import EXIT_USAGE
-from ltxkit.sqlite import DatabaseError
+from ltxkit.sqlite import DatabaseError, check_database_file
 from ltxkit.wal import WAL_HEADER_SIZE, IndexHeader, WalError, WalHeader, parse_header, parse_index_header
 
 CHECKPOINT_WAIT_S = 0.2
@@ -45,10 +45,7 @@ class Source:
         self.path = path
         self.wal_path = Path(f"{path}-wal")
         self.shm_path = Path(f"{path}-shm")
-        with path.open("rb") as fh:  # FileNotFoundError: the caller waits for the database
-            magic = fh.read(16)
-        if magic not in (b"SQLite format 3\x00", b""):
-            raise DatabaseError(f"{path}: not a SQLite database")
+        check_database_file(path)  # FileNotFoundError: the caller waits for the database
         self._busy_timeout_s = busy_timeout_s
         self._fds: list[int] = []
         self._writers: list[sqlite3.Connection] = []
