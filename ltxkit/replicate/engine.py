@@ -165,7 +165,7 @@ class Replicator:
             self._sync()
             self.emit(Event("sync", "", {"ok": True}))
             return True
-        except (FatalError, NotWalMode, NotADatabase):  # no retry can mend these: the user must
+        except (FatalError, NotWalMode, NotADatabase):  # no retry can mend these: a person must act
             raise
         except ProofError as exc:
             self._full_next = True
