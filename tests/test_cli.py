@@ -450,6 +450,23 @@ def test_verify_summary_says_when_the_latest_restore_point_does_not_restore(run_
     assert "1 snapshot;" in good.stdout and "latest restorable TXID: 0000000000000004" in good.stdout
 
 
+def test_usage_errors_are_one_line(run_ltxkit: Run) -> None:
+    """The parser's own errors follow the rule every other error does: one line, exit 2."""
+    cases = {
+        ("restore",): ("Missing argument 'replica'", "ltxkit restore -h"),
+        ("verify", "--bogus", "x"): ("No such option: --bogus", "ltxkit verify -h"),
+        ("restore", "r", "-o", "x.db", "--jobs", "0"): ("0 is not in the range", "ltxkit restore -h"),
+        ("frob",): ("No such command 'frob'", "ltxkit -h"),
+    }
+    for args, (problem, helped) in cases.items():
+        r = run_ltxkit(*args)
+        assert r.returncode == 2 and r.stdout == "", (args, r.stderr)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("ltxkit: "), (args, r.stderr)
+        assert problem in r.stderr and f"'{helped}'" in r.stderr, (args, r.stderr)
+    bare = run_ltxkit()  # no command: the help is the answer, as before
+    assert bare.returncode == 2 and "Usage:" in bare.stdout and bare.stderr == ""
+
+
 def test_short_help_and_debug_after_the_command(run_ltxkit: Run, tmp_path: Path) -> None:
     for args in (("-h",), ("verify", "-h"), ("restore", "-h")):
         r = run_ltxkit(*args)

@@ -25,14 +25,36 @@ for _command in (
 
 
 def main() -> None:
-    """Run the CLI. `--debug` works anywhere on the line, not only before the command."""
+    """Run the CLI. `--debug` works anywhere on the line, not only before the command.
+
+    A usage error (a missing argument, an unknown option, a value out of range) is one line on
+    stderr and exit 2, like every other error, instead of the parser's usage box."""
     import sys
+    from typing import cast
+
+    import typer
 
     args = sys.argv[1:]
     if "--debug" in args[1:]:
         args.remove("--debug")
         args.insert(0, "--debug")
-    app(args=args, prog_name="ltxkit")
+    # the parser's errors (UsageError and the like), reached through a public name: typer carries
+    # its own copy of click
+    parser_error: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    try:
+        code = app(args=args, prog_name="ltxkit", standalone_mode=False)
+    except parser_error as caught:
+        exc = cast("typer.BadParameter", caught)  # format_message and exit_code; ctx where it has one
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "ltxkit"
+        message = " ".join(exc.format_message().split())
+        if message:  # empty when the help itself was the answer (`ltxkit` alone): it is printed
+            print(f"ltxkit: {message} (see '{where} -h')", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("ltxkit: aborted", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]
