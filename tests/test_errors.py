@@ -3,7 +3,9 @@ data is at fault) a defect code; errors raised on top of another keep it as thei
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +71,29 @@ def test_an_output_is_replaced_only_when_asked_even_if_it_appears_late(tmp_path:
     with atomic_output(out, replace=True) as fh:
         fh.write(b"new")
     assert out.read_bytes() == b"new"
+
+
+def test_ctrl_c_the_moment_the_temp_file_is_made_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal can land as `open` returns, before the cleanup's try begins (the race
+    test_limits' Ctrl-C test hits now and then): the new temp file still goes."""
+    import builtins
+
+    import ltxkit.replica.storage as storage
+
+    def open_then_interrupted(*args: Any, **kwargs: Any) -> Any:
+        builtins.open(*args, **kwargs).close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage, "open", open_then_interrupted, raising=False)
+    with pytest.raises(KeyboardInterrupt), atomic_output(tmp_path / "out.db") as fh:
+        fh.write(b"never")
+    assert list(tmp_path.iterdir()) == []
+    # an existing temp file that `open` refuses is someone else's: left alone
+    monkeypatch.undo()
+    stale = tmp_path / f".late.db.{os.getpid()}.tmp"
+    stale.write_bytes(b"not ours")
+    with pytest.raises(FileExistsError), atomic_output(tmp_path / "late.db") as fh:
+        fh.write(b"never")
+    assert stale.read_bytes() == b"not ours"

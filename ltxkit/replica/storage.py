@@ -177,8 +177,12 @@ def atomic_output(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         f = open(tmp, "xb")  # noqa: SIM115 - closed below on every path
-    except OSError as exc:
+    except OSError as exc:  # nothing was created (an existing temp file is not ours to remove)
         raise (_about_output(exc, path, tmp) or exc) from exc
+    except BaseException:  # Ctrl-C as the file was made: it may exist, and then it is ours
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     try:
         yield f
         f.flush()
