@@ -498,25 +498,16 @@ def _by_level(keys: list[str]) -> str:
     return ", ".join(f"L{level}: {n}" for level, n in sorted(levels.items()))
 
 
-def _page_size(replica: Path) -> int:
-    from ltxkit.format.decoder import read_header
-
-    first = min((replica / "ltx").rglob("*.ltx"))
-    with first.open("rb") as fh:
-        return read_header(fh).page_size
-
-
 def _verify_own(ctx: Context, replica: Path) -> dict[str, Any]:
     """`ltxkit verify` of the replica `ltxkit replicate` wrote, whose ledger proves every restore
     point from the page checksums the file checks keep: structure only, then the default run."""
     from benchmarks.measure import run_child
-    from benchmarks.run import _replica_files
+    from benchmarks.run import _page_bytes
 
-    files = _replica_files(replica)
     out: dict[str, Any] = {
         "ledger_records": sum(1 for _ in (replica / "ledger").rglob("*.json")),
-        "files": [f["key"] for f in files],
-        "page_bytes": sum(int(f["pages"]) for f in files) * _page_size(replica),  # type: ignore[call-overload]
+        "files": sorted(p.relative_to(replica).as_posix() for p in (replica / "ltx").rglob("*.ltx")),
+        "page_bytes": _page_bytes(replica)[0],
     }
     for label, extra in (("structure", ["--structure-only"]), ("default", [])):
         run = run_child([ctx.ltxkit, "verify", str(replica), "--format", "json", *extra])
