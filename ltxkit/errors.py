@@ -19,6 +19,7 @@ EXIT_OK = 0  # done; for verify: no defect at or above --fail-on
 EXIT_DEFECTS = 1  # the data is at fault (a defect, a refused restore or repair)
 EXIT_USAGE = 2  # could not run: bad arguments, missing paths, not a replica
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15, as a shell reports a process the signal ended)
 
 #: The exit-code rule, spelled once: (code, meaning, for example). Every `--help` shows it
 #: (`exit_codes_help`), and the README's table is this one (a test holds the two together).
@@ -44,6 +45,12 @@ EXIT_TABLE: tuple[tuple[int, str, str], ...] = (
         "declined at its prompt",
     ),
     (EXIT_INTERRUPTED, "interrupted", "Ctrl-C (except `replicate`, for which Ctrl-C is the normal stop)"),
+    (
+        EXIT_TERMINATED,
+        "terminated",
+        "SIGTERM, after removing what the command had half-written (except `replicate`, for which SIGTERM is "
+        "the normal stop)",
+    ),
 )
 
 
@@ -51,6 +58,11 @@ def exit_codes_help() -> str:
     """The exit-code table as `--help` shows it: one line per code."""
     rows = [f"{code:>3}  {meaning}: {example.replace('`', '')}" for code, meaning, example in EXIT_TABLE]
     return "Exit codes (the same for every command):\n\n" + "\n\n".join(rows)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread. A KeyboardInterrupt so that it unwinds exactly as Ctrl-C
+    does (temp files and temporary restores removed, workers stopped), but ends with exit 143."""
 
 
 class LtxkitError(Exception):

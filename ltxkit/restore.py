@@ -29,7 +29,7 @@ from ltxkit.format.spans import find_cuts, join_spans
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import OutputExists, Storage, atomic_output, open_storage, replaceable
-from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call
+from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call, reaped
 
 Progress = Callable[[int, int], None]  # (bytes of LTX read so far, pages written so far)
 
@@ -143,15 +143,12 @@ def _restore_file_in_spans(
     try:
         bounds = list(zip([HEADER_SIZE, *cuts], [*cuts, ends.frames_end], strict=True))
         others: list[Forked] = []
-        try:
+        with reaped(others):  # every child done writing before anyone goes on, whatever happened here
             for start, end in bounds[1:]:  # forked after `fd` was opened: the children write through it
                 others.append(fork_call(_decode_span_in_child, storage.url, f.key, ends.header, start, end, fd))
             scale = len(bounds)  # the caller's own span stands for all of them in progress reports
             report = None if progress is None else lambda b, p: progress(b * scale, p * scale)
             results = [_decode_span_into(storage, f.key, ends.header, *bounds[0], fd, report)]
-        finally:
-            for child in others:
-                child.wait()  # every child done writing before anyone goes on, whatever happened here
         results += [child.result() for child in others]
         pgnos = join_spans(ends, results)
     except (LTXError, OSError, WorkerDied) as exc:

@@ -182,14 +182,13 @@ class DatabaseView:
         total = 0
         parts = self._parts(jobs)
         if len(parts) > 1:
-            from ltxkit.workers import fork_call
+            from ltxkit.workers import Forked, fork_call, reaped
 
-            children = [fork_call(self._xor_pages, first, last) for first, last in parts[1:]]
-            try:
+            children: list[Forked] = []
+            with reaped(children):
+                for first, last in parts[1:]:
+                    children.append(fork_call(self._xor_pages, first, last))
                 total = self._xor_pages(*parts[0])
-            finally:
-                for child in children:
-                    child.wait()
             try:
                 for child in children:
                     total ^= child.result()

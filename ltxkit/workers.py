@@ -11,9 +11,13 @@ here: importing multiprocessing, a manager thread, queues).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import pickle
-from collections.abc import Callable
+import signal
+import sys
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,12 +37,82 @@ def can_fork() -> bool:
     return hasattr(os, "fork")
 
 
-def fork_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
-    """A pool of `workers` forked processes (call only where `can_fork()`)."""
+@contextlib.contextmanager
+def fork_pool(workers: int) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
+    """A pool of `workers` forked processes (call only where `can_fork()`), shut down when the
+    block ends. Interrupted (Ctrl-C, or SIGTERM, which reaches only this process), the queued work
+    is dropped and the workers are ended instead of being waited for."""
     import concurrent.futures
     import multiprocessing
 
-    return concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    _prctl()  # loaded here, before the fork
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=end_with_parent,
+        initargs=(os.getpid(),),
+    )
+    try:
+        yield pool
+    except KeyboardInterrupt:
+        processes = list(getattr(pool, "_processes", None) or {})  # pids; the attribute is the pool's own
+        pool.shutdown(wait=False, cancel_futures=True)
+        for pid in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def reaped(children: list[Forked]) -> Iterator[list[Forked]]:
+    """Every child forked (`fork_call`) into `children` inside the block is reaped when it ends,
+    whatever happened, so no worker writes on after its caller moved on. Interrupted (Ctrl-C, or
+    SIGTERM, which reaches only this process), the children are told to stop first."""
+    try:
+        yield children
+    except KeyboardInterrupt:
+        for child in children:
+            child.stop()
+        raise
+    finally:
+        for child in children:
+            child.wait()
+
+
+def end_with_parent(parent: int) -> None:
+    """In a worker: end when the parent ends, and at once on SIGTERM.
+
+    Ctrl-C reaches the whole process group, but SIGTERM (a service manager, `kill`, a CI timeout)
+    reaches the parent alone: it cleans up and exits, and a worker must not run on as an orphan.
+    The parent's SIGTERM handler (unwind and clean up) is the parent's; a worker has nothing of its
+    own to clean, so it takes the default action. Linux only (`PR_SET_PDEATHSIG`); elsewhere a
+    worker still ends when it next finds the parent's pipe closed.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    prctl = _prctl()
+    if prctl is None:
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent ended before the line above: nobody will signal us
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, loaded once in the parent so a forked worker does not import ctypes each time."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 class WorkerDied(Exception):
@@ -66,6 +140,12 @@ class Forked:
             code = os.waitstatus_to_exitcode(status)
             self._outcome = (False, WorkerDied(f"worker {self._pid} ended with status {code} and no result"))
 
+    def stop(self) -> None:
+        """Ask the child to end now (it takes SIGTERM's default action, see `end_with_parent`)."""
+        if self._outcome is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGTERM)
+
     def result(self) -> Any:
         self.wait()
         assert self._outcome is not None
@@ -81,11 +161,14 @@ def fork_call(fn: Callable[..., Any], *args: Any) -> Forked:
     The child shares the parent's open descriptors (a restore worker writes through the output
     file's), and leaves with `os._exit`, so no buffered output or cleanup of the parent runs twice.
     """
+    _prctl()  # loaded here, before the fork
     read_fd, write_fd = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child; its outcome is what the tests check
         status = 0
         try:
+            end_with_parent(parent)
             os.close(read_fd)
             try:
                 payload = pickle.dumps((True, fn(*args)), protocol=pickle.HIGHEST_PROTOCOL)

@@ -190,6 +190,7 @@ def test_errors_are_one_line_without_traceback(run_ltxkit: Run, tmp_path: Path) 
     (plain / "readme.txt").write_text("no replica here")
     cases: list[tuple[tuple[object, ...], int | None, str | None]] = [
         (("verify", tmp_path / "missing"), 2, str(tmp_path / "missing")),
+        (("verify", tmp_path / "a:smile:b"), 2, str(tmp_path / "a:smile:b")),  # printed as is, no emoji
         (("restore", tmp_path / "r", "-o", tmp_path / "o1.db", "--txid", "zz"), 2, "--txid"),
         (("restore", plain, "-o", tmp_path / "o2.db"), None, None),
         (("snapshot", notdb, "-o", tmp_path / "s.ltx"), None, str(notdb)),
@@ -208,7 +209,8 @@ def test_errors_are_one_line_without_traceback(run_ltxkit: Run, tmp_path: Path) 
 
 def test_debug_shows_traceback(run_ltxkit: Run, tmp_path: Path) -> None:
     r = run_ltxkit("--debug", "checksum", tmp_path / "missing.db")
-    assert r.returncode != 0
+    assert r.returncode == 2  # the traceback explains; the exit code stays the documented one
+    assert r.stderr.splitlines()[-1] == f"ltxkit: {tmp_path / 'missing.db'}: no such database file"
     assert "Traceback" in r.stderr and "missing.db" in r.stderr
 
 
@@ -310,6 +312,33 @@ def test_report_file_is_replaced_whole_and_bad_destinations_are_refused_first(ru
         assert r.returncode == 2 and r.stdout == "", r.stderr
         assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"ltxkit: {dest}") and problem in r.stderr
     assert not missing.parent.exists() and report.read_bytes() == before
+
+
+def test_report_never_replaces_what_it_checks_or_user_data(run_ltxkit: Run, tmp_path: Path) -> None:
+    replica = tmp_path / "replica"
+    simple_chain(replica, n=2)
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t(x)")
+    ltx = next((replica / "ltx").rglob("*.ltx"))
+    lone = tmp_path / "copy.ltx"
+    lone.write_bytes(ltx.read_bytes())
+    before = {p: p.read_bytes() for p in (db, ltx, lone)}
+    names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    cases = [
+        ((replica,), db, "SQLite database"),  # a mistyped -o app.db
+        ((replica,), lone, "LTX file"),
+        ((replica,), ltx, "which verify checks"),  # a file of the replica being checked
+        ((replica,), replica / "ltx" / "report.json", "which verify checks"),  # a new file inside it
+        ((f"file://{replica}",), replica / "report.json", "which verify checks"),
+        ((lone,), lone, "which verify checks"),
+    ]
+    for inputs, dest, problem in cases:
+        r = run_ltxkit("verify", *inputs, "-f", "json", "-o", dest)
+        assert r.returncode == 2 and r.stdout == "", (dest, r.stderr)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith(f"ltxkit: {dest}") and problem in r.stderr, r.stderr
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == names
 
 
 def test_report_goes_to_a_pipe_as_a_stream(run_ltxkit: Run, tmp_path: Path) -> None:

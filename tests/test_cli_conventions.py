@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,47 @@ def test_restore_output_dash_writes_the_database_to_a_pipe(tmp_path: Path) -> No
     assert b"to standard output" in r.stderr
 
 
+def test_restore_to_stdout_sends_every_byte_or_says_it_did_not(tmp_path: Path) -> None:
+    from tests.replica_builder import Db, write_ltx
+
+    db = Db(page_size=4096, sound=True)  # 1.2 MB: far more than a pipe holds, so the writer must wait for the reader
+    write_ltx(tmp_path / "r", 9, 1, 1, db.write(list(range(1, 301))), db.commit, page_size=4096)
+    ref = tmp_path / "ref.db"
+    assert ltxkit("restore", tmp_path / "r", "-o", ref, "--quiet").returncode == 0
+    cmd = [sys.executable, "-m", "ltxkit", "restore", str(tmp_path / "r"), "-o", "-", "--quiet"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # a raw stdout, whose writes may be short
+
+    # a non-blocking pipe: writes come back short or refused (EAGAIN), and every byte still arrives
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    proc = subprocess.Popen(cmd, stdout=write_end, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    os.close(write_end)
+    received = bytearray()
+    while chunk := os.read(read_end, 4096):
+        received += chunk
+    os.close(read_end)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+    assert bytes(received) == ref.read_bytes()
+
+    # a reader that goes away, and a full disk: exit 2, one line naming standard output, never 0
+    with open(os.devnull, "rb") as nothing:
+        early = subprocess.run(
+            f"{shlex.join(cmd)} | head -c 10 >/dev/null; exit ${{PIPESTATUS[0]}}",
+            shell=True,
+            executable="/bin/bash",
+            capture_output=True,
+            text=True,
+            env=env,
+            stdin=nothing,
+            cwd=ROOT,
+        )
+    with open("/dev/full", "wb") as full:
+        no_space = subprocess.run(cmd, stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120, cwd=ROOT)
+    for r, why in ((early, "the reader closed the pipe"), (no_space, "No space left on device")):
+        assert r.returncode == 2, r.stderr
+        assert r.stderr == f"ltxkit: standard output: {why}; the database was not written whole\n"
+
+
 def test_restore_output_dash_refuses_a_terminal(tmp_path: Path) -> None:
     primary, secondary = os.openpty()
     try:
@@ -163,7 +205,6 @@ def test_counts_have_thousands_separators_and_plurals(tmp_path: Path) -> None:
 
 
 def test_demo_prints_commands_a_user_can_paste(tmp_path: Path) -> None:
-    import shlex
 
     from demo.run import pasteable
 

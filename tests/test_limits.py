@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ltxkit import restore as restore_mod
-from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE
+from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 from ltxkit.format.schema import missing_among, missing_pages
 from tests.conftest import examples
 from tests.replica_builder import Db, page_bytes, simple_chain, write_ltx
@@ -185,37 +185,99 @@ _s.LocalStorage.read_bytes = _slow
 """
 
 
-def interrupt_when(cmd: list[str], ready: callable, timeout: float = 60) -> subprocess.CompletedProcess[str]:  # type: ignore[valid-type]
-    """Start `cmd` in its own process group, wait for `ready()`, then Ctrl-C the group (as a
-    terminal does: every process of the job gets SIGINT)."""
+def interrupt_when(
+    cmd: list[str],
+    ready: callable,  # type: ignore[valid-type]
+    timeout: float = 60,
+    how: str = "ctrl-c",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Start `cmd` in its own process group, wait for `ready()`, then stop it: "ctrl-c" sends
+    SIGINT to the whole group, as a terminal does; "sigterm" sends SIGTERM to the command alone,
+    as `kill`, a service manager or a CI timeout does — its workers hear nothing. Either way, once
+    it has exited no process of the group may be left running."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while not ready():
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "never got going"
             time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGINT)
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGTERM)
         out, err = proc.communicate(timeout=timeout)
+        for _ in range(100):  # a worker told to end takes a moment to go
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("a worker outlived the command")
     finally:
-        if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_ctrl_c_during_restore_leaves_nothing(tmp_path: Path) -> None:
+STOPPED = {"ctrl-c": (EXIT_INTERRUPTED, "ltxkit: interrupted"), "sigterm": (EXIT_TERMINATED, "ltxkit: terminated")}
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_during_restore_leaves_nothing(tmp_path: Path, how: str) -> None:
     replica = tmp_path / "r"
     simple_chain(replica, n=100)
     out = tmp_path / "out"
     out.mkdir()
     code = f"import sys\n{SLOW_READS}\nfrom ltxkit.cli import main\nmain()"
     cmd = [sys.executable, "-c", code, "restore", str(replica), "-o", str(out / "x.db"), "-q"]
-    r = interrupt_when(cmd, lambda: any(out.iterdir()))  # the temp file is there: pages are being written
-    assert r.returncode == EXIT_INTERRUPTED, r.stderr
-    assert one_error_line(r) == "ltxkit: interrupted"
+    r = interrupt_when(cmd, lambda: any(out.iterdir()), how=how)  # the temp file is there: pages are being written
+    assert (r.returncode, one_error_line(r)) == STOPPED[how], r.stderr
     assert list(out.iterdir()) == []
+
+
+def test_sigterm_during_verify_removes_its_restore_point(tmp_path: Path) -> None:
+    """verify's content check restores into $TMPDIR: SIGTERM removes that restore."""
+    replica = tmp_path / "r"
+    simple_chain(replica, n=100)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    code = f"import sys\n{SLOW_READS}\nfrom ltxkit.cli import main\nmain()"
+    cmd = [sys.executable, "-c", code, "verify", str(replica)]
+    r = interrupt_when(cmd, lambda: any(scratch.rglob("*")), how="sigterm", env={"TMPDIR": str(scratch)})
+    assert (r.returncode, one_error_line(r)) == STOPPED["sigterm"], r.stderr
+    assert list(scratch.iterdir()) == []
+
+
+def test_sigterm_stops_verify_workers_instead_of_waiting_for_them(tmp_path: Path) -> None:
+    """Workers that would read for minutes: SIGTERM reaches verify alone, which ends them and
+    exits at once (before: it waited for every queued file, then left nothing to say)."""
+    replica = tmp_path / "r"
+    simple_chain(replica, n=40)
+    started = tmp_path / "started"
+    started.mkdir()
+    slow = f"""
+import os, time
+import ltxkit.verify.engine as _e
+_e.PARALLEL_MIN_BYTES = 0
+from ltxkit.replica import storage as _s
+_open = _s.LocalStorage.open
+def _slow(self, key):
+    open(os.path.join({str(started)!r}, str(os.getpid())), "w").close()
+    time.sleep(10)
+    return _open(self, key)
+_s.LocalStorage.open = _slow
+"""
+    code = f"import sys\n{slow}\nfrom ltxkit.cli import main\nmain()"
+    cmd = [sys.executable, "-c", code, "verify", str(replica), "--jobs", "2"]
+    # 40 files of 10 s each on 2 workers: 200 s of work, well past interrupt_when's 60 s
+    r = interrupt_when(cmd, lambda: len(list(started.iterdir())) >= 2, how="sigterm")
+    assert (r.returncode, one_error_line(r)) == STOPPED["sigterm"], r.stderr
+    assert len(list(started.iterdir())) == 2  # nothing was started after the signal
 
 
 # ---- not root ----------------------------------------------------------------------------------
@@ -333,9 +395,11 @@ def test_ctrl_c_during_repair_leaves_the_replica_as_it_was(tmp_path: Path, phase
     assert [k for k, v in after.items() if k.startswith("quarantine") and not k.endswith("/")] == []
 
 
-def test_ctrl_c_during_a_restore_in_spans_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_ctrl_c_during_a_restore_in_spans_leaves_nothing(tmp_path: Path, how: str) -> None:
     """With --jobs 2 a big file is decoded by forked workers; Ctrl-C reaches them all (one
-    process group). Nobody hangs, nobody writes on, nothing is left."""
+    process group); SIGTERM reaches the command alone, and its workers end with it. Nobody hangs,
+    nobody writes on, nothing is left."""
     replica = tmp_path / "r"
     big_replica(replica, pages=120)
     write_ltx(replica, 0, 2, 2, {3: os.urandom(4096)}, 120, page_size=4096)
@@ -355,9 +419,8 @@ PageSink.write = _slow
 """
     code = f"import sys\n{slow}\nfrom ltxkit.cli import main\nmain()"
     cmd = [sys.executable, "-c", code, "restore", str(replica), "-o", str(out / "x.db"), "-q", "--jobs", "2"]
-    r = interrupt_when(cmd, lambda: any(p.stat().st_size > 0 for p in out.iterdir()), timeout=30)
-    assert r.returncode == EXIT_INTERRUPTED, r.stderr
-    assert one_error_line(r) == "ltxkit: interrupted"
+    r = interrupt_when(cmd, lambda: any(p.stat().st_size > 0 for p in out.iterdir()), timeout=30, how=how)
+    assert (r.returncode, one_error_line(r)) == STOPPED[how], r.stderr
     time.sleep(0.5)  # a worker left behind would still be writing
     assert list(out.iterdir()) == []
 

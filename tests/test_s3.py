@@ -230,6 +230,11 @@ def test_bad_s3_locations_are_one_line_exit_2(seaweed: SeaweedFS) -> None:
         (f"s3://no-such-bucket/x?endpoint={seaweed.endpoint}", None, "no-such-bucket"),
         ("s3://replicas/x?endpoint=http://127.0.0.1:9", None, "127.0.0.1:9"),
         (seaweed.url("nothing/here"), None, "not a replica"),
+        # endpoints the S3 client cannot parse: it used to panic (a Rust traceback, exit 1)
+        ("s3://replicas/x?endpoint=notaurl", None, "endpoint 'notaurl' must be http"),
+        ("s3://replicas/x?endpoint=http://[::1", None, "not a valid URL"),
+        ("s3://replicas/x?endpoint=http://127.0.0.1:99999", None, "Port out of range"),
+        ("s3://replicas/x?endpoint=http://h:abc", None, "endpoint 'http://h:abc'"),
     ]
     for url, env, needle in cases:
         r = ltxkit("verify", url, env=env)

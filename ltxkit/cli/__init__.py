@@ -24,6 +24,21 @@ for _command in (
     app.command(epilog=exit_codes_help())(_command)
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds a command as Ctrl-C does, so what it was writing is removed before it exits
+    (143); without this the default action ends the process where it stands, temp files and all.
+    `replicate` puts its own handler in place: for it SIGTERM is the normal, clean stop."""
+    import signal
+
+    from ltxkit.errors import Terminated
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # an inherited "ignore" is respected
+        signal.signal(signal.SIGTERM, terminate)
+
+
 def main() -> None:
     """Run the CLI. `--debug` works anywhere on the line, not only before the command.
 
@@ -34,6 +49,7 @@ def main() -> None:
 
     import typer
 
+    stop_on_sigterm()
     args = sys.argv[1:]
     if "--debug" in args[1:]:
         args.remove("--debug")

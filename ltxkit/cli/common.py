@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from ltxkit import __version__
-from ltxkit.errors import EXIT_DEFECTS, EXIT_INTERRUPTED, EXIT_USAGE, LtxkitError, exit_codes_help
+from ltxkit.errors import (
+    EXIT_DEFECTS,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    LtxkitError,
+    Terminated,
+    exit_codes_help,
+)
 
 if TYPE_CHECKING:  # imported where used: every module loaded here is start-up time of every command
     from rich.console import Console
@@ -63,8 +71,8 @@ class _LazyConsole:
         return getattr(self.real(), name)
 
 
-out = _LazyConsole(highlight=False, soft_wrap=True)
-err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+out = _LazyConsole(highlight=False, soft_wrap=True, emoji=False)  # a path may hold ":name:"
+err = _LazyConsole(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 _state = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,6 +107,8 @@ def one_line(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}", EXIT_USAGE
+    if isinstance(exc, Terminated):
+        return "terminated", EXIT_TERMINATED
     if isinstance(exc, (KeyboardInterrupt, typer.Abort)):
         return "interrupted", EXIT_INTERRUPTED
     return f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", EXIT_USAGE
@@ -114,9 +124,11 @@ def guarded(fn: F) -> F:
         except typer.Exit:
             raise
         except (Exception, KeyboardInterrupt) as exc:
-            if _state["debug"]:
-                raise
             msg, code = one_line(exc)
+            if _state["debug"]:  # the traceback too, but the same exit code: --debug explains, never changes
+                import traceback
+
+                traceback.print_exc()
             err.print(f"ltxkit: {msg}", markup=False)
             raise typer.Exit(code) from None
 

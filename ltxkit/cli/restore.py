@@ -2,7 +2,6 @@
 
 import contextlib
 import functools
-import shutil
 import sys
 import tempfile
 import time
@@ -125,9 +124,7 @@ def restore(
         else:
             result = restore()
         if to_stdout:
-            with target.open("rb") as fh:
-                shutil.copyfileobj(fh, sys.stdout.buffer, 1 << 20)
-            sys.stdout.buffer.flush()
+            send_to_stdout(target)
     if not quiet:
         checked = {
             IntegrityMode.none: "",
@@ -141,3 +138,33 @@ def restore(
             markup=False,
             highlight=False,
         )
+
+
+def send_to_stdout(path: Path) -> None:
+    """Every byte of the restored database onto standard output.
+
+    `os.write` may take less than it is given (an unbuffered or non-blocking stdout, a signal), so
+    the rest is written until none is left — a restore never exits 0 having sent part of the
+    database. A reader that went away or a full disk is one line naming standard output; stdout
+    is then pointed at /dev/null so the interpreter's last flush does not print a second error.
+    """
+    import os
+    import select
+
+    sys.stdout.flush()
+    fd = sys.stdout.fileno()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                view = memoryview(chunk)
+                while view:
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:  # a non-blocking stdout that is full: wait until it drains
+                        select.select([], [fd], [])
+    except OSError as exc:
+        if exc.filename is not None:  # the temporary restored file, not standard output
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        why = "the reader closed the pipe" if isinstance(exc, BrokenPipeError) else exc.strerror
+        raise Fail(f"standard output: {why}; the database was not written whole", EXIT_USAGE) from exc

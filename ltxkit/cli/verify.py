@@ -1,6 +1,7 @@
 """`ltxkit verify PATH...`: every defect with a stable code, then the content check."""
 
 import sys
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -95,7 +96,7 @@ def verify(
     if output is not None and str(output) == "-":
         output = None  # `-o -`: the report goes to standard output, as without -o
     if output is not None:
-        report_destination(output)  # before the work: a report with nowhere to go is no run at all
+        report_destination(output, paths)  # before the work: a report with nowhere to go is no run at all
     if quick and deep:
         raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
     if structure_only and deep:
@@ -135,9 +136,8 @@ def verify(
             from rich.console import Console
 
             buffer = io.StringIO()
-            render_text(
-                report, severity, Console(file=buffer, highlight=False, width=200, soft_wrap=True), fleet=recursive
-            )
+            console = Console(file=buffer, highlight=False, width=200, soft_wrap=True, emoji=False)
+            render_text(report, severity, console, fleet=recursive)
             write_report(output, buffer.getvalue())
         else:
             render_text(report, severity, out.real(), fleet=recursive)
@@ -156,11 +156,16 @@ def verify(
     raise typer.Exit(EXIT_DEFECTS if report.failed(severity) else EXIT_OK)
 
 
-def report_destination(output: Path) -> None:
+def report_destination(output: Path, inputs: Sequence[str] = ()) -> None:
     """Refuse a report path that cannot take the report, before any work is done: its directory
     must exist, and what is there already must be a regular file (replaced), or a pipe or a
     terminal (written to, `/dev/stdout` included) — never a directory or a symbolic link to a file
-    (see `replaceable`)."""
+    (see `replaceable`).
+
+    Nor may the report land on what verify checks or on user data: one of `inputs` or a file inside
+    one (verify never writes in a replica), or an existing LTX file or SQLite database — a mistyped
+    `-o app.db` must not replace the database with a report.
+    """
     if _streamed(output):
         return
     from ltxkit.replica.storage import replaceable
@@ -168,6 +173,42 @@ def report_destination(output: Path) -> None:
     if not output.parent.is_dir():
         raise Fail(f"{output}: cannot write the report there: no such directory {output.parent}", EXIT_USAGE)
     replaceable(output)
+    target = output.parent.resolve() / output.name
+    for location in inputs:
+        checked = _local_input(location)
+        if checked is not None and (target == checked or checked in target.parents):
+            why = f"refusing to write the report over or inside {location}, which verify checks"
+            raise Fail(f"{output}: {why}", EXIT_USAGE)
+    kind = _data_kind(output)
+    if kind:
+        raise Fail(f"{output}: refusing to replace {kind} with a report", EXIT_USAGE)
+
+
+def _local_input(location: str) -> Path | None:
+    """The resolved local path `verify` reads for `location` (None for s3:// or an unusable URL)."""
+    from ltxkit.replica.storage import ReplicaNotFound, local_path
+
+    try:
+        return None if location.startswith("s3://") else local_path(location).resolve()
+    except (ReplicaNotFound, OSError, RuntimeError):
+        return None
+
+
+def _data_kind(path: Path) -> str:
+    """What user data an existing file at `path` holds, by its first bytes ('' for none we know)."""
+    from ltxkit.format.schema import MAGIC as LTX_MAGIC
+    from ltxkit.sqlite import SQLITE_MAGIC
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError:
+        return ""
+    if head.startswith(SQLITE_MAGIC):
+        return "a SQLite database"
+    if head.startswith(LTX_MAGIC):
+        return "an LTX file"
+    return ""
 
 
 def write_report(output: Path, text: str) -> None:

@@ -76,6 +76,18 @@ def _credentials() -> dict[str, str]:
     return {}
 
 
+def _check_endpoint(location: str, endpoint: str) -> None:
+    """Refuse an endpoint the HTTP client cannot parse: obstore would panic on the first request."""
+    try:
+        url = urlparse(endpoint)
+        url.port  # noqa: B018 -- parsing the port is the check (a non-number or > 65535 raises)
+        host = url.hostname
+    except ValueError as exc:
+        raise UsageError(f"{location}: endpoint {endpoint!r} is not a valid URL ({exc})") from None
+    if url.scheme not in ("http", "https") or not host:
+        raise UsageError(f"{location}: endpoint {endpoint!r} must be http://host[:port] or https://host[:port]")
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes", "on")
 
@@ -101,6 +113,8 @@ class S3Storage:
         if unknown:
             raise UsageError(f"{location}: unknown option(s) {', '.join(sorted(unknown))}")
         endpoint = query.get("endpoint")
+        if endpoint is not None:
+            _check_endpoint(location, endpoint)
         region = query.get("region") or ("us-east-1" if endpoint else os.environ.get("AWS_REGION", "us-east-1"))
         path_style = bool(endpoint) or _truthy(query.get("force-path-style"))
         canonical = {k: v for k, v in query.items() if v}
@@ -159,6 +173,10 @@ class S3Storage:
         except Exception as exc:  # obstore's GenericError and friends: connection, bucket, timeouts
             if type(exc).__module__.startswith("obstore") or isinstance(exc, OSError):
                 raise S3Error(f"{self.label}: {what}: {_first_line(exc)}") from exc
+            raise
+        except BaseException as exc:  # a Rust panic (pyo3's PanicException) is not an Exception
+            if type(exc).__name__ == "PanicException":
+                raise S3Error(f"{self.label}: {what}: the S3 client failed ({_first_line(exc)})") from exc
             raise
 
     # ---- the Storage protocol ---------------------------------------------------------------------

@@ -238,7 +238,7 @@ class LocalStorage:
         self._root = Path(root)
         self._root_str = str(self._root)  # plain string joins: replicas hold tens of thousands of files
         self.label = str(root) if label is None else label
-        self.url = "file://" + quote(str(self._root.resolve()))
+        self.url = "file://" + quote(os.fsencode(self._root.resolve()))  # bytes: a name need not be UTF-8
 
     def _path(self, key: str) -> Path:
         return self._root.joinpath(*key.split("/"))
@@ -432,25 +432,29 @@ class LocalStorage:
         fsync_dir(src.parent)
 
 
+def local_path(location: str) -> Path:
+    """The directory a local location names: a plain path, or a `file:///path` URL."""
+    if "://" not in location:
+        return Path(location)
+    url = urlparse(location)
+    if url.scheme != "file":
+        raise ReplicaNotFound(f"{location}: unsupported replica URL (use a directory, file:// or s3://)")
+    if url.netloc not in ("", "localhost"):
+        raise ReplicaNotFound(f"{location}: a file:// URL names a path on this machine (file:///path)")
+    return Path(unquote(url.path, errors="surrogateescape"))
+
+
 def open_storage(location: str, *, create: bool = False) -> Storage:
     """The replica at `location`: a directory path or a `file://` URL holding Litestream's `ltx/`.
 
     With `create` (the replicator), a new replica is made there: the directory (whose parent must
     exist) and its `ltx/`.
     """
-    if "://" in location:
-        url = urlparse(location)
-        if url.scheme == "s3":
-            from ltxkit.replica.s3 import open_s3
+    if urlparse(location).scheme == "s3" and "://" in location:
+        from ltxkit.replica.s3 import open_s3
 
-            return open_s3(location, create=create)
-        if url.scheme != "file":
-            raise ReplicaNotFound(f"{location}: unsupported replica URL (use a directory, file:// or s3://)")
-        if url.netloc not in ("", "localhost"):
-            raise ReplicaNotFound(f"{location}: a file:// URL names a path on this machine (file:///path)")
-        path = Path(unquote(url.path))
-    else:
-        path = Path(location)
+        return open_s3(location, create=create)
+    path = local_path(location)
     if create and not (path / LTX_DIR).is_dir():
         if not path.parent.is_dir():
             raise ReplicaNotFound(f"{location}: its parent directory does not exist")

@@ -27,7 +27,7 @@ from ltxkit.format.errors import FATAL_CODES, Code, LTXError
 from ltxkit.format.schema import HEADER_SIZE, Header, parse_filename
 from ltxkit.format.spans import find_cuts, join_spans
 from ltxkit.verify.findings import FileCheck, Finding
-from ltxkit.workers import Forked, can_fork, fork_call
+from ltxkit.workers import Forked, can_fork, fork_call, reaped
 
 #: A file smaller than this is decoded in one process: forking and joining cost more than they save.
 SPLIT_MIN_BYTES = 32 << 20
@@ -149,13 +149,10 @@ def _check_in_spans(
         if not cuts:
             return None
         bounds = list(zip([HEADER_SIZE, *cuts], [*cuts, ends.frames_end], strict=True))
-        try:
+        with reaped(others):
             for start, end in bounds[1:]:
                 others.append(fork_call(_decode_span, opener, ends.header, start, end, page_sums))
             results = [_decode_span(opener, ends.header, *bounds[0], page_sums)]
-        finally:
-            for child in others:
-                child.wait()  # reaped whatever happened here
         results += [child.result() for child in others]
         pgnos = join_spans(ends, [span for span, _ in results])
     except Exception:  # a defect, a bad cut, a dead worker: the one-process run decides what it is
