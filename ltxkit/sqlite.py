@@ -74,6 +74,14 @@ def check_database_file(path: Path) -> None:
             raise NotADatabase(f"{path}: not a SQLite database")
 
 
+def wal_and_shm(path: Path) -> tuple[Path, Path]:
+    """The database's `-wal` and `-shm` files. SQLite follows a symbolic link to the database and
+    keeps them beside the file it names, so a link's `-wal` is the target's: reading `link-wal`
+    would find no WAL and take the database file alone for the database."""
+    real = Path(os.path.realpath(path))
+    return Path(f"{real}-wal"), Path(f"{real}-shm")
+
+
 #: Told (one line) when a database's lock is not free at once and ltxkit starts waiting for it,
 #: so a wait of up to `busy_timeout_s` is never silent. The CLI prints it on stderr; None: quiet.
 wait_note: Callable[[str], None] | None = None
@@ -313,7 +321,7 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
         fds.append(db_fd)
         view = DatabaseView(path, page_size, commit, _db=db_fd)
         if journal == "wal":
-            wal_path, shm_path = Path(f"{path}-wal"), Path(f"{path}-shm")
+            wal_path, shm_path = wal_and_shm(path)
             if wal_path.exists() and shm_path.exists():
                 wal_fd = os.open(wal_path, os.O_RDONLY)
                 fds.append(wal_fd)

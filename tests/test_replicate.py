@@ -250,6 +250,58 @@ def test_a_path_that_is_no_database_is_refused_not_retried(tmp_path: Path, kind:
     assert not list(tmp_path.rglob("*.ltx"))  # nothing published, no snapshot written
 
 
+def test_a_database_reached_through_a_symlink_is_read_with_its_wal(tmp_path: Path) -> None:
+    """SQLite keeps a linked database's -wal beside the file the link names. checksum, snapshot
+    and replicate used to look for `link-wal`: checksum then read the stale file alone (here,
+    every row updated in the WAL only), replicate waited for a database that was there."""
+    (tmp_path / "data").mkdir()
+    real = tmp_path / "data" / "real.db"
+    conn = sqlite3.connect(real, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+    conn.executemany("INSERT INTO t VALUES(?, ?)", [(i, "old" * 50) for i in range(500)])
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("UPDATE t SET v = 'new' || id")  # in the WAL only: the database file still says "old"
+    link = tmp_path / "app.db"
+    link.symlink_to(real)
+    rows = H.logical_dump(real)
+    try:
+        by_real, by_link = ltxkit("checksum", str(real)), ltxkit("checksum", str(link))
+        assert by_real.returncode == by_link.returncode == 0, by_link.stderr
+        assert by_link.stdout == by_real.stdout
+        for name, db in (("real", real), ("link", link)):
+            assert ltxkit("snapshot", str(db), "-o", str(tmp_path / f"{name}.ltx")).returncode == 0
+        snap_real, snap_link = (
+            dict(LTXReader.from_bytes((tmp_path / f"{n}.ltx").read_bytes()).pages()) for n in ("real", "link")
+        )
+        assert snap_link == snap_real
+
+        r = ltxkit("replicate", str(link), str(tmp_path / "replica"), "--once")
+        assert r.returncode == 0, r.stderr
+        assert "waiting" not in r.stderr
+        assert_replica_restores(tmp_path / "replica", rows, tmp_path)
+    finally:
+        conn.close()
+
+
+def test_once_refuses_a_missing_or_non_wal_database_before_making_anything(tmp_path: Path) -> None:
+    rollback = tmp_path / "rollback.db"
+    with sqlite3.connect(rollback) as conn:
+        conn.execute("CREATE TABLE t(x)")
+    cases = [
+        (("replicate", str(tmp_path / "missing.db"), str(tmp_path / "r1"), "--once"), "no such database file"),
+        (("replicate", str(rollback), str(tmp_path / "r2")), "journal mode is delete, not WAL"),
+        (("replicate", str(rollback), str(tmp_path / "r3"), "--once"), "journal mode is delete, not WAL"),
+    ]
+    for args, why in cases:
+        r = ltxkit(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.strip().splitlines()[-1].startswith(f"ltxkit: {args[1]}: {why}"), r.stderr
+    # no replica directory, no replicator state beside the database
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rollback.db"]
+
+
 def test_second_replicator_on_the_same_database_refuses(app: tuple[Path, Path, H.Writer]) -> None:
     db, replica, _writer = app
     rep = H.LtxkitReplicator(db, replica)

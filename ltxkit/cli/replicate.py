@@ -109,6 +109,7 @@ def replicate(
     from ltxkit.replicate.config import DbConfig, load_file
     from ltxkit.replicate.hooks import Hooks
     from ltxkit.replicate.lifecycle import Policy
+    from ltxkit.replicate.source import check_source
 
     if log_format not in ("text", "json"):
         raise Fail(f"--log-format {log_format!r}: expected text or json", EXIT_USAGE)
@@ -175,6 +176,8 @@ def replicate(
 
     for warning in warnings:
         emitter(Path(config or "."))(Event("warning", f"{config}: {warning}", {}))
+    for target in targets:  # before any replica or state directory is made for it
+        check_source(target.path, must_exist=once)
     replicators = [
         Replicator(
             t.path,

@@ -49,7 +49,7 @@ from ltxkit.replicate.publish import build_and_publish
 from ltxkit.replicate.source import NotWalMode, Source, WalReader
 from ltxkit.replicate.state import LocalState, Position, Saved
 from ltxkit.replicate.wal_position import LostTrack
-from ltxkit.sqlite import DatabaseError, NotADatabase
+from ltxkit.sqlite import DatabaseError, NotADatabase, wal_and_shm
 from ltxkit.wal import WAL_HEADER_SIZE, frame_trailer_checksum, scan
 
 WAKE_S = 0.02  # how often an idle replicator looks for a commit (two stat calls)
@@ -150,7 +150,7 @@ class Replicator:
     def _signature(self) -> tuple[int, ...]:
         """What changes when the database commits: the WAL's size and time, the file's identity."""
         out: list[int] = []
-        for path in (self.db, Path(f"{self.db}-wal")):
+        for path in (self.db, wal_and_shm(self.db)[0]):
             try:
                 st = os.stat(path)
             except OSError:

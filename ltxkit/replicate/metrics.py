@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from ltxkit.replicate.engine import Event
+from ltxkit.sqlite import wal_and_shm
 
 
 class Metrics:
@@ -70,7 +72,7 @@ class Metrics:
             self.refused.labels(db).inc()
 
     def _sizes(self, db: str) -> None:
-        for gauge, path in ((self.db_size, db), (self.wal_size, f"{db}-wal")):
+        for gauge, path in ((self.db_size, db), (self.wal_size, wal_and_shm(Path(db))[0])):
             try:
                 gauge.labels(db).set(os.stat(path).st_size)
             except OSError:

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ltxkit.errors import EXIT_USAGE
-from ltxkit.sqlite import DatabaseError, check_database_file
+from ltxkit.sqlite import SQLITE_MAGIC, DatabaseError, check_database_file, wal_and_shm
 from ltxkit.wal import WAL_HEADER_SIZE, IndexHeader, WalError, WalHeader, parse_header, parse_index_header
 
 CHECKPOINT_WAIT_S = 0.2
@@ -38,13 +38,36 @@ class NotWalMode(DatabaseError):
     exit_code = EXIT_USAGE
 
 
+def check_source(path: Path, *, must_exist: bool) -> None:
+    """Refuse, before anything is created for it, a database replicate could never stream: no
+    SQLite database there (`check_database_file`), or one not in WAL mode (header bytes 18-19 are
+    2 in WAL mode). A path with nothing there passes unless `must_exist`: a replicator waits for
+    its database to appear, as Litestream does, but a `--once` run has nothing to wait for."""
+    try:
+        check_database_file(path)
+    except FileNotFoundError:
+        if must_exist:
+            raise
+        return
+    with path.open("rb") as fh:
+        head = fh.read(20)
+    if head.startswith(SQLITE_MAGIC) and len(head) == 20 and head[18:20] != b"\x02\x02":
+        raise NotWalMode(_not_wal(path, "delete"))
+
+
+def _not_wal(path: Path, mode: str) -> str:
+    return (
+        f"{path}: journal mode is {mode}, not WAL; ltxkit replicate streams the WAL. "
+        f"Switch once with: sqlite3 {path} 'PRAGMA journal_mode=WAL'"
+    )
+
+
 class Source:
     """One open, pinned database (see the module docstring). `close()` lets it go."""
 
     def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
         self.path = path
-        self.wal_path = Path(f"{path}-wal")
-        self.shm_path = Path(f"{path}-shm")
+        self.wal_path, self.shm_path = wal_and_shm(path)
         check_database_file(path)  # FileNotFoundError: the caller waits for the database
         self._busy_timeout_s = busy_timeout_s
         self._fds: list[int] = []
@@ -55,10 +78,7 @@ class Source:
         try:
             mode = self._locker.execute("PRAGMA journal_mode").fetchone()[0]
             if mode != "wal":
-                raise NotWalMode(
-                    f"{path}: journal mode is {mode}, not WAL; ltxkit replicate streams the WAL. "
-                    f"Switch once with: sqlite3 {path} 'PRAGMA journal_mode=WAL'"
-                )
+                raise NotWalMode(_not_wal(path, mode))
             # short: a TRUNCATE waits for readers and holds the application's writers meanwhile
             self._checkpointer = self._connect(CHECKPOINT_WAIT_S, "rw")
             self._writers.append(self._checkpointer)
