@@ -70,8 +70,21 @@ def check_database_file(path: Path) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise NotADatabase(f"{path}: not a regular file, so not a SQLite database")
     with path.open("rb") as fh:
-        if fh.read(len(SQLITE_MAGIC)) not in (SQLITE_MAGIC, b""):
-            raise NotADatabase(f"{path}: not a SQLite database")
+        head = fh.read(100)
+    if not head:
+        return
+    if not head.startswith(SQLITE_MAGIC):
+        raise NotADatabase(f"{path}: not a SQLite database")
+    if len(head) == 100 and not _sound_header(head):
+        raise NotADatabase(f"{path}: not a SQLite database (its header is damaged)")
+
+
+def _sound_header(head: bytes) -> bool:
+    """The header fields SQLite refuses a file over (SQLITE_NOTADB): a page size that is a power of
+    two from 512 to 65536 (1 meaning 65536) and the fixed payload fractions 64, 32, 32."""
+    size = int.from_bytes(head[16:18], "big")
+    size = 65536 if size == 1 else size
+    return 512 <= size <= 65536 and size & (size - 1) == 0 and head[21:24] == b"\x40\x20\x20"
 
 
 def wal_and_shm(path: Path) -> tuple[Path, Path]:

@@ -188,6 +188,13 @@ def test_errors_are_one_line_without_traceback(run_ltxkit: Run, tmp_path: Path) 
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "readme.txt").write_text("no replica here")
+    damaged_header = tmp_path / "damaged.db"  # SQLite's magic, then garbage: SQLite says "not a database"
+    damaged_header.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 20)
+    binary = tmp_path / "bin.yml"
+    binary.write_bytes(bytes(range(256)))
+    wal_db = tmp_path / "wal.db"
+    with sqlite3.connect(wal_db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
     cases: list[tuple[tuple[object, ...], int | None, str | None]] = [
         (("verify", tmp_path / "missing"), 2, str(tmp_path / "missing")),
         (("verify", tmp_path / "a:smile:b"), 2, str(tmp_path / "a:smile:b")),  # printed as is, no emoji
@@ -197,6 +204,15 @@ def test_errors_are_one_line_without_traceback(run_ltxkit: Run, tmp_path: Path) 
         (("checksum", tmp_path / "missing.db"), None, str(tmp_path / "missing.db")),
         (("repair", tmp_path / "r"), 2, "--rebuild-snapshot"),
         (("verify", FILES / "valid-snapshot.ltx", "--quick", "--deep"), 2, "--quick"),
+        (("restore", tmp_path / "nope", "-o", tmp_path / "o3.db"), 2, f"{tmp_path / 'nope'}: no such directory"),
+        (("restore", "file://", "-o", tmp_path / "o4.db"), 2, "file://: a file:// URL names a path"),
+        (("replicate", wal_db, "file://", "--once"), 2, "file://: a file:// URL names a path"),  # not the cwd
+        (("checksum", damaged_header), 2, f"{damaged_header}: not a SQLite database (its header is damaged)"),
+        (("replicate", "--config", binary), 2, f"{binary}: not a text file"),
+        (("inspect", FILES / "valid-snapshot.ltx", "--page", "-1"), 2, "--page"),
+        (("restore", tmp_path / "r", "-o", tmp_path / "o5.db", "--timestamp", "2026-11-28Z"), 2, "RFC 3339 time"),
+        # a refused restore names the replica, not only the file inside it
+        (("restore", REPLICAS / "txid-gap", "-o", tmp_path / "o6.db"), 1, f"{REPLICAS / 'txid-gap'}: txid-gap: "),
     ]
     results = run_all(run_ltxkit, [args for args, _, _ in cases])
     for (args, code, naming), r in zip(cases, results, strict=True):
@@ -204,7 +220,8 @@ def test_errors_are_one_line_without_traceback(run_ltxkit: Run, tmp_path: Path) 
         if code is not None:
             assert r.returncode == code, (args, r.stderr)
     # nothing was written by the refused commands
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["not.db", "plain", "r"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin.yml", "damaged.db", "not.db", "plain", "r", "wal.db"]
+    assert not (ROOT / "ltx").exists()  # `file://` once made a replica in the directory it ran in
 
 
 def test_debug_shows_traceback(run_ltxkit: Run, tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ def test_a_restore_error_keeps_the_defect_as_its_cause_and_names_its_code_once(t
     r = run_ltxkit("restore", tmp_path / "r", "-o", tmp_path / "out.db")
     assert r.returncode == 1
     [line] = r.stderr.splitlines()
-    assert line.startswith(f"ltxkit: {err.code}: ltx/0/") and line.count(str(err.code)) == 1, line
+    assert line.startswith(f"ltxkit: {tmp_path / 'r'}: {err.code}: ltx/0/") and line.count(str(err.code)) == 1, line
 
 
 def test_an_output_is_replaced_only_when_asked_even_if_it_appears_late(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def test_an_increment_claiming_billions_of_pages_is_named_within_bounded_memory(
     r = run("restore", replica, "-o", out, "-q", prelude=RLIMIT_AS)
     assert r.returncode == EXIT_DEFECTS
     line = one_error_line(r)
-    assert line.startswith("ltxkit: unrestorable: ") and f"({lacking} pages missing)" in line
+    assert line.startswith(f"ltxkit: {replica}: unrestorable: ") and f"({lacking} pages missing)" in line
     assert list(out.parent.iterdir()) == []
 
 
@@ -120,6 +120,19 @@ def test_json_report_names_non_utf8_files_in_valid_unicode(tmp_path: Path) -> No
     paths = {f["path"]: f["code"] for f in report["findings"]}
     assert paths["bad\\xff.ltx"] == "truncated"
     assert paths["r/ltx/0/caf\\xe9.ltx"] == "stray-file"
+
+
+def test_a_replica_whose_own_name_is_not_utf8_verifies_and_restores(tmp_path: Path) -> None:
+    name = os.fsdecode(b"backup\xff")
+    simple_chain(tmp_path / name, n=3)
+    url = f"file://{tmp_path}/{name}"
+    for args in (("verify", name), ("restore", name, "-o", "out.db", "-q"), ("restore", url, "-o", "out2.db", "-q")):
+        r = subprocess.run(
+            [sys.executable, "-m", "ltxkit", *args], capture_output=True, cwd=tmp_path, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert r.returncode == 0, (args, r.stderr)
+    assert (tmp_path / "out.db").read_bytes() == (tmp_path / "out2.db").read_bytes()
 
 
 # ---- a full disk -------------------------------------------------------------------------------

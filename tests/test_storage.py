@@ -131,8 +131,13 @@ def test_open_storage_by_path_and_url_and_reopen_by_url(tmp_path: Path) -> None:
         assert pickle.loads(pickle.dumps(storage.url)) == storage.url
     with pytest.raises(ReplicaNotFound, match="not a replica"):
         open_storage(str(tmp_path))
-    with pytest.raises(ReplicaNotFound, match="not a directory"):
+    with pytest.raises(ReplicaNotFound, match="no such directory"):
         open_storage(str(tmp_path / "missing"))
+    (tmp_path / "a-file").write_text("not a replica")
+    with pytest.raises(ReplicaNotFound, match="not a directory"):
+        open_storage(str(tmp_path / "a-file"))
+    with pytest.raises(ReplicaNotFound, match="file:///path"):
+        open_storage("file://")  # no path: never the current directory
     with pytest.raises(ReplicaNotFound, match="file:///path"):
         open_storage(f"file://otherhost{root}")
     with pytest.raises(ReplicaNotFound, match="unsupported replica URL"):

@@ -208,6 +208,8 @@ def parse_timestamp_ms(text: str | None) -> int | None:
     if text is None:
         return None
     try:
+        if not any(sep in text for sep in "Tt "):  # a date alone is no time (and Python reads "2026-01-02Z" as one)
+            raise ValueError(text)
         ts = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise Fail(

@@ -22,7 +22,7 @@ def inspect(
     fmt: Annotated[TextOrJson, typer.Option("--format", "-f", help=FORMAT_HELP)] = TextOrJson.text,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     pages: Annotated[bool, typer.Option("--pages", help="List every page: pgno, offset, size.")] = False,
-    page: Annotated[int | None, typer.Option("--page", help="Hex-dump one decoded page.", metavar="N")] = None,
+    page: Annotated[int | None, typer.Option("--page", help="Hex-dump one decoded page.", metavar="N", min=1)] = None,
 ) -> None:
     """Show an LTX file's header, pages, index and trailer, verifying it as it reads.
 

@@ -5,6 +5,7 @@ import functools
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -79,7 +80,8 @@ def restore(
     if to_stdout and sys.stdout.isatty():
         raise Fail("-o -: standard output is a terminal; pipe it (| gzip > app.db.gz) or name a file", EXIT_USAGE)
     storage = open_storage(replica)
-    plan = plan_for(storage, txid=target_txid, timestamp_ms=target_ms)
+    with naming_the_replica(replica):
+        plan = plan_for(storage, txid=target_txid, timestamp_ms=target_ms)
     if dry_run:
         from rich.table import Table
 
@@ -117,12 +119,13 @@ def restore(
             integrity=None if integrity == IntegrityMode.none else integrity.value,
             jobs=jobs or default_jobs(),
         )
-        if progress is not None:
-            with progress:
-                task = progress.add_task("restoring", total=sum(f.size for f in plan), pages=0)
-                result = restore(progress=lambda b, p: progress.update(task, completed=b, pages=p))
-        else:
-            result = restore()
+        with naming_the_replica(replica):
+            if progress is not None:
+                with progress:
+                    task = progress.add_task("restoring", total=sum(f.size for f in plan), pages=0)
+                    result = restore(progress=lambda b, p: progress.update(task, completed=b, pages=p))
+            else:
+                result = restore()
         if to_stdout:
             send_to_stdout(target)
     if not quiet:
@@ -168,3 +171,16 @@ def send_to_stdout(path: Path) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
         why = "the reader closed the pipe" if isinstance(exc, BrokenPipeError) else exc.strerror
         raise Fail(f"standard output: {why}; the database was not written whole", EXIT_USAGE) from exc
+
+
+@contextlib.contextmanager
+def naming_the_replica(replica: str) -> Iterator[None]:
+    """A restore refused for the replica's data names the replica first (`ltxkit: REPLICA:
+    txid-gap: ...`): the error itself names only a file inside it (`ltx/0/...`), and a CI log that
+    restores several replicas must say which one failed."""
+    from ltxkit.restore import RestoreError
+
+    try:
+        yield
+    except RestoreError as exc:
+        raise Fail(f"{replica}: {exc}", exc.exit_code) from exc

@@ -439,7 +439,7 @@ def local_path(location: str) -> Path:
     url = urlparse(location)
     if url.scheme != "file":
         raise ReplicaNotFound(f"{location}: unsupported replica URL (use a directory, file:// or s3://)")
-    if url.netloc not in ("", "localhost"):
+    if url.netloc not in ("", "localhost") or not url.path:
         raise ReplicaNotFound(f"{location}: a file:// URL names a path on this machine (file:///path)")
     return Path(unquote(url.path, errors="surrogateescape"))
 
@@ -464,7 +464,7 @@ def open_storage(location: str, *, create: bool = False) -> Storage:
         except OSError as exc:
             raise ReplicaNotFound(f"{location}: cannot create the replica: {exc.strerror}") from exc
     if not path.is_dir():
-        raise ReplicaNotFound(f"{location}: not a directory")
+        raise ReplicaNotFound(f"{location}: {'not a directory' if path.exists() else 'no such directory'}")
     if not (path / LTX_DIR).is_dir():
         raise ReplicaNotFound(f"{location}: not a replica (no {LTX_DIR}/ directory)")
     return LocalStorage(path)

@@ -143,9 +143,11 @@ def load_file(path: Path, *, base: Options, policy: Policy | None) -> Config:
     import yaml
 
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); expected a YAML config") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
