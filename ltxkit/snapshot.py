@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ltxkit.errors import UsageError
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.schema import Header
 from ltxkit.replica.storage import atomic_output
-from ltxkit.sqlite import DatabaseView, consistent_view
+from ltxkit.sqlite import DatabaseView, consistent_view, wal_and_shm
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +50,21 @@ def verify_file(path: Path) -> None:
         LTXReader(fh).read_all()
 
 
+def refuse_database_files(db: Path, output: Path) -> None:
+    """UsageError when `output` is `db` (by any path or link) or one of its `-wal`/`-shm`."""
+    ours = [Path(os.path.realpath(db)), *wal_and_shm(db)]
+    there = Path(os.path.realpath(output))
+    if there in ours:
+        raise UsageError(f"{output}: is the database {db} or its WAL; refusing to write a snapshot over it")
+
+
 def write_snapshot_file(
     db: Path, output: Path, *, max_txid: int, checksums: bool = True, replace: bool = False
 ) -> SnapshotInfo:
-    """Snapshot `db` into `output`, verified before it appears (`replace`: an existing one may go)."""
+    """Snapshot `db` into `output`, verified before it appears (`replace`: an existing one may go).
+
+    Never over the database itself or its `-wal`/`-shm`, `replace` or not: a mistyped `-o app.db
+    --force` would put a snapshot where the data was."""
+    refuse_database_files(db, output)
     with consistent_view(db) as view, atomic_output(output, replace=replace, check=verify_file) as fh:
         return encode_snapshot(view, fh, max_txid=max_txid, checksums=checksums)

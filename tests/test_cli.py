@@ -12,6 +12,7 @@ import random
 import sqlite3
 import struct
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -443,6 +444,41 @@ def test_checksum_and_snapshot_of_a_wal_database(run_ltxkit: Run, tmp_path: Path
     assert doc["trailer"]["post_apply_checksum"] == value
 
 
+def test_snapshot_never_replaces_its_database_and_streams_to_a_pipe(run_ltxkit: Run, tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute("CREATE TABLE t (x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(os.urandom(100),) for _ in range(200)])
+    link = tmp_path / "link.db"
+    link.symlink_to(db)
+    try:
+        before = {p: p.read_bytes() for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm"))}
+        for source, dest in ((db, db), (link, db), (db, link), (db, Path(f"{db}-wal")), (link, Path(f"{db}-shm"))):
+            r = run_ltxkit("snapshot", source, "-o", dest, "--force")
+            assert r.returncode == 2, (source, dest, r.stderr)
+            why = f"is the database {source} or its WAL; refusing to write a snapshot over it"
+            assert r.stderr == f"ltxkit: {dest}: {why}\n"
+        assert {p: p.read_bytes() for p in before} == before
+
+        to_file = tmp_path / "s.ltx"
+        assert run_ltxkit("snapshot", db, "-o", to_file).returncode == 0
+        piped = subprocess.run(
+            [sys.executable, "-m", "ltxkit", "snapshot", str(db), "-o", "-"],
+            capture_output=True,
+            cwd=tmp_path,
+            timeout=120,
+        )
+        assert piped.returncode == 0, piped.stderr
+        assert b"wrote standard output" in piped.stderr and not (tmp_path / "-").exists()
+        # the same file but for its timestamp (header bytes 32..40) and the file checksum over it
+        same = to_file.read_bytes()
+        assert piped.stdout[:32] + piped.stdout[40:-8] == same[:32] + same[40:-8]
+    finally:
+        conn.close()
+
+
 def test_snapshot_refuses_existing_output(run_ltxkit: Run, tmp_path: Path) -> None:
     db = tmp_path / "small.db"
     conn = sqlite3.connect(db)
@@ -502,6 +538,8 @@ def test_usage_errors_are_one_line(run_ltxkit: Run) -> None:
         ("restore",): ("Missing argument 'replica'", "ltxkit restore -h"),
         ("verify", "--bogus", "x"): ("No such option: --bogus", "ltxkit verify -h"),
         ("restore", "r", "-o", "x.db", "--jobs", "0"): ("0 is not in the range", "ltxkit restore -h"),
+        ("verify", "r", "--jobs", "10000"): ("10000 is not in the range 1<=x<=64", "ltxkit verify -h"),
+        ("checksum", "x.db", "-j", "65"): ("65 is not in the range 1<=x<=64", "ltxkit checksum -h"),
         ("frob",): ("No such command 'frob'", "ltxkit -h"),
     }
     for args, (problem, helped) in cases.items():

@@ -26,6 +26,8 @@ from ltxkit.errors import (
 )
 
 if TYPE_CHECKING:  # imported where used: every module loaded here is start-up time of every command
+    from pathlib import Path
+
     from rich.console import Console
     from rich.progress import Progress
 
@@ -156,6 +158,10 @@ class TextOrJson(StrEnum):
     json = "json"
 
 
+#: The most worker processes `--jobs` takes: each costs a fork and its memory, and a mistyped
+#: `--jobs 10000` is refused rather than forking ten thousand processes.
+MAX_JOBS = 64
+
 #: One output convention for every command: `--format text|json` (verify adds junit), with
 #: `--json` kept as the short spelling of `--format json`.
 FORMAT_HELP = "Output format."
@@ -218,3 +224,34 @@ def parse_timestamp_ms(text: str | None) -> int | None:
     if ts.tzinfo is None:  # as Litestream: RFC 3339 names its zone, and guessing one restores the wrong state
         raise Fail(f"--timestamp {text!r}: give a zone, Z or +hh:mm (RFC 3339), such as {text}Z", EXIT_USAGE)
     return int(ts.timestamp() * 1000)
+
+
+def send_to_stdout(path: "Path", what: str) -> None:
+    """Every byte of `what`, a file ltxkit made (a restored database, a snapshot), onto standard
+    output.
+
+    `os.write` may take less than it is given (an unbuffered or non-blocking stdout, a signal), so
+    the rest is written until none is left: a command never exits 0 having sent part of it. A
+    reader that went away or a full disk is one line naming standard output; stdout is then
+    pointed at /dev/null so the interpreter's last flush does not print a second error.
+    """
+    import os
+    import select
+
+    sys.stdout.flush()
+    fd = sys.stdout.fileno()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                view = memoryview(chunk)
+                while view:
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except BlockingIOError:  # a non-blocking stdout that is full: wait until it drains
+                        select.select([], [fd], [])
+    except OSError as exc:
+        if exc.filename is not None:  # the temporary restored file, not standard output
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        why = "the reader closed the pipe" if isinstance(exc, BrokenPipeError) else exc.strerror
+        raise Fail(f"standard output: {why}; {what} was not written whole", EXIT_USAGE) from exc

@@ -12,7 +12,17 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import Fail, err, guarded, out, parse_timestamp_ms, parse_txid, progress_bar
+from ltxkit.cli.common import (
+    MAX_JOBS,
+    Fail,
+    err,
+    guarded,
+    out,
+    parse_timestamp_ms,
+    parse_txid,
+    progress_bar,
+    send_to_stdout,
+)
 from ltxkit.errors import EXIT_USAGE
 
 
@@ -53,7 +63,9 @@ def restore(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Processes that decode a large file (default: one per core)."),
+        typer.Option(
+            "--jobs", "-j", min=1, max=MAX_JOBS, help="Processes that decode a large file (default: one per core)."
+        ),
     ] = None,
 ) -> None:
     """Restore a database from a replica: the same bytes `litestream restore` writes.
@@ -127,7 +139,7 @@ def restore(
             else:
                 result = restore()
         if to_stdout:
-            send_to_stdout(target)
+            send_to_stdout(target, "the database")
     if not quiet:
         checked = {
             IntegrityMode.none: "",
@@ -141,36 +153,6 @@ def restore(
             markup=False,
             highlight=False,
         )
-
-
-def send_to_stdout(path: Path) -> None:
-    """Every byte of the restored database onto standard output.
-
-    `os.write` may take less than it is given (an unbuffered or non-blocking stdout, a signal), so
-    the rest is written until none is left — a restore never exits 0 having sent part of the
-    database. A reader that went away or a full disk is one line naming standard output; stdout
-    is then pointed at /dev/null so the interpreter's last flush does not print a second error.
-    """
-    import os
-    import select
-
-    sys.stdout.flush()
-    fd = sys.stdout.fileno()
-    try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                view = memoryview(chunk)
-                while view:
-                    try:
-                        view = view[os.write(fd, view) :]
-                    except BlockingIOError:  # a non-blocking stdout that is full: wait until it drains
-                        select.select([], [fd], [])
-    except OSError as exc:
-        if exc.filename is not None:  # the temporary restored file, not standard output
-            raise
-        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
-        why = "the reader closed the pipe" if isinstance(exc, BrokenPipeError) else exc.strerror
-        raise Fail(f"standard output: {why}; the database was not written whole", EXIT_USAGE) from exc
 
 
 @contextlib.contextmanager

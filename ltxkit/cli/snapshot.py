@@ -8,6 +8,7 @@ import typer
 
 from ltxkit.cli.common import (
     JSON_HELP,
+    MAX_JOBS,
     Fail,
     TextOrJson,
     err,
@@ -15,6 +16,7 @@ from ltxkit.cli.common import (
     out,
     parse_txid,
     say_when_waiting,
+    send_to_stdout,
     wants_json,
 )
 from ltxkit.errors import EXIT_USAGE
@@ -23,7 +25,9 @@ from ltxkit.errors import EXIT_USAGE
 @guarded
 def snapshot(
     db: Annotated[Path, typer.Argument(help="A SQLite database (may be live, WAL mode).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="LTX file to write.", show_default=False)],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="LTX file to write; - for standard output.", show_default=False)
+    ],
     txid: Annotated[str, typer.Option("--txid", help="TXID the snapshot carries (hex).")] = "1",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output file.")] = False,
     checksums: Annotated[
@@ -48,9 +52,22 @@ def snapshot(
     assert max_txid is not None
     if max_txid < 1:
         raise Fail("--txid must be at least 1", EXIT_USAGE)
-    info = write_snapshot_file(db, output, max_txid=max_txid, checksums=checksums, replace=force)
+    if str(output) == "-":  # verified in a temporary file first, then sent whole
+        import sys
+        import tempfile
+
+        if sys.stdout.isatty():
+            raise Fail("-o -: standard output is a terminal; pipe it or name a file", EXIT_USAGE)
+        with tempfile.TemporaryDirectory(prefix="ltxkit-snapshot-") as scratch:
+            staged = Path(scratch) / "snapshot.ltx"
+            info = write_snapshot_file(db, staged, max_txid=max_txid, checksums=checksums)
+            send_to_stdout(staged, "the snapshot")
+        where = "standard output"
+    else:
+        info = write_snapshot_file(db, output, max_txid=max_txid, checksums=checksums, replace=force)
+        where = str(output)
     err.print(
-        f"wrote {output}: snapshot TXID {max_txid:016x}, {info.commit:,} pages of {info.page_size:,} bytes"
+        f"wrote {where}: snapshot TXID {max_txid:016x}, {info.commit:,} pages of {info.page_size:,} bytes"
         + (f", post-apply checksum {info.post_apply_checksum:016x}" if checksums else ", no checksum tracking")
     )
 
@@ -64,7 +81,9 @@ def checksum(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Processes that hash a large database (default: one per core)."),
+        typer.Option(
+            "--jobs", "-j", min=1, max=MAX_JOBS, help="Processes that hash a large database (default: one per core)."
+        ),
     ] = None,
 ) -> None:
     """Print a database's LTX checksum (what a snapshot's post-apply checksum would be).

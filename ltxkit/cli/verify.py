@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import JSON_HELP, Fail, err, guarded, out, progress_bar, wants_json
+from ltxkit.cli.common import JSON_HELP, MAX_JOBS, Fail, err, guarded, out, progress_bar, wants_json
 from ltxkit.errors import EXIT_DEFECTS, EXIT_OK, EXIT_USAGE
 
 
@@ -59,6 +59,7 @@ def verify(
             "--jobs",
             "-j",
             min=1,
+            max=MAX_JOBS,
             help="Processes that decode a replica's files, or the spans of one large file (default: one per core).",
         ),
     ] = None,
