@@ -250,6 +250,26 @@ def test_a_path_that_is_no_database_is_refused_not_retried(tmp_path: Path, kind:
     assert not list(tmp_path.rglob("*.ltx"))  # nothing published, no snapshot written
 
 
+def test_a_second_database_into_the_same_replica_refuses(app: tuple[Path, Path, H.Writer], tmp_path: Path) -> None:
+    """Two databases into one replica would each continue the other's TXIDs with its own pages."""
+    db, replica, _writer = app
+    other = H.make_db(tmp_path / "other.db", rows=5)
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        r = H.run_once(other, replica)
+        assert r.returncode == 2, r.stderr
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"ltxkit: {replica}: already written by another ltxkit replicate"), line
+        assert f"pid {rep.proc.pid}, database {db.resolve()}" in line  # type: ignore[union-attr]
+        assert "published" not in r.stderr
+        assert rep.stop() == 0
+    # once the first has stopped, the replica is free again; it holds the first database alone
+    r = H.run_once(db, replica)
+    assert r.returncode == 0, r.stderr
+    assert_replica_restores(replica, H.logical_dump(db), tmp_path)
+
+
 def test_a_database_reached_through_a_symlink_is_read_with_its_wal(tmp_path: Path) -> None:
     """SQLite keeps a linked database's -wal beside the file the link names. checksum, snapshot
     and replicate used to look for `link-wal`: checksum then read the stale file alone (here,

@@ -353,6 +353,7 @@ class ReplicatorMachine(RuleBasedStateMachine):
         if self.rep.source is not None:
             self.rep.source.close()
         self.rep.state.unlock()
+        self.rep.storage.release_writer()
         self.rep = None
 
     @rule()

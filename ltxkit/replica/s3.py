@@ -246,6 +246,13 @@ class S3Storage:
     def remove_stale_staging(self) -> int:
         return 0  # staging is local and temporary; nothing of it lives in the bucket
 
+    def claim_writer(self, owner: str) -> None:
+        """Nothing to hold: S3 has no lock an object store client can take and lose with its
+        process. Create-only publishing still keeps two writers from replacing each other's files."""
+
+    def release_writer(self) -> None:
+        pass
+
     def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
         import obstore
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import stat
@@ -82,6 +83,13 @@ class Storage(Protocol):
     def remove_stale_staging(self) -> int:
         """Remove staging directories whose process is gone (killed mid-build); how many went."""
         ...
+
+    def claim_writer(self, owner: str) -> None:
+        """Become the one replicator writing here, or UsageError naming the one that is (`owner`
+        says who we are: pid and database). Held until `release_writer` or the process ends."""
+        ...
+
+    def release_writer(self) -> None: ...
 
     def exact_created_ns(self, key: str) -> int | None:
         """The creation time Litestream's timestamp restores use, when the listing's is only an
@@ -215,6 +223,7 @@ def atomic_output(
 
 
 STAGING_PREFIX = ".ltxkit-staging-"
+WRITER_LOCK = ".ltxkit-writer.lock"  # beside ltx/: held by the one replicator writing the replica
 
 
 def _alive(pid: int) -> bool:
@@ -239,6 +248,7 @@ class LocalStorage:
         self._root_str = str(self._root)  # plain string joins: replicas hold tens of thousands of files
         self.label = str(root) if label is None else label
         self.url = "file://" + quote(os.fsencode(self._root.resolve()))  # bytes: a name need not be UTF-8
+        self._writer_fd = -1
 
     def _path(self, key: str) -> Path:
         return self._root.joinpath(*key.split("/"))
@@ -350,6 +360,28 @@ class LocalStorage:
             if pid.isdigit() and not _alive(int(pid)):
                 names.add(entry.name)
         return tuple(sorted(names))
+
+    def claim_writer(self, owner: str) -> None:
+        """A lock file beside `ltx/` (Litestream reads only `ltx/`), held with flock: two
+        databases replicated into one replica would interleave their TXIDs, each continuing the
+        other's files with its own pages — a replica that restores neither."""
+        fd = os.open(os.path.join(self._root_str, WRITER_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise UsageError(
+                f"{self.label}: already written by another ltxkit replicate ({holder}); one database per replica"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{owner}\n".encode(errors="replace"), 0)
+        self._writer_fd = fd
+
+    def release_writer(self) -> None:
+        fd, self._writer_fd = self._writer_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def remove_stale_staging(self) -> int:
         removed = 0

@@ -100,6 +100,11 @@ class Replicator:
         self.hooks = hooks or Hooks()
         self.state = LocalState(self.db)
         self.state.lock()
+        try:
+            self.storage.claim_writer(f"pid {os.getpid()}, database {self.db.resolve()}")
+        except BaseException:
+            self.state.unlock()
+            raise
         self.source: Source | None = None
         self.saved: Saved | None = None  # the published state, when proven to be the replica's latest
         self.position: Position | None = None  # where `saved` stands in the WAL (None: unknown)
@@ -187,6 +192,7 @@ class Replicator:
 
     def close(self) -> None:
         self._drop_source()
+        self.storage.release_writer()
         self.state.unlock()
 
     def _drop_source(self) -> None:
