@@ -349,6 +349,12 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
         conn.execute("ROLLBACK")  # writers go on; the read transaction holds what was mapped
         yield view
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            raise DatabaseError(
+                f"{path}: cannot take the write lock a consistent read needs: the database, its -wal/-shm or "
+                f"its directory is read-only for this user ({exc}); run as a user who may write to it",
+                exit_code=EXIT_USAGE,
+            ) from exc
         raise DatabaseError(f"{path}: {exc}") from exc
     finally:
         if conn is not None:

@@ -341,6 +341,27 @@ def test_restore_into_a_directory_nobody_may_write(shared_dir: Path) -> None:
     assert (mine / "x.db").stat().st_uid == NOBODY
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="becoming nobody needs root")
+def test_checksum_of_a_database_another_user_owns_is_one_line_exit_2(shared_dir: Path) -> None:
+    """A consistent read takes the write lock, which a user who may not write the database (nor
+    create its -wal/-shm beside it) cannot: one line saying so, exit 2, nothing changed."""
+    import sqlite3
+
+    db = shared_dir / "app.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t(x)")
+    conn.commit()
+    conn.close()  # the last connection: its -wal and -shm go, and nobody may create them again
+    db.chmod(0o644)
+    before = sorted(p.name for p in shared_dir.iterdir()), db.read_bytes()
+    r = run("checksum", db, prelude="import sqlite3, ltxkit.sqlite, ltxkit.cli.snapshot\n" + AS_NOBODY)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    line = one_error_line(r)
+    assert line.startswith(f"ltxkit: {db}: cannot take the write lock a consistent read needs"), line
+    assert (sorted(p.name for p in shared_dir.iterdir()), db.read_bytes()) == before
+
+
 # ---- Ctrl-C during repair ----------------------------------------------------------------------
 
 
