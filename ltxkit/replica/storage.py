@@ -365,17 +365,11 @@ class LocalStorage:
         """A lock file beside `ltx/` (Litestream reads only `ltx/`), held with flock: two
         databases replicated into one replica would interleave their TXIDs, each continuing the
         other's files with its own pages — a replica that restores neither."""
-        fd = os.open(os.path.join(self._root_str, WRITER_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
+        fd, holder = hold_lock_file(os.path.join(self._root_str, WRITER_LOCK), owner)
+        if fd < 0:
             raise UsageError(
                 f"{self.label}: already written by another ltxkit replicate ({holder}); one database per replica"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{owner}\n".encode(errors="replace"), 0)
+            )
         self._writer_fd = fd
 
     def release_writer(self) -> None:
@@ -462,6 +456,22 @@ class LocalStorage:
         os.rename(src, dst)
         fsync_dir(dst.parent)
         fsync_dir(src.parent)
+
+
+def hold_lock_file(path: str | Path, owner: str) -> tuple[int, str]:
+    """Hold `path` (made if missing) with flock for as long as the returned descriptor stays open,
+    and write `owner` into it: (fd, ""). When another process holds it: (-1, what that process
+    wrote). flock goes with the process, so a `kill -9` never leaves a stale lock behind."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        return -1, holder
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{owner}\n".encode(errors="replace"), 0)
+    return fd, ""
 
 
 def local_path(location: str) -> Path:

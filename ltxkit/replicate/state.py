@@ -11,7 +11,6 @@ the database, never correctness.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from ltxkit.errors import UsageError
 from ltxkit.format.checksum import crc64
-from ltxkit.replica.storage import fsync_dir
+from ltxkit.replica.storage import fsync_dir, hold_lock_file
 from ltxkit.replicate.pagemap import PageMap
 
 MAGIC = b"ltxkit-replicate-state 1\n"
@@ -72,18 +71,12 @@ class LocalState:
     def lock(self) -> None:
         """Become the one replicator of this database, or refuse (AlreadyRunning)."""
         self.dir.mkdir(exist_ok=True)
-        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
+        fd, holder = hold_lock_file(self.dir / "lock", str(os.getpid()))
+        if fd < 0:
             raise AlreadyRunning(
                 f"{self.db}: already being replicated by another ltxkit replicate (pid {holder}); "
                 "one replicator per database"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            )
         self._lock_fd = fd
 
     def unlock(self) -> None:
