@@ -52,7 +52,7 @@ class RestoreResult:
     bytes_read: int
 
 
-def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ms: int | None = None) -> list[ReplicaFile]:
+def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ns: int | None = None) -> list[ReplicaFile]:
     """Litestream's restore plan for this replica, or RestoreError with the verify code."""
     listing = list_replica(storage)
     if listing.unreadable:  # a plan made without its files could restore the wrong state
@@ -61,10 +61,10 @@ def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ms: int | N
             Code.UNREADABLE_LEVEL, f"cannot make a restore plan: {e.key} cannot be read ({e.problem})", e.key
         )
     files = listing.files
-    if timestamp_ms is not None:
+    if timestamp_ns is not None:
         files = _exact_times(storage, files)
     try:
-        return restore_plan(files, txid=txid, timestamp_ms=timestamp_ms)
+        return restore_plan(files, txid=txid, timestamp_ns=timestamp_ns)
     except PlanError as exc:
         raise RestoreError(
             exc.code, f"cannot make a restore plan: {exc.message}", str(exc.context.get("key") or "")
@@ -409,7 +409,7 @@ def restore_to_path(
     output: Path,
     *,
     txid: int | None = None,
-    timestamp_ms: int | None = None,
+    timestamp_ns: int | None = None,
     plan: list[ReplicaFile] | None = None,
     force: bool = False,
     integrity: str | None = None,
@@ -418,7 +418,7 @@ def restore_to_path(
 ) -> RestoreResult:
     """Restore atomically to `output`: temp file beside it, fsync, rename, fsync the directory.
 
-    `plan` defaults to `plan_for(storage, txid=..., timestamp_ms=...)`. With `integrity` ("quick"
+    `plan` defaults to `plan_for(storage, txid=..., timestamp_ns=...)`. With `integrity` ("quick"
     or "full") SQLite checks the temp file first and a failure leaves `output` as it was. An
     existing `output` (a regular file, never a link or a device) is replaced only with `force`,
     keeping its mode; its stale `-wal`/`-shm` go before the rename,
@@ -432,7 +432,7 @@ def restore_to_path(
     if not output.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, "no such directory", str(output.parent))
     if plan is None:
-        plan = plan_for(storage, txid=txid, timestamp_ms=timestamp_ms)
+        plan = plan_for(storage, txid=txid, timestamp_ns=timestamp_ns)
 
     def check(tmp: Path) -> None:
         if integrity is not None:

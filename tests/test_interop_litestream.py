@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +170,60 @@ def test_restore_by_timestamp(real_replica: H.Replica, tmp_path: Path, run_ltxki
     assert r.returncode == 0, r.stderr
     litestream_restore(real_replica, theirs, timestamp=ts)
     assert sha(ours) == sha(theirs)
+
+
+def test_timestamps_compare_to_the_nanosecond_and_a_later_one_is_refused_by_both(
+    real_replica: H.Replica, tmp_path: Path, run_ltxkit
+) -> None:
+    """Litestream compares a restore time with each file's creation time in nanoseconds, and
+    refuses a time after the newest file ("timestamp does not exist"); ltxkit cut both to
+    milliseconds and restored the latest state."""
+    files = sorted(real_replica.files(), key=lambda f: os.stat(f.path).st_mtime_ns)
+    for i, f in enumerate(files[:: max(1, len(files) // 4)]):
+        ns = os.stat(f.path).st_mtime_ns + 400_000  # 0.4 ms after this file was created
+        seconds, frac = divmod(ns, 1_000_000_000)
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
+        ours, theirs = tmp_path / f"o{i}.db", tmp_path / f"t{i}.db"
+        r = run_ltxkit("restore", real_replica.replica_dir, "-o", ours, "--timestamp", ts, "--quiet")
+        ls = H.restore(real_replica.replica_dir, theirs, timestamp=ts)
+        assert (r.returncode == 0) == (ls.returncode == 0), (ts, r.stderr, ls.stderr)
+        if r.returncode == 0:
+            assert sha(ours) == sha(theirs), ts
+    newest = max(os.stat(f.path).st_mtime_ns for f in files)
+    seconds, frac = divmod(newest + 1_000_000, 1_000_000_000)
+    later = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
+    ls = H.restore(real_replica.replica_dir, tmp_path / "t-later.db", timestamp=later)
+    assert ls.returncode != 0 and "timestamp does not exist" in ls.stderr, ls.stderr
+    r = run_ltxkit("restore", real_replica.replica_dir, "-o", tmp_path / "o-later.db", "--timestamp", later)
+    assert r.returncode == 1 and "no restore point is that recent" in r.stderr, r.stderr
+    assert not (tmp_path / "o-later.db").exists()
+
+
+def test_litestream_03_backups_are_named_never_silently_ignored(
+    real_replica: H.Replica, tmp_path: Path, run_ltxkit
+) -> None:
+    """Litestream 0.5 restores from 0.3 backups (`generations/`) in the same replica path when
+    their snapshot is the newer one; ltxkit reads only `ltx/`, and says so instead of silently
+    restoring something else."""
+    legacy = tmp_path / "legacy"
+    (legacy / "generations" / "0123456789abcdef" / "snapshots").mkdir(parents=True)
+    (legacy / "generations" / "0123456789abcdef" / "snapshots" / "00000000.snapshot.lz4").write_bytes(b"x")
+    r = run_ltxkit("restore", legacy, "-o", tmp_path / "a.db")
+    assert r.returncode == 2 and "a Litestream 0.3 replica (generations/, no ltx/)" in r.stderr, r.stderr
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(real_replica.replica_dir, mixed)
+    shutil.copytree(legacy / "generations", mixed / "generations")
+    v = run_ltxkit("verify", mixed, "--format", "json", "--structure-only")
+    assert v.returncode == 0, v.stderr
+    [finding] = json.loads(v.stdout)["findings"]
+    assert finding["code"] == "legacy-generations" and finding["severity"] == "warning"
+    assert run_ltxkit("verify", mixed, "--structure-only", "--fail-on", "warning").returncode == 1
+    r = run_ltxkit("restore", mixed, "-o", tmp_path / "m.db", "--quiet")
+    assert r.returncode == 0 and r.stderr.startswith(f"ltxkit: warning: {mixed}: Litestream 0.3 backups"), r.stderr
+    # ltx/ is what ltxkit read
+    assert sha(tmp_path / "m.db") == sha(litestream_restore(real_replica, tmp_path / "t.db"))
+    assert run_ltxkit("verify", real_replica.replica_dir, "--structure-only", "--fail-on", "warning").returncode == 0
 
 
 def test_restore_after_vacuum_shrink(vacuum_replica: H.Replica, tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import pytest
 from ltxkit.format.errors import Code
 from ltxkit.replica.layout import PlanError, ReplicaFile, restore_plan
 
+MS = 1_000_000  # nanoseconds
+
 
 def rf(level: int, lo: int, hi: int, mtime_ms: int | None = None) -> ReplicaFile:
     return ReplicaFile(level, lo, hi, f"ltx/{level}/{lo:016x}-{hi:016x}.ltx", 100, (mtime_ms or hi) * 1_000_000)
@@ -43,7 +45,20 @@ def test_txid_target_stops_at_target_and_prefers_older_snapshot() -> None:
 
 def test_timestamp_uses_created_time() -> None:
     files = [rf(0, 1, 1, 1000), rf(0, 2, 2, 2000), rf(0, 3, 3, 3000)]
-    assert names(restore_plan(files, timestamp_ms=2500)) == [(0, 1, 1), (0, 2, 2)]
+    assert names(restore_plan(files, timestamp_ns=2500 * MS)) == [(0, 1, 1), (0, 2, 2)]
+
+
+def test_timestamp_compares_nanoseconds_and_refuses_a_time_after_the_newest_file() -> None:
+    """As Litestream (CalcRestoreTarget, CalcRestorePlan): 0.4 ms after a file's creation takes
+    it in; a time after the newest file's is refused ("timestamp does not exist")."""
+    files = [rf(0, 1, 1, 1000), rf(0, 2, 2, 2000), rf(0, 3, 3, 3000)]
+    assert names(restore_plan(files, timestamp_ns=2000 * MS + 400_000)) == [(0, 1, 1), (0, 2, 2)]
+    assert names(restore_plan(files, timestamp_ns=2000 * MS)) == [(0, 1, 1)]  # created at the time: not before it
+    assert names(restore_plan(files, timestamp_ns=3000 * MS)) == [(0, 1, 1), (0, 2, 2)]
+    with pytest.raises(PlanError) as info:
+        restore_plan(files, timestamp_ns=3000 * MS + 1)
+    assert info.value.code == Code.UNRESTORABLE and "no restore point is that recent" in info.value.message
+    assert "1970-01-01T00:00:03Z" in info.value.message
 
 
 def test_gap_refuses_latest_restore_like_litestream() -> None:

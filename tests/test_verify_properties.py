@@ -474,12 +474,16 @@ def test_restore_reports_pages_beyond_commit_as_restore_error(shape: str) -> Non
 
 
 def reference_plan(
-    files: list[ReplicaFile], txid: int | None = None, timestamp_ms: int | None = None
+    files: list[ReplicaFile], txid: int | None = None, timestamp_ns: int | None = None
 ) -> list[ReplicaFile] | Code:
-    """FORMAT.md's algorithm, one rescan per step (as Litestream's CalcRestorePlan), no cleverness."""
+    """FORMAT.md's algorithm, one rescan per step (as Litestream's CalcRestorePlan), no cleverness;
+    a time after every file's creation is refused first (Litestream's CalcRestoreTarget)."""
 
     def eligible(f: ReplicaFile) -> bool:
-        return (txid is None or f.max_txid <= txid) and (timestamp_ms is None or f.created_ms < timestamp_ms)
+        return (txid is None or f.max_txid <= txid) and (timestamp_ns is None or f.created_ns < timestamp_ns)
+
+    if timestamp_ns is not None and files and all(timestamp_ns > f.created_ns for f in files):
+        return Code.UNRESTORABLE
 
     snaps = [f for f in files if f.level == SNAPSHOT_LEVEL and eligible(f)]
     plan = [max(snaps, key=lambda f: (f.min_txid, f.max_txid))] if snaps else []
@@ -493,7 +497,7 @@ def reference_plan(
         best = min(cands, key=lambda f: (-f.max_txid, f.min_txid, -f.level, f.created_ns, files.index(f)))
         plan.append(best)
         current = best.max_txid
-    if plan and txid is None and timestamp_ms is None and any(f.min_txid > current + 1 for f in lower):
+    if plan and txid is None and timestamp_ns is None and any(f.min_txid > current + 1 for f in lower):
         return Code.TXID_GAP
     if not plan:
         return Code.NO_SNAPSHOT
@@ -516,12 +520,21 @@ def file_sets(draw) -> list[ReplicaFile]:
     return sorted(out.values(), key=lambda f: (f.level, f.min_txid, f.max_txid))
 
 
+def restore_times() -> st.SearchStrategy[int]:
+    """Times in ns: a whole ms, then nudged by up to a ms either way (files are created on whole ms)."""
+    return st.builds(lambda ms, ns: ms * 1_000_000 + ns, st.integers(1, 22), st.integers(-999_999, 999_999))
+
+
 @props(400)
-@given(file_sets(), st.one_of(st.none(), st.integers(1, 20)), st.one_of(st.none(), st.integers(1, 22)))
-def test_restore_plan_matches_litestreams_algorithm(files: list[ReplicaFile], txid, timestamp_ms) -> None:
-    want = reference_plan(files, txid, timestamp_ms)
+@given(
+    file_sets(),
+    st.one_of(st.none(), st.integers(1, 20)),
+    st.one_of(st.none(), restore_times()),
+)
+def test_restore_plan_matches_litestreams_algorithm(files: list[ReplicaFile], txid, timestamp_ns) -> None:
+    want = reference_plan(files, txid, timestamp_ns)
     try:
-        got: list[ReplicaFile] | Code = restore_plan(files, txid=txid, timestamp_ms=timestamp_ms)
+        got: list[ReplicaFile] | Code = restore_plan(files, txid=txid, timestamp_ns=timestamp_ns)
     except PlanError as exc:
         got = exc.code
     if isinstance(want, list) and isinstance(got, list):

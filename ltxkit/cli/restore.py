@@ -18,7 +18,7 @@ from ltxkit.cli.common import (
     err,
     guarded,
     out,
-    parse_timestamp_ms,
+    parse_timestamp_ns,
     parse_txid,
     progress_bar,
     send_to_stdout,
@@ -51,8 +51,8 @@ def restore(
         str | None,
         typer.Option(
             "--timestamp",
-            help="Restore the state as of this RFC 3339 time, zone included (Z or +hh:mm). A time after "
-            "the last file restores the latest state, as Litestream does.",
+            help="Restore the state as of this RFC 3339 time, zone included (Z or +hh:mm), to the "
+            "nanosecond. As Litestream, a time before the first file or after the newest is refused.",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output database.")] = False,
@@ -80,6 +80,7 @@ def restore(
                ltxkit restore /backups/app -o app.db --timestamp 2026-11-25T12:00:00Z
                ltxkit restore "s3://bucket/app?endpoint=http://127.0.0.1:8333" -o app.db
     """
+    from ltxkit.replica.layout import LEGACY_GENERATIONS_DIR, LEGACY_GENERATIONS_NOTE
     from ltxkit.replica.storage import open_storage
     from ltxkit.restore import plan_for, restore_to_path
     from ltxkit.workers import default_jobs
@@ -87,13 +88,15 @@ def restore(
     if txid is not None and timestamp is not None:
         raise Fail("use --txid or --timestamp, not both", EXIT_USAGE)
     target_txid = parse_txid(txid)
-    target_ms = parse_timestamp_ms(timestamp)
+    target_ns = parse_timestamp_ns(timestamp)
     to_stdout = str(output) == "-"
     if to_stdout and sys.stdout.isatty():
         raise Fail("-o -: standard output is a terminal; pipe it (| gzip > app.db.gz) or name a file", EXIT_USAGE)
     storage = open_storage(replica)
+    if storage.has_any(f"{LEGACY_GENERATIONS_DIR}/"):  # said even with --quiet: the restore may not be Litestream's
+        err.print(f"ltxkit: warning: {replica}: {LEGACY_GENERATIONS_NOTE}", markup=False, highlight=False)
     with naming_the_replica(replica):
-        plan = plan_for(storage, txid=target_txid, timestamp_ms=target_ms)
+        plan = plan_for(storage, txid=target_txid, timestamp_ns=target_ns)
     if dry_run:
         from rich.table import Table
 

@@ -59,6 +59,9 @@ class Code(StrEnum):
     # A `.ltxkit-staging-*` directory left in the replica by an interrupted repair or replicator
     # (warning: nothing reads it; `ltxkit repair` removes the ones whose process is gone).
     STALE_STAGING = "stale-staging"
+    # Litestream 0.3 backups (`generations/`) beside `ltx/`: Litestream 0.5 restores from them when
+    # their snapshot is the newer one; ltxkit reads only `ltx/` (warning: the two may differ).
+    LEGACY_GENERATIONS = "legacy-generations"
     INTEGRITY_CHECK_FAILED = "integrity-check-failed"
     # the checksum ledger ltxkit replicate keeps beside ltx/
     LEDGER_MISMATCH = "ledger-mismatch"
@@ -68,7 +71,14 @@ class Code(StrEnum):
 
 #: Findings that are worth knowing but do not make a replica fail verify (unless --fail-on warning).
 WARNING_CODES = frozenset(
-    {Code.STRAY_FILE, Code.TXID_GAP_BRIDGED, Code.LEDGER_GAP, Code.STALE_STAGING, Code.CHANGED_DURING_CHECK}
+    {
+        Code.STRAY_FILE,
+        Code.TXID_GAP_BRIDGED,
+        Code.LEDGER_GAP,
+        Code.STALE_STAGING,
+        Code.CHANGED_DURING_CHECK,
+        Code.LEGACY_GENERATIONS,
+    }
 )
 
 #: Defects after which the rest of the file cannot be trusted or even located; decoding stops.

@@ -132,30 +132,60 @@ def _extend_chain(plan: list[ReplicaFile], candidates: list[ReplicaFile], curren
 
 def _earliest_time(files: list[ReplicaFile]) -> str:
     """ ": the earliest restorable time is ...", from the files a restore can start with."""
-    starts = [f.created_ms for f in files if f.level == SNAPSHOT_LEVEL or f.min_txid == 1]
+    starts = [f.created_ns for f in files if f.level == SNAPSHOT_LEVEL or f.min_txid == 1]
     if not starts:
         return ""
-    when = datetime.fromtimestamp((min(starts) + 1) / 1000, UTC).isoformat(timespec="milliseconds")
-    return f": the earliest restorable time is {when.replace('+00:00', 'Z')}"
+    return f": the earliest restorable time is just after {_rfc3339(min(starts))}"
+
+
+def _rfc3339(ns: int) -> str:
+    """`ns` since the epoch as RFC 3339 in UTC with every digit kept (a restore time is compared to it)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
+
+
+#: Where Litestream 0.3 kept its backups; Litestream 0.5 still restores from them (see
+#: `Code.LEGACY_GENERATIONS`). ltxkit does not read them.
+LEGACY_GENERATIONS_DIR = "generations"
+LEGACY_GENERATIONS_NOTE = (
+    "Litestream 0.3 backups (generations/) lie beside ltx/: litestream restore 0.5 restores from them "
+    "when their snapshot is newer than the newest LTX snapshot; ltxkit reads only ltx/, so the two "
+    "restores may differ. Remove generations/ once the LTX replica is the one you restore from"
+)
 
 
 def restore_plan(
     files: list[ReplicaFile],
     *,
     txid: int | None = None,
-    timestamp_ms: int | None = None,
+    timestamp_ns: int | None = None,
 ) -> list[ReplicaFile]:
-    """The files Litestream would merge to restore `txid` / `timestamp_ms` (None: the latest state).
+    """The files Litestream would merge to restore `txid` / `timestamp_ns` (None: the latest state).
 
     Newest eligible level-9 snapshot first, then from levels 0..8 together, repeatedly the file
     that starts at or before current+1 and reaches furthest. Raises PlanError like Litestream
-    refuses: no files, a gap before the newest file (latest restore), or the target not reached.
+    refuses: no files, a gap before the newest file (latest restore), the target not reached, or
+    a time after the newest file's (Litestream's "timestamp does not exist": the replica cannot
+    say what the database held then). Times compare in nanoseconds, as Litestream's do: a file
+    created 0.4 ms before the target is in the plan.
     """
 
     def eligible(f: ReplicaFile) -> bool:
         if txid is not None and f.max_txid > txid:
             return False
-        return timestamp_ms is None or f.created_ms < timestamp_ms
+        return timestamp_ns is None or f.created_ns < timestamp_ns
+
+    if timestamp_ns is not None and files:
+        newest = max(files, key=lambda f: f.created_ns)
+        if timestamp_ns > newest.created_ns:
+            raise PlanError(
+                Code.UNRESTORABLE,
+                f"no restore point is that recent: the newest file ({newest.key}) was created at "
+                f"{_rfc3339(newest.created_ns)}",
+                key=newest.key,
+            )
 
     plan: list[ReplicaFile] = []
     snapshot = None
@@ -173,7 +203,7 @@ def restore_plan(
     lower = [f for f in files if f.level < SNAPSHOT_LEVEL]
     if txid is None or current < txid:
         current = _extend_chain(plan, [f for f in lower if eligible(f)], current, txid)
-    if plan and txid is None and timestamp_ms is None:
+    if plan and txid is None and timestamp_ns is None:
         beyond = [f for f in lower if f.min_txid > current + 1]
         if beyond:
             nxt = min(beyond, key=lambda f: f.min_txid)
@@ -191,7 +221,7 @@ def restore_plan(
         first = min(files, key=lambda f: f.min_txid)
         if txid is not None:
             why = f"no file that a restore can start from ends at or before TXID {txid:016x}"
-        elif timestamp_ms is not None:
+        elif timestamp_ns is not None:
             why = "no restore point is that old" + _earliest_time(files)
         else:
             why = (

@@ -205,6 +205,14 @@ class S3Storage:
 
         return self._call("listing", run)
 
+    def has_any(self, prefix: str) -> bool:
+        import obstore
+
+        def run(store: S3Store) -> bool:
+            return any(chunk for chunk in obstore.list(store, prefix=prefix, chunk_size=1))
+
+        return self._call(f"listing {prefix}", run)
+
     def exact_created_ns(self, key: str) -> int | None:
         """The `litestream-timestamp` metadata of an object (None when it has none)."""
         import obstore

@@ -84,6 +84,10 @@ class Storage(Protocol):
         """Remove staging directories whose process is gone (killed mid-build); how many went."""
         ...
 
+    def has_any(self, prefix: str) -> bool:
+        """Does anything live below `prefix` (one listing call at most, however much is there)?"""
+        ...
+
     def claim_writer(self, owner: str) -> None:
         """Become the one replicator writing here, or UsageError naming the one that is (`owner`
         says who we are: pid and database). Held until `release_writer` or the process ends."""
@@ -361,6 +365,13 @@ class LocalStorage:
                 names.add(entry.name)
         return tuple(sorted(names))
 
+    def has_any(self, prefix: str) -> bool:
+        try:
+            with os.scandir(self._path(prefix)) as it:
+                return any(True for _ in it)
+        except (NotADirectoryError, FileNotFoundError):
+            return False
+
     def claim_writer(self, owner: str) -> None:
         """A lock file beside `ltx/` (Litestream reads only `ltx/`), held with flock: two
         databases replicated into one replica would interleave their TXIDs, each continuing the
@@ -508,5 +519,10 @@ def open_storage(location: str, *, create: bool = False) -> Storage:
     if not path.is_dir():
         raise ReplicaNotFound(f"{location}: {'not a directory' if path.exists() else 'no such directory'}")
     if not (path / LTX_DIR).is_dir():
+        if (path / "generations").is_dir():
+            raise ReplicaNotFound(
+                f"{location}: a Litestream 0.3 replica (generations/, no {LTX_DIR}/), which ltxkit does not "
+                "read; `litestream restore` 0.5 restores it"
+            )
         raise ReplicaNotFound(f"{location}: not a replica (no {LTX_DIR}/ directory)")
     return LocalStorage(path)

@@ -25,7 +25,15 @@ from typing import Any
 from ltxkit.errors import UsageError
 from ltxkit.format.errors import Code
 from ltxkit.replica.keys import LTX_DIR
-from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile, list_replica, restore_plan
+from ltxkit.replica.layout import (
+    LEGACY_GENERATIONS_DIR,
+    LEGACY_GENERATIONS_NOTE,
+    SNAPSHOT_LEVEL,
+    Listing,
+    ReplicaFile,
+    list_replica,
+    restore_plan,
+)
 from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
 from ltxkit.verify import files as file_checks
 from ltxkit.verify.content import CheckMode, Note, check_content
@@ -245,6 +253,8 @@ def check_replica(
     summary.findings.extend(moved)
     for entry in listing.stray:
         add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
+    if storage.has_any(f"{LEGACY_GENERATIONS_DIR}/"):
+        add(Finding(Code.LEGACY_GENERATIONS, join_label(label, f"{LEGACY_GENERATIONS_DIR}/"), LEGACY_GENERATIONS_NOTE))
     for name in storage.stale_staging():
         add(
             Finding(
