@@ -162,6 +162,15 @@ def test_restore_every_mark_by_txid(real_replica: H.Replica, tmp_path: Path, run
         assert H.dump_sha256(ours) == mark.dump_sha256
 
 
+def test_txid_zero_is_the_latest_state_for_both(real_replica: H.Replica, tmp_path: Path, run_ltxkit) -> None:
+    ours, theirs, latest = tmp_path / "o.db", tmp_path / "t.db", tmp_path / "latest.db"
+    r = run_ltxkit("restore", real_replica.replica_dir, "-o", ours, "--txid", "0000000000000000", "--quiet")
+    assert r.returncode == 0, r.stderr
+    litestream_restore(real_replica, theirs, txid=0)
+    restore_to_path(LocalStorage(real_replica.replica_dir), latest)
+    assert sha(ours) == sha(theirs) == sha(latest)
+
+
 def test_restore_by_timestamp(real_replica: H.Replica, tmp_path: Path, run_ltxkit) -> None:
     mid = real_replica.marks[len(real_replica.marks) // 2]
     ts = H.rfc3339_ms(mid.timestamp_ms + 1)

@@ -600,6 +600,40 @@ def test_two_databases_from_one_litestream_config(tmp_path: Path) -> None:
         assert_replica_restores(tmp_path / f"replica{i}", H.logical_dump(db), tmp_path)
 
 
+def test_config_expands_environment_variables_as_litestream_does(tmp_path: Path) -> None:
+    db = H.make_db(tmp_path / "data" / "app.db", rows=12)
+    cfg = tmp_path / "litestream.yml"
+    cfg.write_text("dbs:\n  - path: ${APP_DIR}/app.db\n    replica:\n      url: file://$APP_REPLICA\n")
+    env = {**os.environ, "APP_DIR": str(db.parent), "APP_REPLICA": str(tmp_path / "replica")}
+    run = [sys.executable, "-m", "ltxkit", "replicate", "--config", str(cfg), "--once"]
+    r = subprocess.run(run, capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert_replica_restores(tmp_path / "replica", H.logical_dump(db), tmp_path)
+    # --no-expand-env (Litestream's -no-expand-env): the text as it is
+    r = subprocess.run([*run, "--no-expand-env"], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and "${APP_DIR}/app.db: no such database file" in r.stderr, r.stderr
+
+
+def test_expand_env_follows_gos_os_expand(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ltxkit.replicate.config import expand_env
+
+    monkeypatch.setenv("A", "x")
+    monkeypatch.setenv("A_1", "y")
+    monkeypatch.delenv("UNSET", raising=False)
+    cases = {
+        "$A/${A}": "x/x",
+        "$A_1.$A-1": "y.x-1",  # a name is letters, digits and _
+        "${UNSET}|$UNSET|": "||",  # unset: empty, as Go's os.Getenv
+        "cost: $5": "cost: ",  # $5 is a (special) name, unset
+        "100$ and $ alone, and $": "100$ and $ alone, and $",  # a $ before no name stays
+        "${A": "A",  # no closing brace: the "${" is dropped
+        "${}": "",
+        "pid $PID": f"pid {os.getpid()}",
+    }
+    for text, want in cases.items():
+        assert expand_env(text) == want, text
+
+
 def test_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yml"
     for text, needle in [

@@ -44,9 +44,13 @@ def replicate(
             "--config",
             "-c",
             help="Litestream's YAML (dbs[].path, dbs[].replica.url, levels, snapshot, retention, "
-            "checkpoint and sync settings): several databases, one process. Unsupported keys are named.",
+            "checkpoint and sync settings): several databases, one process. Unsupported keys are named. "
+            "$NAME and ${NAME} are replaced by environment variables, as Litestream does.",
         ),
     ] = None,
+    no_expand_env: Annotated[
+        bool, typer.Option("--no-expand-env", help="Read --config as it is, without replacing $NAME.")
+    ] = False,
     interval: Annotated[str, typer.Option("--interval", help="Time between syncs (1s, 250ms, ...).")] = "1s",
     once: Annotated[bool, typer.Option("--once", help="Sync what is committed now, then exit (cron, CI).")] = False,
     log_format: Annotated[
@@ -135,7 +139,7 @@ def replicate(
     if config is not None:
         if db is not None or replica is not None:
             raise Fail("give either DB REPLICA or --config, not both", EXIT_USAGE)
-        loaded = load_file(config, base=options, policy=policy)
+        loaded = load_file(config, base=options, policy=policy, expand=not no_expand_env)
         targets, warnings = loaded.dbs, loaded.warnings
     elif db is None or replica is None:
         raise Fail("give DB and REPLICA (or --config FILE)", EXIT_USAGE)

@@ -46,7 +46,10 @@ def restore(
             show_default=False,
         ),
     ],
-    txid: Annotated[str | None, typer.Option("--txid", help="Restore up to this TXID (hex, inclusive).")] = None,
+    txid: Annotated[
+        str | None,
+        typer.Option("--txid", help="Restore up to this TXID (hex, inclusive; 0: the latest, as Litestream)."),
+    ] = None,
     timestamp: Annotated[
         str | None,
         typer.Option(
@@ -87,7 +90,7 @@ def restore(
 
     if txid is not None and timestamp is not None:
         raise Fail("use --txid or --timestamp, not both", EXIT_USAGE)
-    target_txid = parse_txid(txid)
+    target_txid = parse_txid(txid) or None  # TXID 0 is no target: the latest state, as Litestream takes it
     target_ns = parse_timestamp_ns(timestamp)
     to_stdout = str(output) == "-"
     if to_stdout and sys.stdout.isatty():

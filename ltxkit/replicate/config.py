@@ -10,6 +10,7 @@ Every key ltxkit does not use is named in a warning: nothing is silently ignored
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -139,7 +140,48 @@ def load(data: Any, source: str, *, base: Options, policy: Policy | None) -> Con
     return cfg
 
 
-def load_file(path: Path, *, base: Options, policy: Policy | None) -> Config:
+_SHELL_SPECIAL = "*#$@!?-0123456789"
+
+
+def expand_env(text: str) -> str:
+    """Environment variables in a config, as Litestream expands them (Go's `os.Expand`): `$NAME`
+    and `${NAME}` become the variable's value, empty when unset, `$PID` this process's id; a `$`
+    followed by no name stays; a malformed `${` is dropped. A Litestream config naming its bucket
+    or path through the environment then means the same here."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] != "$" or i + 1 >= n:
+            out.append(text[i])
+            i += 1
+            continue
+        name, width = _shell_name(text[i + 1 :])
+        if name:
+            out.append(str(os.getpid()) if name == "PID" else os.environ.get(name, ""))
+        elif width == 0:
+            out.append("$")
+        i += 1 + width
+    return "".join(out)
+
+
+def _shell_name(s: str) -> tuple[str, int]:
+    """The variable name at the start of `s` (after a `$`) and how many characters it took."""
+    if s[0] == "{":
+        if len(s) > 2 and s[1] in _SHELL_SPECIAL and s[2] == "}":
+            return s[1], 3
+        end = s.find("}", 1)
+        if end < 0:
+            return "", 1  # "${" with no end: the brace is dropped
+        return ("", end + 1) if end == 1 else (s[1:end], end + 1)
+    if s[0] in _SHELL_SPECIAL:
+        return s[0], 1
+    width = 0
+    while width < len(s) and (s[width] == "_" or (s[width].isascii() and s[width].isalnum())):
+        width += 1
+    return s[:width], width
+
+
+def load_file(path: Path, *, base: Options, policy: Policy | None, expand: bool = True) -> Config:
     import yaml
 
     try:
@@ -148,6 +190,8 @@ def load_file(path: Path, *, base: Options, policy: Policy | None) -> Config:
         raise ConfigError(f"{path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); expected a YAML config") from exc
+    if expand:
+        text = expand_env(text)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
