@@ -315,14 +315,19 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
     write lock is taken only while it begins; see the module docstring)."""
     path = Path(db_path)
     check_database_file(path)  # errors the CLI reports as "could not run" (exit 2)
+    # No -wal or -shm yet (a database nobody has open): opening it makes them, and they should go
+    # again with us. Only the read-write connection closing last removes them, as any SQLite
+    # client's would; with a WAL already there, that close would checkpoint it instead.
+    wal_was_there = any(p.exists() for p in wal_and_shm(path))
     fds: list[int] = []
     conn = None
     keeper = None
     try:
         conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=busy_timeout_s, isolation_level=None)
         # The last connection to a WAL database checkpoints it and deletes the WAL as it closes,
-        # unless it cannot write: this read-only one is closed last, so reading changes nothing.
-        # Its read transaction, begun while the write lock is held, is the snapshot read below.
+        # unless it cannot write: this read-only one is closed last (when a WAL was there), so
+        # reading changes nothing. Its read transaction, begun while the write lock is held, is
+        # the snapshot read below.
         keeper = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=busy_timeout_s, isolation_level=None)
         _waiting(conn, "BEGIN IMMEDIATE", path, busy_timeout_s, "write lock")
         keeper.execute("BEGIN")
@@ -357,6 +362,9 @@ def consistent_view(db_path: str | os.PathLike[str], *, busy_timeout_s: float = 
             ) from exc
         raise DatabaseError(f"{path}: {exc}") from exc
     finally:
+        if keeper is not None and not wal_was_there:
+            keeper.close()
+            keeper = None
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")

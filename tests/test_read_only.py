@@ -45,6 +45,29 @@ def test_reading_leaves_the_database_and_its_wal_untouched(tmp_path: Path, comma
     assert shm.exists()
 
 
+@pytest.mark.parametrize("command", ["checksum", "snapshot"])
+def test_reading_a_closed_wal_database_leaves_no_wal_behind(tmp_path: Path, command: str) -> None:
+    """A WAL-mode database nobody has open has no -wal or -shm; reading it makes them (SQLite
+    does, to read), and they go again with the reader instead of being left beside it."""
+    import sqlite3
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "app.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t(x)")
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(100)])
+    conn.commit()
+    conn.close()
+    assert [p.name for p in data.iterdir()] == ["app.db"]
+    before = digest(db)
+    args = [command, str(db)] + (["-o", str(tmp_path / "s.ltx")] if command == "snapshot" else [])
+    r = subprocess.run([sys.executable, "-m", "ltxkit", *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in data.iterdir()] == ["app.db"] and digest(db) == before
+
+
 def _image(db: Path) -> bytes:
     """The database as SQLite serializes it: the state a reader sees, WAL included."""
     import sqlite3
