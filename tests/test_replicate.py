@@ -311,8 +311,8 @@ def test_once_refuses_a_missing_or_non_wal_database_before_making_anything(tmp_p
         conn.execute("CREATE TABLE t(x)")
     cases = [
         (("replicate", str(tmp_path / "missing.db"), str(tmp_path / "r1"), "--once"), "no such database file"),
-        (("replicate", str(rollback), str(tmp_path / "r2")), "journal mode is delete, not WAL"),
-        (("replicate", str(rollback), str(tmp_path / "r3"), "--once"), "journal mode is delete, not WAL"),
+        (("replicate", str(rollback), str(tmp_path / "r2")), "its header says a rollback journal, not WAL"),
+        (("replicate", str(rollback), str(tmp_path / "r3"), "--once"), "its header says a rollback journal, not WAL"),
     ]
     for args, why in cases:
         r = ltxkit(*args)

@@ -52,12 +52,12 @@ def check_source(path: Path, *, must_exist: bool) -> None:
     with path.open("rb") as fh:
         head = fh.read(20)
     if head.startswith(SQLITE_MAGIC) and len(head) == 20 and head[18:20] != b"\x02\x02":
-        raise NotWalMode(_not_wal(path, "delete"))
+        raise NotWalMode(_not_wal(path, "its header says a rollback journal"))
 
 
-def _not_wal(path: Path, mode: str) -> str:
+def _not_wal(path: Path, what: str) -> str:
     return (
-        f"{path}: journal mode is {mode}, not WAL; ltxkit replicate streams the WAL. "
+        f"{path}: {what}, not WAL; ltxkit replicate streams the WAL. "
         f"Switch once with: sqlite3 {path} 'PRAGMA journal_mode=WAL'"
     )
 
@@ -78,7 +78,7 @@ class Source:
         try:
             mode = self._locker.execute("PRAGMA journal_mode").fetchone()[0]
             if mode != "wal":
-                raise NotWalMode(_not_wal(path, mode))
+                raise NotWalMode(_not_wal(path, f"journal mode is {mode}"))
             # short: a TRUNCATE waits for readers and holds the application's writers meanwhile
             self._checkpointer = self._connect(CHECKPOINT_WAIT_S, "rw")
             self._writers.append(self._checkpointer)
