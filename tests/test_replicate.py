@@ -270,6 +270,28 @@ def test_a_second_database_into_the_same_replica_refuses(app: tuple[Path, Path, 
     assert_replica_restores(replica, H.logical_dump(db), tmp_path)
 
 
+def test_a_litestream_started_beside_it_stops_the_replicator(app: tuple[Path, Path, H.Writer]) -> None:
+    """Litestream and ltxkit replicating one database into one replica take turns writing full
+    files over each other's TXIDs (and Litestream replaces ltxkit's files): the replicator stops
+    with one line, exit 1, as soon as it sees a file beyond its own."""
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        writer.write(5)
+        rep.wait_for(lambda: bool(rep.published()))
+        with H.Replicator(db, replica):
+            deadline = time.monotonic() + 60
+            while rep.alive and time.monotonic() < deadline:
+                writer.write(2)
+                time.sleep(0.2)
+            assert not rep.alive, "ltxkit replicate went on beside Litestream"
+        assert rep.wait_dead() == 1
+        last = rep.log_text().strip().splitlines()[-1]
+        assert last.startswith(f"ltxkit: {replica}: another replicator "), last
+        assert "One replicator per replica" in last
+
+
 def test_a_database_reached_through_a_symlink_is_read_with_its_wal(tmp_path: Path) -> None:
     """SQLite keeps a linked database's -wal beside the file the link names. checksum, snapshot
     and replicate used to look for `link-wal`: checksum then read the stale file alone (here,

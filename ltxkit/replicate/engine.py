@@ -111,6 +111,9 @@ class Replicator:
         self.next_txid = 0
         self.replica_page_size = 0  # of the replica's files, once it has any
         self._full_next = False  # the last built file failed its proof: next time, a full file
+        # the highest TXID this process published or tried to (a failed publish may still have
+        # landed): a newer file in the replica is another replicator's (see `_open`)
+        self._own_txid = 0
         self._waiting = False
         self._last_checkpoint = time.monotonic()
         self.policy = policy  # compaction, snapshots, retention (None: L0 files only)
@@ -321,6 +324,8 @@ class Replicator:
             except LTXError:
                 self.replica_page_size = 0  # verify's business; a proof never leans on it
         saved, why = self.state.load()
+        if self._own_txid and latest is not None and latest.max_txid > self._own_txid:
+            raise self._another_replicator(f"published {latest.key}, past this one's last TXID")
         if saved is not None:
             why = self._distrust(saved, latest.key if latest else None, latest.size if latest else 0)
         if saved is not None and not why:
@@ -350,6 +355,14 @@ class Replicator:
             return f"{saved.key} is not the file the state was saved for"
         return ""
 
+    def _another_replicator(self, what: str) -> FatalError:
+        """Another replicator writes this replica while this one runs: going on would take turns
+        with it, each writing full files over the other's TXIDs. A person must stop one."""
+        return FatalError(
+            f"{self.storage.label}: another replicator {what}, while this one ran (a Litestream, or an "
+            "ltxkit on another machine). One replicator per replica: stop the other, then start this one again"
+        )
+
     def _check_replica(self) -> None:
         """Before publishing on top of it: does the replica still end with our last file?"""
         saved = self.saved
@@ -361,6 +374,10 @@ class Replicator:
             tail = b""
         if int.from_bytes(tail, "big") == saved.file_checksum and len(tail) == 8:
             return
+        if len(tail) == 8 and self._own_txid >= saved.txid:
+            # replaced, not removed (a repair only ever moves files away): Litestream writes the
+            # same TXIDs from the same WAL and replaces files of the same name
+            raise self._another_replicator(f"replaced {saved.key}, a file this one published")
         self.emit(Event("warning", f"the replica no longer holds {saved.key}; continuing it with a full file", {}))
         self._drop_source()
         self.saved = None
@@ -519,6 +536,7 @@ class Replicator:
                 proven.append((done, prove(fh, done, previous)))
 
         header = intent.header(timestamp=now_ms, wal=wal_range)
+        self._own_txid = max(self._own_txid, intent.txid)
         size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=now_ms)
         self.hooks.step("published")
         intent, state = proven[0]
