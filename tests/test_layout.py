@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ltxkit.format.errors import Code
-from ltxkit.replica.layout import PlanError, ReplicaFile, restore_plan
+from ltxkit.replica.layout import PlanError, ReplicaFile, restore_plan, rfc3339_ns
 
 MS = 1_000_000  # nanoseconds
 
@@ -46,6 +46,16 @@ def test_txid_target_stops_at_target_and_prefers_older_snapshot() -> None:
 def test_timestamp_uses_created_time() -> None:
     files = [rf(0, 1, 1, 1000), rf(0, 2, 2, 2000), rf(0, 3, 3, 3000)]
     assert names(restore_plan(files, timestamp_ns=2500 * MS)) == [(0, 1, 1), (0, 2, 2)]
+
+
+def test_rfc3339_times_are_read_in_integers_not_floats() -> None:
+    """S3 objects carry their time as `litestream-timestamp`; through a float `...22.475Z` became
+    `...22.474999808` ns, and a target equal to a file's time took the file in (the S3 audit)."""
+    exact = 1_795_902_442_475_000_000
+    assert rfc3339_ns("2026-11-28T21:47:22.475Z") == exact
+    assert rfc3339_ns("2026-11-28T22:47:22.475000001+01:00") == exact + 1
+    files = [rf(9, 1, 1, 1000), ReplicaFile(0, 2, 2, "ltx/0/b.ltx", 100, exact)]
+    assert names(restore_plan(files, timestamp_ns=rfc3339_ns("2026-11-28T21:47:22.475Z"))) == [(9, 1, 1)]
 
 
 def test_timestamp_compares_nanoseconds_and_refuses_a_time_after_the_newest_file() -> None:

@@ -669,3 +669,27 @@ def test_locks_of_different_databases_do_not_conflict(tmp_path: Path) -> None:
     b.lock()
     a.unlock()
     b.unlock()
+
+
+def test_a_key_another_replicator_published_first_is_told_apart_from_our_own_retry(tmp_path: Path) -> None:
+    """Create-only publishing: an existing object with our file's checksum is our own PUT that
+    landed before a retry (fine); any other is another replicator's, which stops the replicator
+    (two ltxkit processes on one S3 replica used to take turns, each answering with a full file)."""
+    from ltxkit.replica.storage import LocalStorage
+    from ltxkit.replicate.publish import TakenByAnother, build_and_publish
+
+    (tmp_path / "r" / "ltx").mkdir(parents=True)
+    storage = LocalStorage(tmp_path / "r")
+    key = "ltx/0/0000000000000001-0000000000000001.ltx"
+    header = Header.snapshot(512, 1, 1, 1_700_000_000_000, checksums=False)
+
+    def pages(fill: int):  # type: ignore[no-untyped-def]
+        return lambda w: w.write_page(1, bytes([fill]) * 512)
+
+    size, checksum = build_and_publish(storage, key, header, pages(1), lambda p: None, created_ms=1)
+    theirs = (tmp_path / "r" / key).read_bytes()
+    # the same file again (a retried PUT that had landed): taken as published, nothing changed
+    assert build_and_publish(storage, key, header, pages(1), lambda p: None, created_ms=1) == (size, checksum)
+    with pytest.raises(TakenByAnother):
+        build_and_publish(storage, key, header, pages(2), lambda p: None, created_ms=1)
+    assert (tmp_path / "r" / key).read_bytes() == theirs

@@ -6,10 +6,8 @@ on each run, and string annotations would be compiled again each time (~20 ms of
 """
 
 import functools
-import re
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -212,27 +210,19 @@ def parse_txid(text: str | None) -> int | None:
 
 
 def parse_timestamp_ns(text: str | None) -> int | None:
-    """An RFC 3339 time as nanoseconds since the epoch, every fraction digit kept: Litestream
-    compares restore times to file times in nanoseconds, and a target 0.4 ms after a file must
-    take that file in here too (Python's datetime keeps only microseconds)."""
+    """`--timestamp` as nanoseconds since the epoch, every fraction digit kept (`rfc3339_ns`)."""
+    from ltxkit.replica.layout import NoZone, rfc3339_ns
+
     if text is None:
         return None
-    fraction = re.search(r"[.,](\d+)", text)
-    whole = text if fraction is None else text[: fraction.start()] + text[fraction.end() :]
     try:
-        if not any(sep in text for sep in "Tt "):  # a date alone is no time (and Python reads "2026-01-02Z" as one)
-            raise ValueError(text)
-        if fraction is not None and len(fraction.group(1)) > 9:
-            raise ValueError(text)
-        ts = datetime.fromisoformat(whole.replace("Z", "+00:00").replace("z", "+00:00"))
+        return rfc3339_ns(text)
+    except NoZone:  # as Litestream: RFC 3339 names its zone, and guessing one restores the wrong state
+        raise Fail(f"--timestamp {text!r}: give a zone, Z or +hh:mm (RFC 3339), such as {text}Z", EXIT_USAGE) from None
     except ValueError:
         raise Fail(
             f"--timestamp {text!r}: expected an RFC 3339 time such as 2026-01-02T15:04:05Z", EXIT_USAGE
         ) from None
-    if ts.tzinfo is None:  # as Litestream: RFC 3339 names its zone, and guessing one restores the wrong state
-        raise Fail(f"--timestamp {text!r}: give a zone, Z or +hh:mm (RFC 3339), such as {text}Z", EXIT_USAGE)
-    nanos = int(fraction.group(1).ljust(9, "0")) if fraction is not None else 0
-    return int(ts.timestamp()) * 1_000_000_000 + nanos
 
 
 def send_to_stdout(path: "Path", what: str) -> None:

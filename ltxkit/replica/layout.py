@@ -10,6 +10,7 @@ Litestream's own choice of files (CalcRestorePlan), so ltxkit restores and verif
 from __future__ import annotations
 
 import heapq
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -136,6 +137,28 @@ def _earliest_time(files: list[ReplicaFile]) -> str:
     if not starts:
         return ""
     return f": the earliest restorable time is just after {_rfc3339(min(starts))}"
+
+
+class NoZone(ValueError):
+    """An RFC 3339 time without its zone."""
+
+
+def rfc3339_ns(text: str) -> int:
+    """An RFC 3339 time as nanoseconds since the epoch, in integers all the way: Litestream
+    compares restore times with file times in nanoseconds, and a float (or Python's datetime,
+    which keeps microseconds) would move `...22.475Z` to `...22.474999808` and put a file created
+    at exactly the target on the wrong side of it. ValueError when malformed, NoZone without a zone."""
+    fraction = re.search(r"[.,](\d+)", text)
+    whole = text if fraction is None else text[: fraction.start()] + text[fraction.end() :]
+    if not any(sep in text for sep in "Tt "):  # a date alone is no time (and Python reads "2026-01-02Z" as one)
+        raise ValueError(text)
+    if fraction is not None and len(fraction.group(1)) > 9:
+        raise ValueError(text)
+    ts = datetime.fromisoformat(whole.replace("Z", "+00:00").replace("z", "+00:00"))
+    if ts.tzinfo is None:
+        raise NoZone(text)
+    nanos = int(fraction.group(1).ljust(9, "0")) if fraction is not None else 0
+    return int(ts.timestamp()) * 1_000_000_000 + nanos
 
 
 def _rfc3339(ns: int) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import configparser
 import io
 import os
+import posixpath
 import tempfile
 import threading
 from collections import deque
@@ -28,10 +29,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
-from urllib.parse import parse_qs, urlencode, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 from ltxkit.errors import UsageError
 from ltxkit.replica.keys import OBJECT_STORE
+from ltxkit.replica.layout import rfc3339_ns
 from ltxkit.replica.storage import STAGING_PREFIX, Entry, ReplicaNotFound
 
 if TYPE_CHECKING:
@@ -107,7 +109,9 @@ class S3Storage:
             raise UsageError(f"{location}: expected s3://bucket/path")
         self.label = location
         self.bucket = url.netloc
-        self.root = url.path.strip("/")
+        # as Litestream reads the URL: the path percent-decoded (`sp%20ace` is `sp ace`) and cleaned
+        # (`a//b` is `a/b`, `x/../y` is `y`), so both tools name the same objects
+        self.root = posixpath.normpath("/" + unquote(url.path)).strip("/")
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         unknown = set(query) - {"endpoint", "region", "force-path-style", "skip-verify"}
         if unknown:
@@ -118,7 +122,9 @@ class S3Storage:
         region = query.get("region") or ("us-east-1" if endpoint else os.environ.get("AWS_REGION", "us-east-1"))
         path_style = bool(endpoint) or _truthy(query.get("force-path-style"))
         canonical = {k: v for k, v in query.items() if v}
-        self.url = f"s3://{self.bucket}/{self.root}" + (f"?{urlencode(sorted(canonical.items()))}" if canonical else "")
+        self.url = f"s3://{self.bucket}/{quote(self.root)}" + (
+            f"?{urlencode(sorted(canonical.items()))}" if canonical else ""
+        )
         creds = _credentials()
         if not creds:
             raise S3Error(
@@ -135,21 +141,24 @@ class S3Storage:
         config: dict[str, Any] = {"region": region, "virtual_hosted_style_request": not path_style, **creds}
         if endpoint:
             config["endpoint"] = endpoint
-        self._store: S3Store = S3Store(
-            self.bucket,
-            prefix=self.root or None,
-            client_options=client,  # type: ignore[arg-type]
-            retry_config={
-                "max_retries": 4,
-                "retry_timeout": timedelta(seconds=30),
-                "backoff": {
-                    "init_backoff": timedelta(milliseconds=100),
-                    "max_backoff": timedelta(seconds=5),
-                    "base": 2,
+        try:
+            self._store: S3Store = S3Store(
+                self.bucket,
+                prefix=self.root or None,
+                client_options=client,  # type: ignore[arg-type]
+                retry_config={
+                    "max_retries": 4,
+                    "retry_timeout": timedelta(seconds=30),
+                    "backoff": {
+                        "init_backoff": timedelta(milliseconds=100),
+                        "max_backoff": timedelta(seconds=5),
+                        "base": 2,
+                    },
                 },
-            },
-            **config,
-        )
+                **config,
+            )
+        except ValueError as exc:  # obstore refuses a prefix it cannot make a path of
+            raise UsageError(f"{location}: {exc}") from None
 
     # ---- error mapping ----------------------------------------------------------------------------
 
@@ -222,7 +231,7 @@ class S3Storage:
         if not value:
             return None
         try:
-            return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() * 1e9)
+            return rfc3339_ns(str(value))
         except ValueError:
             return None
 

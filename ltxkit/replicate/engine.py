@@ -45,7 +45,7 @@ from ltxkit.replicate.hooks import Hooks
 from ltxkit.replicate.lifecycle import Policy
 from ltxkit.replicate.pagemap import PageMap
 from ltxkit.replicate.proof import Intent, ProofError, prove
-from ltxkit.replicate.publish import build_and_publish
+from ltxkit.replicate.publish import TakenByAnother, build_and_publish
 from ltxkit.replicate.source import NotWalMode, Source, WalReader
 from ltxkit.replicate.state import LocalState, Position, Saved
 from ltxkit.replicate.wal_position import LostTrack
@@ -537,7 +537,10 @@ class Replicator:
 
         header = intent.header(timestamp=now_ms, wal=wal_range)
         self._own_txid = max(self._own_txid, intent.txid)
-        size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=now_ms)
+        try:
+            size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=now_ms)
+        except TakenByAnother:
+            raise self._another_replicator(f"published {key} first, the file this one was publishing") from None
         self.hooks.step("published")
         intent, state = proven[0]
         assert self.source is not None

@@ -14,6 +14,10 @@ from ltxkit.format.schema import Header
 from ltxkit.replica.storage import Storage
 
 
+class TakenByAnother(FileExistsError):
+    """`key` exists and is not the file built here: another replicator published it first."""
+
+
 def build_and_publish(
     storage: Storage,
     key: str,
@@ -35,7 +39,13 @@ def build_and_publish(
             os.fsync(fh.fileno())
         check(path)
         size = path.stat().st_size
-        storage.publish(key, path, created_ms=created_ms)
+        try:
+            storage.publish(key, path, created_ms=created_ms)
+        except FileExistsError:
+            # a create-only PUT retried after it had landed finds our own file: the same checksum
+            tail = storage.read_range(key, size - 8, 8)
+            if int.from_bytes(tail, "big") != trailer.file_checksum:
+                raise TakenByAnother(17, "published first by another replicator", key) from None
         return size, trailer.file_checksum
     finally:
         shutil.rmtree(staging, ignore_errors=True)
