@@ -57,10 +57,11 @@ class NotADatabase(DatabaseError):
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def check_database_file(path: Path) -> None:
+def check_database_file(path: Path) -> bytes:
     """Refuse what cannot be a SQLite database before SQLite is asked to open it: NotADatabase for
     a directory, a device or pipe (opening a FIFO would block) or a file with another header;
-    FileNotFoundError when nothing is there. An empty file passes: SQLite makes it a database."""
+    FileNotFoundError when nothing is there. An empty file passes: SQLite makes it a database.
+    Returns the header bytes it read (up to 100), for callers that look further into them."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -72,11 +73,12 @@ def check_database_file(path: Path) -> None:
     with path.open("rb") as fh:
         head = fh.read(100)
     if not head:
-        return
+        return head
     if not head.startswith(SQLITE_MAGIC):
         raise NotADatabase(f"{path}: not a SQLite database")
     if len(head) == 100 and not _sound_header(head):
         raise NotADatabase(f"{path}: not a SQLite database (its header is damaged)")
+    return head
 
 
 def _sound_header(head: bytes) -> bool:

@@ -83,7 +83,7 @@ def restore(
                ltxkit restore /backups/app -o app.db --timestamp 2026-11-25T12:00:00Z
                ltxkit restore "s3://bucket/app?endpoint=http://127.0.0.1:8333" -o app.db
     """
-    from ltxkit.replica.layout import LEGACY_GENERATIONS_DIR, LEGACY_GENERATIONS_NOTE
+    from ltxkit.replica.layout import LEGACY_GENERATIONS_NOTE, holds_legacy_generations
     from ltxkit.replica.storage import open_storage
     from ltxkit.restore import plan_for, restore_to_path
     from ltxkit.workers import default_jobs
@@ -96,7 +96,7 @@ def restore(
     if to_stdout and sys.stdout.isatty():
         raise Fail("-o -: standard output is a terminal; pipe it (| gzip > app.db.gz) or name a file", EXIT_USAGE)
     storage = open_storage(replica)
-    if storage.has_any(f"{LEGACY_GENERATIONS_DIR}/"):  # said even with --quiet: the restore may not be Litestream's
+    if holds_legacy_generations(storage):  # said even with --quiet: the restore may not be Litestream's
         err.print(f"ltxkit: warning: {replica}: {LEGACY_GENERATIONS_NOTE}", markup=False, highlight=False)
     with naming_the_replica(replica):
         plan = plan_for(storage, txid=target_txid, timestamp_ns=target_ns)

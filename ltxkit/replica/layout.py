@@ -172,6 +172,13 @@ def _rfc3339(ns: int) -> str:
 #: Where Litestream 0.3 kept its backups; Litestream 0.5 still restores from them (see
 #: `Code.LEGACY_GENERATIONS`). ltxkit does not read them.
 LEGACY_GENERATIONS_DIR = "generations"
+
+
+def holds_legacy_generations(storage: Storage) -> bool:
+    """Does the replica also hold Litestream 0.3 backups (see `LEGACY_GENERATIONS_NOTE`)?"""
+    return storage.has_any(f"{LEGACY_GENERATIONS_DIR}/")
+
+
 LEGACY_GENERATIONS_NOTE = (
     "Litestream 0.3 backups (generations/) lie beside ltx/: litestream restore 0.5 restores from them "
     "when their snapshot is newer than the newest LTX snapshot; ltxkit reads only ltx/, so the two "

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ltxkit.errors import EXIT_USAGE
-from ltxkit.sqlite import SQLITE_MAGIC, DatabaseError, check_database_file, wal_and_shm
+from ltxkit.sqlite import DatabaseError, check_database_file, wal_and_shm
 from ltxkit.wal import WAL_HEADER_SIZE, IndexHeader, WalError, WalHeader, parse_header, parse_index_header
 
 CHECKPOINT_WAIT_S = 0.2
@@ -44,14 +44,12 @@ def check_source(path: Path, *, must_exist: bool) -> None:
     2 in WAL mode). A path with nothing there passes unless `must_exist`: a replicator waits for
     its database to appear, as Litestream does, but a `--once` run has nothing to wait for."""
     try:
-        check_database_file(path)
+        head = check_database_file(path)
     except FileNotFoundError:
         if must_exist:
             raise
         return
-    with path.open("rb") as fh:
-        head = fh.read(20)
-    if head.startswith(SQLITE_MAGIC) and len(head) == 20 and head[18:20] != b"\x02\x02":
+    if len(head) >= 20 and head[18:20] != b"\x02\x02":
         raise NotWalMode(_not_wal(path, "its header says a rollback journal"))
 
 

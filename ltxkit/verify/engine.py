@@ -31,6 +31,7 @@ from ltxkit.replica.layout import (
     SNAPSHOT_LEVEL,
     Listing,
     ReplicaFile,
+    holds_legacy_generations,
     list_replica,
     restore_plan,
 )
@@ -253,7 +254,7 @@ def check_replica(
     summary.findings.extend(moved)
     for entry in listing.stray:
         add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
-    if storage.has_any(f"{LEGACY_GENERATIONS_DIR}/"):
+    if holds_legacy_generations(storage):
         add(Finding(Code.LEGACY_GENERATIONS, join_label(label, f"{LEGACY_GENERATIONS_DIR}/"), LEGACY_GENERATIONS_NOTE))
     for name in storage.stale_staging():
         add(
