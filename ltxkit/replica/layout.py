@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import heapq
 import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -75,8 +77,15 @@ def list_replica(storage: Storage) -> Listing:
     what the second holds."""
     out = Listing()
     layout = storage.layout
-    for area in layout.areas():
-        for entry in storage.list(area):
+    areas = list(layout.areas())
+    listings: Iterable[list[Entry]]
+    if storage.concurrency > 1:  # an object store: one round trip per level at once, not in turn
+        with ThreadPoolExecutor(len(areas)) as pool:
+            listings = list(pool.map(storage.list, areas))
+    else:
+        listings = map(storage.list, areas)
+    for entries in listings:
+        for entry in entries:
             if entry.directory or (entry.problem is not None and layout.level_of_dir(entry.key) is not None):
                 out.unreadable.append(entry)
                 continue
