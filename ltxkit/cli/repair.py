@@ -73,6 +73,7 @@ def repair(
     """
     from ltxkit.repair import RepairError, apply_repair, discard, plan_repair
     from ltxkit.replica.storage import open_storage
+    from ltxkit.verify.findings import join_label
 
     if not rebuild_snapshot:
         raise Fail("say what to do: --rebuild-snapshot (the only repair so far)", EXIT_USAGE)
@@ -147,7 +148,7 @@ def repair(
     except RepairError as exc:
         raise Fail(f"{replica}: {exc}; everything was put back") from None
     if result.quarantine is not None:
-        where = f"{storage.label.rstrip('/')}/{result.quarantine}"
+        where = join_label(storage.label, result.quarantine)
         n = len(plan.quarantine)
         out.print(f"moved {n:,} file{'' if n == 1 else 's'} to {where} (see manifest.json there)", markup=False)
     errors = result.errors

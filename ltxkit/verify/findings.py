@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from array import array
+from urllib.parse import quote, urlsplit, urlunsplit
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -247,5 +248,13 @@ ProgressHook = Callable[[str, int], None]  # (path, bytes done for that file)
 
 
 def join_label(label: str, key: str) -> str:
-    """How a report names a replica's file: the replica as the user named it, then the key."""
+    """How a report names a replica's file: the replica as the user named it, then the key.
+
+    For a URL the key joins the path and its options stay after it
+    (`s3://bucket/app/0000/<file>.ltx?endpoint=...`), so the name is one `ltxkit inspect` and
+    `litestream` take as it is; the key is percent-encoded, as the URL's path is read decoded."""
+    if "://" in label:
+        parts = urlsplit(label)
+        path = parts.path.rstrip("/") + "/" + quote(key, errors="surrogateescape")
+        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
     return os.path.join(label, *key.split("/"))
