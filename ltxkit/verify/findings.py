@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from array import array
-from urllib.parse import quote, urlsplit, urlunsplit
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ltxkit.format.errors import WARNING_CODES, Code
 from ltxkit.format.schema import Header, Trailer
