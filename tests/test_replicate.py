@@ -129,6 +129,10 @@ def test_crash_at_each_step_then_restart_restores_exactly(app: tuple[Path, Path,
         rep.start()
         writer.run_for(0.5)
         assert rep.stop() == 0
+    log = rep.log_text()
+    if step == "published":  # killed after publishing, before saving its state: said as such
+        assert "is one file past the saved state (this replicator was stopped" in log, log[-2000:]
+    assert "another replicator wrote to it" not in log, log[-2000:]
     # a file half-built when the process died is removed by the next run, never published
     assert not [p.name for p in replica.iterdir() if p.name.startswith(".ltxkit-staging-")]
     assert_replica_restores(replica, H.logical_dump(db), db.parent)

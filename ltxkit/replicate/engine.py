@@ -348,8 +348,18 @@ class Replicator:
         """Why `saved` cannot be the replica's latest state ("" when it is)."""
         if saved.replica != self.storage.url:
             return "saved state belongs to another replica"
-        if latest_key != saved.key or saved.txid != self.next_txid - 1:
-            return "the replica moved on since the state was saved (another replicator wrote to it)"
+        latest_txid = self.next_txid - 1
+        if latest_txid == saved.txid + 1:
+            # a kill between a publish and the state's save leaves this too: it cannot be told apart
+            return (
+                f"{latest_key} is one file past the saved state (this replicator was stopped before "
+                "it recorded it, or another replicator wrote it)"
+            )
+        if latest_txid > saved.txid:
+            moved = latest_txid - saved.txid
+            return f"the replica moved on {moved} TXIDs past the saved state (another replicator wrote to it)"
+        if latest_key != saved.key or latest_txid != saved.txid:
+            return f"the replica no longer ends with {saved.key}, the file the state was saved for"
         tail = self.storage.read_range(saved.key, latest_size - 8, 8)
         if latest_size != saved.size or int.from_bytes(tail, "big") != saved.file_checksum:
             return f"{saved.key} is not the file the state was saved for"
