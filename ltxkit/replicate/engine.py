@@ -45,7 +45,7 @@ from ltxkit.replicate.hooks import Hooks
 from ltxkit.replicate.lifecycle import Policy
 from ltxkit.replicate.pagemap import PageMap
 from ltxkit.replicate.proof import Intent, ProofError, prove
-from ltxkit.replicate.publish import TakenByAnother, build_and_publish
+from ltxkit.replicate.publish import TakenByAnother, build_and_publish, file_checksum_at
 from ltxkit.replicate.source import NotWalMode, Source, WalReader
 from ltxkit.replicate.state import LocalState, Position, Saved
 from ltxkit.replicate.wal_position import LostTrack
@@ -360,8 +360,7 @@ class Replicator:
             return f"the replica moved on {moved} TXIDs past the saved state (another replicator wrote to it)"
         if latest_key != saved.key or latest_txid != saved.txid:
             return f"the replica no longer ends with {saved.key}, the file the state was saved for"
-        tail = self.storage.read_range(saved.key, latest_size - 8, 8)
-        if latest_size != saved.size or int.from_bytes(tail, "big") != saved.file_checksum:
+        if latest_size != saved.size or file_checksum_at(self.storage, saved.key, saved.size) != saved.file_checksum:
             return f"{saved.key} is not the file the state was saved for"
         return ""
 
@@ -378,13 +377,10 @@ class Replicator:
         saved = self.saved
         if saved is None:
             return
-        try:
-            tail = self.storage.read_range(saved.key, saved.size - 8, 8)
-        except FileNotFoundError:
-            tail = b""
-        if int.from_bytes(tail, "big") == saved.file_checksum and len(tail) == 8:
+        found = file_checksum_at(self.storage, saved.key, saved.size)
+        if found == saved.file_checksum:
             return
-        if len(tail) == 8 and self._own_txid >= saved.txid:
+        if found is not None and self._own_txid >= saved.txid:
             # replaced, not removed (a repair only ever moves files away): Litestream writes the
             # same TXIDs from the same WAL and replaces files of the same name
             raise self._another_replicator(f"replaced {saved.key}, a file this one published")

@@ -18,6 +18,17 @@ class TakenByAnother(FileExistsError):
     """`key` exists and is not the file built here: another replicator published it first."""
 
 
+def file_checksum_at(storage: Storage, key: str, size: int) -> int | None:
+    """The file checksum the object at `key` ends with, taken as a `size`-byte LTX file (its last 8
+    bytes); None when it is gone or shorter. How the replicator tells its own published file from
+    one another replicator put under the same name: same TXIDs, different bytes."""
+    try:
+        tail = storage.read_range(key, size - 8, 8)
+    except FileNotFoundError:
+        return None
+    return int.from_bytes(tail, "big") if len(tail) == 8 else None
+
+
 def build_and_publish(
     storage: Storage,
     key: str,
@@ -43,8 +54,7 @@ def build_and_publish(
             storage.publish(key, path, created_ms=created_ms)
         except FileExistsError:
             # a create-only PUT retried after it had landed finds our own file: the same checksum
-            tail = storage.read_range(key, size - 8, 8)
-            if int.from_bytes(tail, "big") != trailer.file_checksum:
+            if file_checksum_at(storage, key, size) != trailer.file_checksum:
                 raise TakenByAnother(17, "published first by another replicator", key) from None
         return size, trailer.file_checksum
     finally:
