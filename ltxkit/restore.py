@@ -61,10 +61,14 @@ def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ns: int | N
             Code.UNREADABLE_LEVEL, f"cannot make a restore plan: {e.key} cannot be read ({e.problem})", e.key
         )
     files = listing.files
+    listed_newest_ns = None
     if timestamp_ns is not None:
+        # on an object store Litestream's window ends at the newest upload time the listing shows,
+        # which can be later than any file's own time: a target between the two is restorable
+        listed_newest_ns = max((f.created_ns for f in files), default=None)
         files = _exact_times(storage, files)
     try:
-        return restore_plan(files, txid=txid, timestamp_ns=timestamp_ns)
+        return restore_plan(files, txid=txid, timestamp_ns=timestamp_ns, listed_newest_ns=listed_newest_ns)
     except PlanError as exc:
         raise RestoreError(
             exc.code, f"cannot make a restore plan: {exc.message}", str(exc.context.get("key") or "")

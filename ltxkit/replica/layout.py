@@ -200,6 +200,7 @@ def restore_plan(
     *,
     txid: int | None = None,
     timestamp_ns: int | None = None,
+    listed_newest_ns: int | None = None,
 ) -> list[ReplicaFile]:
     """The files Litestream would merge to restore `txid` / `timestamp_ns` (None: the latest state).
 
@@ -208,7 +209,9 @@ def restore_plan(
     refuses: no files, a gap before the newest file (latest restore), the target not reached, or
     a time after the newest file's (Litestream's "timestamp does not exist": the replica cannot
     say what the database held then). Times compare in nanoseconds, as Litestream's do: a file
-    created 0.4 ms before the target is in the plan.
+    created 0.4 ms before the target is in the plan. `listed_newest_ns`: the newest time the
+    replica's listing shows, where it is not the files' creation times (an object store lists
+    upload times, whole seconds): a target up to it is not "too recent", as for Litestream.
     """
 
     def eligible(f: ReplicaFile) -> bool:
@@ -218,7 +221,7 @@ def restore_plan(
 
     if timestamp_ns is not None and files:
         newest = max(files, key=lambda f: f.created_ns)
-        if timestamp_ns > newest.created_ns:
+        if timestamp_ns > max(newest.created_ns, listed_newest_ns or 0):
             raise PlanError(
                 Code.UNRESTORABLE,
                 f"no restore point is that recent: the newest file ({newest.key}) was created at "
