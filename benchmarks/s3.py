@@ -222,9 +222,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from ltxkit.replica.storage import open_storage
 storage = open_storage(sys.argv[1])
-keys = [e.key for e in storage.list("")]
+entries = storage.list("")
 with ThreadPoolExecutor(16) as pool:
-    print(sum(len(b) for b in pool.map(storage.read_bytes, keys)))
+    print(sum(len(b) for b in pool.map(lambda e: storage.read_bytes(e.key, listed_size=e.size), entries)))
 """
 
 

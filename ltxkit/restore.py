@@ -326,7 +326,7 @@ class _Prefetch:
                 self._next += 1
                 self._held += size
             try:
-                data: bytes | BaseException = storage.read_bytes(queue[i].key)
+                data: bytes | BaseException = storage.read_bytes(queue[i].key, listed_size=queue[i].size)
             except BaseException as exc:  # handed to the reader, raised where the file is read
                 data = exc
             with self._lock:
@@ -336,7 +336,7 @@ class _Prefetch:
     def read(self, f: ReplicaFile) -> bytes:
         i = self._index.get(f.key)
         if not self._threads or i is None:
-            return self._storage.read_bytes(f.key)
+            return self._storage.read_bytes(f.key, listed_size=f.size)
         with self._lock:
             while i not in self._done:
                 self._ready.wait()

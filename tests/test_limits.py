@@ -191,9 +191,9 @@ SLOW_READS = """
 import time
 from ltxkit.replica import storage as _s
 _read = _s.LocalStorage.read_bytes
-def _slow(self, key):
+def _slow(self, key, **kw):
     time.sleep(0.05)
-    return _read(self, key)
+    return _read(self, key, **kw)
 _s.LocalStorage.read_bytes = _slow
 """
 

@@ -30,7 +30,7 @@ class ThreadedDirectory(LocalStorage):
         self.max_in_flight = 0
         self.reads: list[str] = []
 
-    def read_bytes(self, key: str) -> bytes:
+    def read_bytes(self, key: str, *, listed_size: int | None = None) -> bytes:
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -39,7 +39,7 @@ class ThreadedDirectory(LocalStorage):
             time.sleep(0.002)
             if self.fail is not None and key.endswith(self.fail):
                 raise FileNotFoundError(2, "gone", key)
-            return super().read_bytes(key)
+            return super().read_bytes(key, listed_size=listed_size)
         finally:
             with self.lock:
                 self.in_flight -= 1

@@ -348,10 +348,10 @@ def test_retention_racing_verify_on_s3_is_not_damage(seaweed: SeaweedFS, tmp_pat
     victim = "0000/0000000000000003-0000000000000003.ltx"
     real_read = storage.read_bytes
 
-    def read_after_retention(key: str) -> bytes:
+    def read_after_retention(key: str, *, listed_size: int | None = None) -> bytes:
         if key == victim:
             storage.delete([victim])
-        return real_read(key)
+        return real_read(key, listed_size=listed_size)
 
     storage.read_bytes = read_after_retention  # type: ignore[method-assign]
     summary = check_replica(storage, url)
@@ -511,3 +511,17 @@ def test_two_replicators_on_one_s3_replica_stop_instead_of_taking_turns(seaweed:
                 rep.stop()
         for w in writers:
             w.close()
+
+
+def test_a_read_with_the_listed_size_is_the_whole_object_whatever_its_size_now(seaweed: SeaweedFS) -> None:
+    """Restore and verify read small objects in one ranged GET sized from the listing; an object
+    that grew or shrank since it was listed still comes back whole, never cut to the old size."""
+    storage = open_storage(seaweed.url("sizes/one"), create=True)
+    data = bytes(range(256)) * 40
+    storage.put_bytes("0000/a.ltx", data)
+    storage.put_bytes("0000/empty.ltx", b"")
+    for listed in (len(data), len(data) - 1, len(data) - 700, len(data) + 1, len(data) * 3, 1):
+        assert storage.read_bytes("0000/a.ltx", listed_size=listed) == data, listed
+    assert storage.read_bytes("0000/empty.ltx", listed_size=0) == b""
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes("0000/gone.ltx", listed_size=10)

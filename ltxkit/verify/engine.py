@@ -79,7 +79,7 @@ def _check_one(
     with `jobs` > 1 (a fork-safe storage only) a large one is split in spans."""
     whole = storage.concurrency > 1 and f.size <= WHOLE_GET_MAX_BYTES
     fc = check_file(
-        (lambda: io.BytesIO(storage.read_bytes(f.key))) if whole else (lambda: storage.open(f.key)),
+        (lambda: io.BytesIO(storage.read_bytes(f.key, listed_size=f.size))) if whole else (lambda: storage.open(f.key)),
         join_label(label, f.key),
         f.size,
         name=f.key.rsplit("/", 1)[-1],
