@@ -163,6 +163,16 @@ class S3Storage:
     # ---- error mapping ----------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        try:
+            return fn(self._store, *args, **kwargs)
+        except BaseException as exc:  # mapped here, off the path every successful request takes
+            mapped = self._mapped(what, exc)
+            if mapped is None:
+                raise
+            raise mapped from (None if isinstance(mapped, (FileNotFoundError, FileExistsError)) else exc)
+
+    def _mapped(self, what: str, exc: BaseException) -> BaseException | None:
+        """What a backend error means to a caller (None: not the backend's, raise it as it is)."""
         from obstore.exceptions import (
             AlreadyExistsError,
             NotFoundError,
@@ -171,22 +181,19 @@ class S3Storage:
             UnauthenticatedError,
         )
 
-        try:
-            return fn(self._store, *args, **kwargs)
-        except (NotFoundError, FileNotFoundError):  # obstore raises either, by call
-            raise FileNotFoundError(2, "no such object", f"{self.label}: {what}") from None
-        except (AlreadyExistsError, PreconditionError):
-            raise FileExistsError(17, "object exists", f"{self.label}: {what}") from None
-        except (PermissionDeniedError, UnauthenticatedError) as exc:
-            raise S3Error(f"{self.label}: access denied ({_first_line(exc)})") from exc
-        except Exception as exc:  # obstore's GenericError and friends: connection, bucket, timeouts
+        if isinstance(exc, (NotFoundError, FileNotFoundError)):  # obstore raises either, by call
+            return FileNotFoundError(2, "no such object", f"{self.label}: {what}")
+        if isinstance(exc, (AlreadyExistsError, PreconditionError)):
+            return FileExistsError(17, "object exists", f"{self.label}: {what}")
+        if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
+            return S3Error(f"{self.label}: access denied ({_first_line(exc)})")
+        if isinstance(exc, Exception):  # obstore's GenericError and friends: connection, bucket, timeouts
             if type(exc).__module__.startswith("obstore") or isinstance(exc, OSError):
-                raise S3Error(f"{self.label}: {what}: {_first_line(exc)}") from exc
-            raise
-        except BaseException as exc:  # a Rust panic (pyo3's PanicException) is not an Exception
-            if type(exc).__name__ == "PanicException":
-                raise S3Error(f"{self.label}: {what}: the S3 client failed ({_first_line(exc)})") from exc
-            raise
+                return S3Error(f"{self.label}: {what}: {_first_line(exc)}")
+            return None
+        if type(exc).__name__ == "PanicException":  # a Rust panic (pyo3's) is not an Exception
+            return S3Error(f"{self.label}: {what}: the S3 client failed ({_first_line(exc)})")
+        return None
 
     # ---- the Storage protocol ---------------------------------------------------------------------
 
