@@ -525,3 +525,61 @@ def test_a_read_with_the_listed_size_is_the_whole_object_whatever_its_size_now(s
     assert storage.read_bytes("0000/empty.ltx", listed_size=0) == b""
     with pytest.raises(FileNotFoundError):
         storage.read_bytes("0000/gone.ltx", listed_size=10)
+
+
+def test_a_litestream_beside_it_on_s3_stops_the_replicator(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    """Litestream uploads the same TXIDs a little after ltxkit, replacing files ltxkit has moved
+    past: the check of ltxkit's newest file alone could miss it for good. The periodic listing of
+    level 0 (ETags against the ones ltxkit's PUTs got) stops the replicator, exit 1."""
+    db = H.make_db(tmp_path / "app.db", rows=20)
+    url = seaweed.url("beside/litestream")
+    writer = H.Writer(db)
+    rep = H.LtxkitReplicator(db, url)
+    try:
+        rep.start()
+        writer.write(5)
+        rep.wait_for(lambda: bool(rep.published()))
+        beside = {"replica": {"type": None, "path": None, "url": url}}
+        with H.Replicator(db, tmp_path / "unused", db_overrides=beside):
+            deadline = time.monotonic() + 60
+            while rep.alive and time.monotonic() < deadline:
+                writer.write(2)
+                time.sleep(0.3)
+            assert not rep.alive, "ltxkit replicate went on beside Litestream for 60 s"
+        assert rep.wait_dead() == 1
+        last = rep.log_text().strip().splitlines()[-1]
+        assert "another replicator " in last and "One replicator per replica" in last, last
+    finally:
+        if rep.alive:
+            rep.kill9()
+        writer.close()
+
+
+def test_a_file_replaced_behind_the_newest_stops_the_replicator(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    """What a lagging Litestream does, made certain: a file ltxkit published and has moved past
+    is replaced by other bytes. Only the periodic listing of level 0 sees it (every 10 s)."""
+    db = H.make_db(tmp_path / "app.db", rows=20)
+    url = seaweed.url("behind/newest")
+    writer = H.Writer(db)
+    rep = H.LtxkitReplicator(db, url)
+    try:
+        rep.start()
+        for _ in range(4):
+            writer.write(2)
+            time.sleep(0.3)
+        rep.wait_for(lambda: len(rep.published()) >= 3)
+        victim = rep.published()[1]["key"]
+        data = open_storage(url).read_bytes(victim)
+        _replace(url, victim, data[:-1] + bytes([data[-1] ^ 1]))
+        deadline = time.monotonic() + 40
+        while rep.alive and time.monotonic() < deadline:
+            writer.write(2)
+            time.sleep(0.5)
+        assert not rep.alive, "ltxkit replicate went on after a file it published was replaced"
+        assert rep.wait_dead() == 1
+        last = rep.log_text().strip().splitlines()[-1]
+        assert f"another replicator replaced {victim}, a file this one published" in last, last
+    finally:
+        if rep.alive:
+            rep.kill9()
+        writer.close()

@@ -197,15 +197,15 @@ class S3Storage:
 
     # ---- the Storage protocol ---------------------------------------------------------------------
 
-    def list(self, prefix: str) -> list[Entry]:
+    def list(self, prefix: str, *, after: str | None = None) -> list[Entry]:
         import obstore
 
         def run(store: S3Store) -> list[Entry]:
             out = []
-            for chunk in obstore.list(store, prefix=prefix or None, chunk_size=1000):
+            for chunk in obstore.list(store, prefix=prefix or None, offset=after, chunk_size=1000):
                 for meta in chunk:
                     ts = meta["last_modified"]
-                    out.append(Entry(meta["path"], meta["size"], int(ts.timestamp() * 1e9)))
+                    out.append(Entry(meta["path"], meta["size"], int(ts.timestamp() * 1e9), tag=meta.get("e_tag")))
             return out
 
         entries = self._call(f"listing {prefix or '/'}", run)
@@ -296,9 +296,9 @@ class S3Storage:
         stamp = datetime.fromtimestamp(created_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         size = source.stat().st_size
         with open(source, "rb") as fh:
-            self._call(key, obstore.put, key, fh, mode="create", attributes={TIMESTAMP_KEY: stamp})
+            put = self._call(key, obstore.put, key, fh, mode="create", attributes={TIMESTAMP_KEY: stamp})
         source.unlink()
-        return Entry(key, size, created_ms * 1_000_000)
+        return Entry(key, size, created_ms * 1_000_000, tag=put.get("e_tag"))
 
     def put_bytes(self, key: str, data: bytes) -> None:
         import obstore

@@ -49,6 +49,9 @@ class Entry:
     #: symbolic link", or the error listing or stat gave. Litestream lists such names too.
     problem: str | None = None
     directory: bool = False  # a directory that could not be listed (its files are unknown)
+    #: the backend's tag for this version of the object (an S3 ETag): a replaced object has a new
+    #: one. None where the backend keeps none (a directory).
+    tag: str | None = None
 
 
 class Storage(Protocol):
@@ -60,8 +63,8 @@ class Storage(Protocol):
     label: str  # how the user named it: for messages and reports, never a path to open
     layout: KeyLayout
 
-    def list(self, prefix: str) -> list[Entry]:
-        """Every key below `prefix`, sorted."""
+    def list(self, prefix: str, *, after: str | None = None) -> list[Entry]:
+        """Every key below `prefix`, sorted; with `after`, only the keys sorting after it."""
         ...
 
     def open(self, key: str) -> BinaryIO:
@@ -263,8 +266,8 @@ class LocalStorage:
     def _file(self, key: str) -> str:
         return os.path.join(self._root_str, *key.split("/"))
 
-    def list(self, prefix: str) -> list[Entry]:
-        """Every file below `prefix`, recursively, sorted by key.
+    def list(self, prefix: str, *, after: str | None = None) -> list[Entry]:
+        """Every file below `prefix`, recursively, sorted by key (with `after`, the ones after it).
 
         Directory symlinks are followed, as Litestream's `os.ReadDir` + stat follow them (a
         directory reached twice is listed once). Nothing is skipped silently: a directory named
@@ -314,7 +317,7 @@ class LocalStorage:
                         continue
                     out.append(Entry(key, st.st_size, st.st_mtime_ns))
         out.sort(key=lambda e: e.key)
-        return out
+        return out if after is None else [e for e in out if e.key > after]
 
     def open(self, key: str) -> BinaryIO:
         return open(self._file(key), "rb")

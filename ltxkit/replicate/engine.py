@@ -54,6 +54,8 @@ from ltxkit.wal import WAL_HEADER_SIZE, frame_trailer_checksum, scan
 
 WAKE_S = 0.02  # how often an idle replicator looks for a commit (two stat calls)
 IDLE_SYNC_S = 10.0  # an unchanged database is still synced this often
+FOREIGN_SWEEP_S = 10.0  # how often level 0 is listed for files another replicator replaced
+RECENT_PUBLISHED = 64  # how many of this process's newest files that listing checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,10 @@ class Replicator:
         # the highest TXID this process published or tried to (a failed publish may still have
         # landed): a newer file in the replica is another replicator's (see `_open`)
         self._own_txid = 0
+        # key -> version tag (S3's ETag) of this process's newest published files, oldest first;
+        # empty where the storage keeps no tags (a directory: its files are read instead)
+        self._published: dict[str, str] = {}
+        self._last_sweep = time.monotonic()
         self._waiting = False
         self._last_checkpoint = time.monotonic()
         self.policy = policy  # compaction, snapshots, retention (None: L0 files only)
@@ -379,6 +385,7 @@ class Replicator:
             return
         found = file_checksum_at(self.storage, saved.key, saved.size)
         if found == saved.file_checksum:
+            self._sweep_for_another()
             return
         if found is not None and self._own_txid >= saved.txid:
             # replaced, not removed (a repair only ever moves files away): Litestream writes the
@@ -389,6 +396,32 @@ class Replicator:
         self.saved = None
         if not self._open():
             return
+
+    def _sweep_for_another(self) -> None:
+        """Catch a replicator that lags behind this one: a Litestream uploading the same TXIDs a
+        little later replaces files this one has already moved past, where the check of the newest
+        file never looks. Every `FOREIGN_SWEEP_S`, one listing of level 0 from the oldest of this
+        process's recent files on: a tag that is not the one our PUT got back is another's file,
+        and so is any file past our last TXID."""
+        if not self._published or time.monotonic() - self._last_sweep < FOREIGN_SWEEP_S:
+            return
+        self._last_sweep = time.monotonic()
+        layout = self.storage.layout
+        oldest = next(iter(self._published))
+        for entry in self.storage.list(layout.level_dir(0), after=oldest[:-1]):  # keys from `oldest` on
+            ours = self._published.get(entry.key)
+            if ours is not None and entry.tag is not None and entry.tag != ours:
+                raise self._another_replicator(f"replaced {entry.key}, a file this one published")
+            parsed = layout.parse(entry.key)
+            if parsed is not None and parsed[2] > self._own_txid:
+                raise self._another_replicator(f"published {entry.key}, past this one's last TXID")
+
+    def _remember(self, key: str, tag: str | None) -> None:
+        if tag is None:
+            return
+        self._published[key] = tag
+        if len(self._published) > RECENT_PUBLISHED:
+            del self._published[next(iter(self._published))]
 
     # ---- reading the WAL ----------------------------------------------------------------------------
 
@@ -544,9 +577,10 @@ class Replicator:
         header = intent.header(timestamp=now_ms, wal=wal_range)
         self._own_txid = max(self._own_txid, intent.txid)
         try:
-            size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=now_ms)
+            size, file_checksum, tag = build_and_publish(storage, key, header, write, check, created_ms=now_ms)
         except TakenByAnother:
             raise self._another_replicator(f"published {key} first, the file this one was publishing") from None
+        self._remember(key, tag)
         self.hooks.step("published")
         intent, state = proven[0]
         assert self.source is not None

@@ -127,7 +127,7 @@ def compact(storage: Storage, level: int) -> tuple[str, int] | None:
                 if missing:
                     raise ProofError("proof-snapshot-hole", f"a compaction from TXID 1 lacks page {missing[0]}")
 
-        size, file_checksum = build_and_publish(storage, key, header, write, check, created_ms=header.timestamp)
+        size, file_checksum, _ = build_and_publish(storage, key, header, write, check, created_ms=header.timestamp)
     head, tail = _recorded(storage, inputs[0]), _recorded(storage, inputs[-1])
     if head is not None and tail is not None:  # the merge reaches what its last input reached
         ledger.put(
@@ -172,7 +172,7 @@ def snapshot(storage: Storage, state: PageMap, txid: int) -> tuple[str, int] | N
             with open(path, "rb") as fh:
                 prove(fh, intent, None)
 
-        size, file_checksum = build_and_publish(storage, key, header, pages, check, created_ms=header.timestamp)
+        size, file_checksum, _ = build_and_publish(storage, key, header, pages, check, created_ms=header.timestamp)
         ledger.put(
             storage,
             ledger.Record(SNAPSHOT_LEVEL, 1, txid, page_size, commit, len(sums), file_checksum, None, state.checksum()),

@@ -8,10 +8,17 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.schema import Header
 from ltxkit.replica.storage import Storage
+
+
+class Published(NamedTuple):
+    size: int
+    file_checksum: int
+    tag: str | None  # the storage's version tag of the object (S3's ETag); None where it has none
 
 
 class TakenByAnother(FileExistsError):
@@ -37,8 +44,8 @@ def build_and_publish(
     check: Callable[[Path], None],
     *,
     created_ms: int,
-) -> tuple[int, int]:
-    """Publish the file `write` builds under `key` once `check(path)` returned; (size, file checksum)."""
+) -> Published:
+    """Publish the file `write` builds under `key` once `check(path)` returned."""
     staging = storage.make_staging()
     try:
         path = staging / key.rsplit("/", 1)[-1]
@@ -51,11 +58,12 @@ def build_and_publish(
         check(path)
         size = path.stat().st_size
         try:
-            storage.publish(key, path, created_ms=created_ms)
+            tag = storage.publish(key, path, created_ms=created_ms).tag
         except FileExistsError:
             # a create-only PUT retried after it had landed finds our own file: the same checksum
             if file_checksum_at(storage, key, size) != trailer.file_checksum:
                 raise TakenByAnother(17, "published first by another replicator", key) from None
-        return size, trailer.file_checksum
+            tag = None
+        return Published(size, trailer.file_checksum, tag)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
