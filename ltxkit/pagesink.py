@@ -95,10 +95,11 @@ class PageSink:
     def settle(self) -> None:
         """Make what is on disk so far durable in the background (`fdatasync` on another thread),
         while the caller goes on writing: the final fsync then waits only for what came after.
-        A restore calls it after a large file when more files follow; `wait_settled` before the
-        file is closed. It never replaces the final fsync, and its failure fails nothing (the
-        final fsync reports any error that matters)."""
-        if self._fd is None or self._settling is not None:
+        A restore calls it after a large file when more files follow, and again as the small
+        files after it add up; `wait_settled` before the file is closed. One at a time: while one
+        runs, a call does nothing. It never replaces the final fsync, and its failure fails nothing
+        (the final fsync reports any error that matters)."""
+        if self._fd is None or (self._settling is not None and self._settling.is_alive()):
             return
         self.flush()
         fd = self._fd

@@ -90,7 +90,7 @@ SPLIT_MIN_BYTES = 32 << 20  # a file smaller than this is decoded in one process
 # a file this small is read whole in one call instead of streamed: per-file cost is what a restore
 # through thousands of small L0 files spends its time on
 WHOLE_READ_MAX_BYTES = 1 << 20
-SETTLE_AFTER_BYTES = 16 << 20  # after a file this large, make it durable while the next ones decode
+SETTLE_AFTER_BYTES = 16 << 20  # written since the last background sync: start another (`PageSink.settle`)
 
 
 def _decode_span_in_child(url: str, key: str, header: Header, start: int, end: int, fd: int) -> SpanResult:
@@ -198,10 +198,14 @@ def _restore_into(
     far: set[int] = set()  # pages far beyond the flags, where one byte per page would cost gigabytes
     pages_written = 0
     bytes_read = 0
+    settled_at = 0  # pages_written when the last background sync started
     try:
-        for i, f in enumerate(plan):
-            if i and sink is not None and plan[i - 1].size >= SETTLE_AFTER_BYTES:
-                sink.settle()  # the large file just written reaches the disk while the rest decode
+        for f in plan:
+            if sink is not None and (pages_written - settled_at) * sink.page_size >= SETTLE_AFTER_BYTES:
+                # what was written so far reaches the disk while the rest decode: the final fsync
+                # then waits for the last few megabytes only
+                sink.settle()
+                settled_at = pages_written
             fd = _file_descriptor(out) if jobs > 1 and f.size >= SPLIT_MIN_BYTES and can_fork() else None
             if fd is not None:
                 if sink is not None:

@@ -120,8 +120,9 @@ def test_a_worker_that_dies_makes_the_restore_start_over(
 def test_a_large_file_is_made_durable_while_the_next_ones_decode(
     tmp_path: Path, jobs: int, split_everything: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After a large file, a background fdatasync of the output starts (once), and has ended
-    before the restore returns; the bytes are the model's either way."""
+    """Once enough is written (here: anything), a background fdatasync of the output starts, one at
+    a time, never on the restoring thread, and has ended before the restore returns; the bytes are
+    the model's either way."""
     import threading
 
     db = build(tmp_path / "r")
@@ -137,5 +138,5 @@ def test_a_large_file_is_made_durable_while_the_next_ones_decode(
     out = tmp_path / "out.db"
     restore_to_path(LocalStorage(tmp_path / "r"), out, jobs=jobs)
     assert out.read_bytes() == db.image()
-    assert len(calls) == 1 and calls[0][1] is False  # once, and not on the restoring thread
+    assert calls and not any(on_main for _, on_main in calls)  # not on the restoring thread
     assert not [t for t in threading.enumerate() if t.name == "ltxkit-settle"]  # joined before returning
