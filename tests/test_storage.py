@@ -156,3 +156,14 @@ def test_s3_paths_are_read_as_litestream_reads_them(monkeypatch: pytest.MonkeyPa
         storage = S3Storage(f"s3://bucket/{typed}{end}")
         assert storage.root == root, typed
         assert S3Storage(storage.url).root == root  # the URL workers reopen it by names the same objects
+
+
+def test_etags_compare_whatever_quotes_a_provider_puts_around_them() -> None:
+    """The replicator compares the ETag its PUT got with the one a listing shows: a provider that
+    quotes one and not the other must not look like another replicator replacing a file."""
+    from ltxkit.replica.s3 import _etag
+
+    assert _etag('"9b2cf535f27731c974343645a3985328"') == _etag("9b2cf535f27731c974343645a3985328")
+    assert _etag('W/"abc-2"') == _etag(' "abc-2" ') == "abc-2"  # weak marker, spaces, a multipart tag
+    assert _etag('"abc"') != _etag('"abd"')
+    assert _etag(None) is None and _etag("") is None and _etag('""') is None

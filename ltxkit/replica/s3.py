@@ -205,7 +205,8 @@ class S3Storage:
             for chunk in obstore.list(store, prefix=prefix or None, offset=after, chunk_size=1000):
                 for meta in chunk:
                     ts = meta["last_modified"]
-                    out.append(Entry(meta["path"], meta["size"], int(ts.timestamp() * 1e9), tag=meta.get("e_tag")))
+                    tag = _etag(meta.get("e_tag"))
+                    out.append(Entry(meta["path"], meta["size"], int(ts.timestamp() * 1e9), tag=tag))
             return out
 
         entries = self._call(f"listing {prefix or '/'}", run)
@@ -296,7 +297,7 @@ class S3Storage:
         with open(source, "rb") as fh:
             put = self._call(key, obstore.put, key, fh, mode="create", attributes={TIMESTAMP_KEY: stamp})
         source.unlink()
-        return Entry(key, size, created_ms * 1_000_000, tag=put.get("e_tag"))
+        return Entry(key, size, created_ms * 1_000_000, tag=_etag(put.get("e_tag")))
 
     def put_bytes(self, key: str, data: bytes) -> None:
         import obstore
@@ -426,6 +427,15 @@ def _background() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(S3Storage.concurrency, thread_name_prefix="ltxkit-s3-ahead")
         return _pool
+
+
+def _etag(value: str | None) -> str | None:
+    """An ETag as a comparable tag: without the quotes (and weak marker) that a PUT's response
+    header and a listing's XML may spell differently from one provider to the next."""
+    if not value:
+        return None
+    value = value.strip()
+    return (value[2:] if value.startswith("W/") else value).strip('"') or None
 
 
 def _first_line(exc: BaseException) -> str:
