@@ -529,3 +529,62 @@ def test_regression_increment_from_a_checkpointed_wal_races_a_wal_restart(tmp_pa
     finally:
         rep.close()
         app.close()
+
+
+class _TaggedDirectory:
+    """A directory that keeps version tags as an object store keeps ETags: each publish gets a new
+    one, and `retag` changes what listings show for a file without touching its bytes (what a
+    provider may do), so the replicator's sweep for another writer runs on a real replica."""
+
+    @staticmethod
+    def make(root: Path):  # type: ignore[no-untyped-def]
+        import dataclasses
+
+        from ltxkit.replica.storage import LocalStorage
+
+        class Tagged(LocalStorage):
+            def __init__(self) -> None:
+                super().__init__(root)
+                self.tags: dict[str, str] = {}
+
+            def publish(self, key, source, *, created_ms):  # type: ignore[no-untyped-def]
+                entry = super().publish(key, source, created_ms=created_ms)
+                self.tags[key] = f"put-{len(self.tags)}"
+                return dataclasses.replace(entry, tag=self.tags[key])
+
+            def list(self, prefix, *, after=None):  # type: ignore[no-untyped-def]
+                return [dataclasses.replace(e, tag=self.tags.get(e.key)) for e in super().list(prefix, after=after)]
+
+        (root / "ltx").mkdir(parents=True)
+        return Tagged()
+
+
+def test_the_sweep_stops_on_replaced_bytes_not_on_a_changed_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ltxkit.replicate import engine
+
+    monkeypatch.setattr(engine, "FOREIGN_SWEEP_S", 0.0)  # every sync lists level 0
+    app, insert, other = _app(tmp_path)
+    other.close()  # the same database, into a replica that keeps tags
+    storage = _TaggedDirectory.make(tmp_path / "tagged")
+    rep = Replicator(tmp_path / "app.db", storage, options=Options(checkpoint_interval_s=3600), emit=lambda e: None)
+    try:
+        for _ in range(3):
+            insert(3)
+            assert rep.sync()
+        keys = sorted(storage.tags)
+        assert len(keys) == 3
+        storage.tags[keys[1]] = "re-tagged by the provider"  # same bytes, another tag
+        insert(3)
+        assert rep.sync()  # read back: the bytes are ours, so it goes on
+        path = tmp_path / "tagged" / keys[1]
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # now the bytes differ too
+        storage.tags[keys[1]] = "another writer's"
+        insert(3)
+        with pytest.raises(engine.FatalError, match=f"another replicator replaced {keys[1]}"):
+            rep.sync()
+    finally:
+        rep.close()
+        app.close()

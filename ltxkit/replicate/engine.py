@@ -116,9 +116,9 @@ class Replicator:
         # the highest TXID this process published or tried to (a failed publish may still have
         # landed): a newer file in the replica is another replicator's (see `_open`)
         self._own_txid = 0
-        # key -> version tag (S3's ETag) of this process's newest published files, oldest first;
-        # empty where the storage keeps no tags (a directory: its files are read instead)
-        self._published: dict[str, str] = {}
+        # key -> (version tag (S3's ETag), size, file checksum) of this process's newest published
+        # files, oldest first; empty where the storage keeps no tags (a directory: files are read)
+        self._published: dict[str, tuple[str, int, int]] = {}
         self._last_sweep = time.monotonic()
         self._waiting = False
         self._last_checkpoint = time.monotonic()
@@ -401,8 +401,9 @@ class Replicator:
         """Catch a replicator that lags behind this one: a Litestream uploading the same TXIDs a
         little later replaces files this one has already moved past, where the check of the newest
         file never looks. Every `FOREIGN_SWEEP_S`, one listing of level 0 from the oldest of this
-        process's recent files on: a tag that is not the one our PUT got back is another's file,
-        and so is any file past our last TXID."""
+        process's recent files on: a tag that is not the one our PUT got back is another's file
+        once its bytes say so too (a provider may change a tag, not the bytes), and so is any file
+        past our last TXID."""
         if not self._published or time.monotonic() - self._last_sweep < FOREIGN_SWEEP_S:
             return
         self._last_sweep = time.monotonic()
@@ -410,16 +411,19 @@ class Replicator:
         oldest = next(iter(self._published))
         for entry in self.storage.list(layout.level_dir(0), after=oldest[:-1]):  # keys from `oldest` on
             ours = self._published.get(entry.key)
-            if ours is not None and entry.tag is not None and entry.tag != ours:
-                raise self._another_replicator(f"replaced {entry.key}, a file this one published")
+            if ours is not None and entry.tag is not None and entry.tag != ours[0]:
+                _, size, checksum = ours
+                if entry.size != size or file_checksum_at(self.storage, entry.key, size) != checksum:
+                    raise self._another_replicator(f"replaced {entry.key}, a file this one published")
+                self._published[entry.key] = (entry.tag, size, checksum)
             parsed = layout.parse(entry.key)
             if parsed is not None and parsed[2] > self._own_txid:
                 raise self._another_replicator(f"published {entry.key}, past this one's last TXID")
 
-    def _remember(self, key: str, tag: str | None) -> None:
+    def _remember(self, key: str, tag: str | None, size: int, file_checksum: int) -> None:
         if tag is None:
             return
-        self._published[key] = tag
+        self._published[key] = (tag, size, file_checksum)
         if len(self._published) > RECENT_PUBLISHED:
             del self._published[next(iter(self._published))]
 
@@ -580,7 +584,7 @@ class Replicator:
             size, file_checksum, tag = build_and_publish(storage, key, header, write, check, created_ms=now_ms)
         except TakenByAnother:
             raise self._another_replicator(f"published {key} first, the file this one was publishing") from None
-        self._remember(key, tag)
+        self._remember(key, tag, size, file_checksum)
         self.hooks.step("published")
         intent, state = proven[0]
         assert self.source is not None
