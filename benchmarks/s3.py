@@ -246,6 +246,19 @@ def _serving(seaweed: SeaweedFS, cpu: list[float], args: list[str], env: dict[st
     return run
 
 
+def _median_row(label: str, ours: list[float], theirs: list[float]) -> Row:
+    """A row of seconds: the median of each tool's runs, every run kept in the results file."""
+    return Row(
+        "s3",
+        label,
+        "s",
+        statistics.median(ours),
+        statistics.median(theirs),
+        higher_is_better=False,
+        extra={"ltxkit": ours, "litestream": theirs},
+    )
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t = time.perf_counter()
     result = fn()
@@ -336,13 +349,10 @@ def bench_s3(ctx: Context) -> None:
             )
         )
         ctx.add(
-            Row(
-                "s3",
+            _median_row(
                 "  restore from S3, median of the 3 runs (how far one run's noise moves the best)",
-                "s",
-                statistics.median(r.seconds for r in ours),
-                statistics.median(r.seconds for r in theirs),
-                higher_is_better=False,
+                [r.seconds for r in ours],
+                [r.seconds for r in theirs],
             )
         )
         # Both the client and SeaweedFS run on this machine's cores: their CPU seconds, added and
@@ -350,25 +360,15 @@ def bench_s3(ctx: Context) -> None:
         cores = os.cpu_count() or 1
         best = min(range(3), key=lambda i: ours[i].seconds)
         ctx.add(
-            Row(
-                "s3",
+            _median_row(
                 "  CPU per restore: the restoring process, user + system (median of 3)",
-                "s",
-                statistics.median(r.cpu_seconds for r in ours),
-                statistics.median(r.cpu_seconds for r in theirs),
-                higher_is_better=False,
-                extra={"ltxkit": [r.cpu_seconds for r in ours], "litestream": [r.cpu_seconds for r in theirs]},
+                [r.cpu_seconds for r in ours],
+                [r.cpu_seconds for r in theirs],
             )
         )
         ctx.add(
-            Row(
-                "s3",
-                "  CPU per restore: SeaweedFS serving it (median of 3)",
-                "s",
-                statistics.median(server_cpu["ltxkit"]),
-                statistics.median(server_cpu["litestream"]),
-                higher_is_better=False,
-                extra=server_cpu,
+            _median_row(
+                "  CPU per restore: SeaweedFS serving it (median of 3)", server_cpu["ltxkit"], server_cpu["litestream"]
             )
         )
         bound = (ours[best].cpu_seconds + server_cpu["ltxkit"][best]) / cores

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -102,6 +103,29 @@ def test_litestream_replica_on_s3_verifies_and_restores_byte_identical(
     assert H.row_count(tmp_path / "lk-timestamp.db") == H.row_count(tmp_path / "lk-txid.db")
 
 
+@contextlib.contextmanager
+def replicating(tmp_path: Path, url: str, rows: int = 20) -> Iterator[tuple[Path, H.Writer, H.LtxkitReplicator]]:
+    """A database with a writer and an `ltxkit replicate` of it to `url` (not started yet); the
+    replicator is killed and the writer closed whatever the test did."""
+    db = H.make_db(tmp_path / "app.db", rows=rows)
+    writer = H.Writer(db)
+    rep = H.LtxkitReplicator(db, url)
+    try:
+        yield db, writer, rep
+    finally:
+        if rep.alive:
+            rep.kill9()
+        writer.close()
+
+
+def write_until_it_stops(rep: H.LtxkitReplicator, writer: H.Writer, seconds: float, pause: float) -> None:
+    """Commit small transactions until the replicator exits or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while rep.alive and time.monotonic() < deadline:
+        writer.write(2)
+        time.sleep(pause)
+
+
 def _copy_replica(src_url: str, dst_url: str) -> None:
     src, dst = open_storage(src_url), open_storage(dst_url, create=True)
     for e in src.list(""):
@@ -185,11 +209,8 @@ def test_repair_from_db_on_s3_keeps_every_original_in_quarantine(
 
 
 def test_ltxkit_replicate_to_s3_survives_kill9_and_checkpoint(seaweed: SeaweedFS, tmp_path: Path) -> None:
-    db = H.make_db(tmp_path / "app.db", rows=30)
     url = seaweed.url("ltxkit/app")
-    writer = H.Writer(db)
-    rep = H.LtxkitReplicator(db, url)
-    try:
+    with replicating(tmp_path, url, rows=30) as (db, writer, rep):
         rep.start()
         writer.run_for(0.8)
         rep.kill9()
@@ -199,10 +220,6 @@ def test_ltxkit_replicate_to_s3_survives_kill9_and_checkpoint(seaweed: SeaweedFS
         rep.start()
         writer.run_for(0.8)
         assert rep.stop() == 0
-    finally:
-        if rep.alive:
-            rep.kill9()
-        writer.close()
     out = tmp_path / "restored.db"
     r = litestream_restore(url, out)
     assert r.returncode == 0, r.stderr
@@ -490,27 +507,18 @@ def test_a_percent_encoded_path_names_the_replica_litestream_reads(seaweed: Seaw
 def test_two_replicators_on_one_s3_replica_stop_instead_of_taking_turns(seaweed: SeaweedFS, tmp_path: Path) -> None:
     """No lock exists on S3: the create-only publish that finds the other's object stops one."""
     url = seaweed.url("two/writers")
-    dbs = [H.make_db(tmp_path / f"db{i}" / "app.db", rows=20) for i in (1, 2)]
-    writers = [H.Writer(db) for db in dbs]
-    reps = [H.LtxkitReplicator(db, url) for db in dbs]
-    try:
-        for rep in reps:
-            rep.start()
+    with replicating(tmp_path / "one", url) as (_, w1, r1), replicating(tmp_path / "two", url) as (_, w2, r2):
+        r1.start()
+        r2.start()
         deadline = time.monotonic() + 30
-        while all(rep.alive for rep in reps) and time.monotonic() < deadline:
-            for w in writers:
-                w.run_for(0.1)
-        stopped = [rep for rep in reps if not rep.alive]
+        while r1.alive and r2.alive and time.monotonic() < deadline:
+            w1.run_for(0.1)
+            w2.run_for(0.1)
+        stopped = [rep for rep in (r1, r2) if not rep.alive]
         assert stopped, "both replicators still running after 30 s of writes to both databases"
         for rep in stopped:
             assert rep.wait_dead(5) == 1, rep.log_text()[-2000:]
             assert "another replicator" in rep.log_text(), rep.log_text()[-2000:]
-    finally:
-        for rep in reps:
-            if rep.alive:
-                rep.stop()
-        for w in writers:
-            w.close()
 
 
 def test_a_read_with_the_listed_size_is_the_whole_object_whatever_its_size_now(seaweed: SeaweedFS) -> None:
@@ -531,38 +539,25 @@ def test_a_litestream_beside_it_on_s3_stops_the_replicator(seaweed: SeaweedFS, t
     """Litestream uploads the same TXIDs a little after ltxkit, replacing files ltxkit has moved
     past: the check of ltxkit's newest file alone could miss it for good. The periodic listing of
     level 0 (ETags against the ones ltxkit's PUTs got) stops the replicator, exit 1."""
-    db = H.make_db(tmp_path / "app.db", rows=20)
     url = seaweed.url("beside/litestream")
-    writer = H.Writer(db)
-    rep = H.LtxkitReplicator(db, url)
-    try:
+    with replicating(tmp_path, url) as (db, writer, rep):
         rep.start()
         writer.write(5)
         rep.wait_for(lambda: bool(rep.published()))
         beside = {"replica": {"type": None, "path": None, "url": url}}
         with H.Replicator(db, tmp_path / "unused", db_overrides=beside):
-            deadline = time.monotonic() + 60
-            while rep.alive and time.monotonic() < deadline:
-                writer.write(2)
-                time.sleep(0.3)
+            write_until_it_stops(rep, writer, 60, 0.3)
             assert not rep.alive, "ltxkit replicate went on beside Litestream for 60 s"
         assert rep.wait_dead() == 1
         last = rep.log_text().strip().splitlines()[-1]
         assert "another replicator " in last and "One replicator per replica" in last, last
-    finally:
-        if rep.alive:
-            rep.kill9()
-        writer.close()
 
 
 def test_a_file_replaced_behind_the_newest_stops_the_replicator(seaweed: SeaweedFS, tmp_path: Path) -> None:
     """What a lagging Litestream does, made certain: a file ltxkit published and has moved past
     is replaced by other bytes. Only the periodic listing of level 0 sees it (every 10 s)."""
-    db = H.make_db(tmp_path / "app.db", rows=20)
     url = seaweed.url("behind/newest")
-    writer = H.Writer(db)
-    rep = H.LtxkitReplicator(db, url)
-    try:
+    with replicating(tmp_path, url) as (_db, writer, rep):
         rep.start()
         for _ in range(4):
             writer.write(2)
@@ -571,15 +566,8 @@ def test_a_file_replaced_behind_the_newest_stops_the_replicator(seaweed: Seaweed
         victim = rep.published()[1]["key"]
         data = open_storage(url).read_bytes(victim)
         _replace(url, victim, data[:-1] + bytes([data[-1] ^ 1]))
-        deadline = time.monotonic() + 40
-        while rep.alive and time.monotonic() < deadline:
-            writer.write(2)
-            time.sleep(0.5)
+        write_until_it_stops(rep, writer, 40, 0.5)
         assert not rep.alive, "ltxkit replicate went on after a file it published was replaced"
         assert rep.wait_dead() == 1
         last = rep.log_text().strip().splitlines()[-1]
         assert f"another replicator replaced {victim}, a file this one published" in last, last
-    finally:
-        if rep.alive:
-            rep.kill9()
-        writer.close()
