@@ -299,6 +299,27 @@ def test_a_litestream_started_beside_it_stops_the_replicator(app: tuple[Path, Pa
         assert "One replicator per replica" in last
 
 
+def test_a_litestream_running_before_it_stops_the_replicator(app: tuple[Path, Path, H.Writer]) -> None:
+    """Nothing marks a running Litestream when ltxkit starts (its tables outlive it), so the start
+    is not refused; the first file both write under one name stops ltxkit, exit 1, in seconds."""
+    db, replica, writer = app
+    with H.Replicator(db, replica):
+        for _ in range(10):
+            writer.write(2)
+            time.sleep(0.2)
+        rep = H.LtxkitReplicator(db, replica)
+        with rep:
+            rep.start()
+            deadline = time.monotonic() + 60
+            while rep.alive and time.monotonic() < deadline:
+                writer.write(2)
+                time.sleep(0.3)
+            assert not rep.alive, "ltxkit replicate went on beside a Litestream started before it"
+            assert rep.wait_dead() == 1
+            last = rep.log_text().strip().splitlines()[-1]
+            assert last.startswith(f"ltxkit: {replica}: another replicator "), last
+
+
 def test_a_database_reached_through_a_symlink_is_read_with_its_wal(tmp_path: Path) -> None:
     """SQLite keeps a linked database's -wal beside the file the link names. checksum, snapshot
     and replicate used to look for `link-wal`: checksum then read the stale file alone (here,
