@@ -167,3 +167,33 @@ def test_etags_compare_whatever_quotes_a_provider_puts_around_them() -> None:
     assert _etag('W/"abc-2"') == _etag(' "abc-2" ') == "abc-2"  # weak marker, spaces, a multipart tag
     assert _etag('"abc"') != _etag('"abd"')
     assert _etag(None) is None and _etag("") is None and _etag('""') is None
+
+
+def test_an_s3_replicator_removes_the_local_staging_killed_ones_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 builds its files in $TMPDIR, outside any replica a later run looks in: a replicator
+    killed mid-build left its staging (a snapshot as large as the database) there for good."""
+    import subprocess
+    import tempfile
+
+    from ltxkit.replica import s3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(s3, "_swept_tmp", False, raising=False)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no process holds now
+    dead = tmp_path / f".ltxkit-staging-{gone.pid}-abc"
+    dead.mkdir()
+    (dead / "0000000000000009-0000000000000009.ltx").write_bytes(b"x" * 1000)
+    live = tmp_path / f".ltxkit-staging-{os.getpid()}-def"  # a build in progress: kept
+    live.mkdir()
+    other = tmp_path / "unrelated"
+    other.mkdir()
+    storage = s3.S3Storage("s3://bucket/app?endpoint=http://127.0.0.1:9")
+    made = storage.make_staging()
+    assert made.parent == tmp_path and made.name.startswith(f".ltxkit-staging-{os.getpid()}-")
+    assert not dead.exists() and live.exists() and other.exists()
+    assert storage.stale_staging() == ()  # nothing of it is the replica's: verify names none

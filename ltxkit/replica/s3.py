@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 from ltxkit.errors import UsageError
 from ltxkit.replica.keys import OBJECT_STORE
 from ltxkit.replica.layout import rfc3339_ns
-from ltxkit.replica.storage import STAGING_PREFIX, Entry, ReplicaNotFound
+from ltxkit.replica.storage import STAGING_PREFIX, Entry, ReplicaNotFound, remove_dead_staging
 
 if TYPE_CHECKING:
     from obstore.store import S3Store
@@ -273,7 +273,13 @@ class S3Storage:
         return bytes(self._call(key, lambda store, k: obstore.get(store, k).bytes(), key))
 
     def make_staging(self) -> Path:
-        """A local temporary directory: objects are uploaded from it."""
+        """A local temporary directory: objects are uploaded from it. The first one a process makes
+        first removes those of ltxkit processes that are gone: a replicator killed while it built
+        a snapshot left one behind, as large as the database, where nothing would ever look."""
+        global _swept_tmp
+        if not _swept_tmp:
+            _swept_tmp = True
+            remove_dead_staging(tempfile.gettempdir())
         return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-"))
 
     def stale_staging(self) -> tuple[str, ...]:
@@ -416,6 +422,7 @@ class _RangeReader(io.RawIOBase):
         super().close()
 
 
+_swept_tmp = False  # has this process removed dead processes' staging from $TMPDIR (`make_staging`)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 

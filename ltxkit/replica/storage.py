@@ -236,6 +236,32 @@ STAGING_PREFIX = ".ltxkit-staging-"
 WRITER_LOCK = ".ltxkit-writer.lock"  # beside ltx/: held by the one replicator writing the replica
 
 
+def dead_staging(directory: str) -> tuple[str, ...]:
+    """Names of the staging directories in `directory` whose process is gone (killed mid-build):
+    the names carry their process id, and a live one is a build in progress, not a leftover."""
+    names: set[str] = set()
+    try:
+        with os.scandir(directory) as it:
+            entries = [*it]
+    except OSError:
+        return ()
+    for entry in entries:
+        if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            names.add(entry.name)
+    return tuple(sorted(names))
+
+
+def remove_dead_staging(directory: str) -> int:
+    """Remove what `dead_staging` names; how many went (one that cannot be removed is left)."""
+    names = dead_staging(directory)
+    for name in names:
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    return len(names)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -355,21 +381,7 @@ class LocalStorage:
         return None  # a file's mtime is what Litestream's file backend sets and reads
 
     def stale_staging(self) -> tuple[str, ...]:
-        """The directory names carry their process id; one whose process is gone holds nothing
-        anyone will publish (a live one is a build in progress, not a leftover)."""
-        names: set[str] = set()
-        try:
-            with os.scandir(self._root) as it:
-                entries = [*it]
-        except OSError:
-            return ()
-        for entry in entries:
-            if not entry.name.startswith(STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
-                continue
-            pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                names.add(entry.name)
-        return tuple(sorted(names))
+        return dead_staging(self._root_str)
 
     def has_any(self, prefix: str) -> bool:
         try:
@@ -395,11 +407,7 @@ class LocalStorage:
             os.close(fd)
 
     def remove_stale_staging(self) -> int:
-        removed = 0
-        for name in self.stale_staging():
-            shutil.rmtree(os.path.join(self._root_str, name), ignore_errors=True)
-            removed += 1
-        return removed
+        return remove_dead_staging(self._root_str)
 
     def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
         target = self._path(key)
