@@ -252,9 +252,13 @@ def test_listing_pages_through_more_than_1000_keys(seaweed: SeaweedFS, tmp_path:
 def test_bad_s3_locations_are_one_line_exit_2(seaweed: SeaweedFS) -> None:
     env_no_creds = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LITESTREAM_"))}
     env_no_creds["HOME"] = "/nonexistent"
+    wrong_secret = {**os.environ, "AWS_SECRET_ACCESS_KEY": "wrong"}
+    unknown_key = {**os.environ, "AWS_ACCESS_KEY_ID": "nobody"}
     cases = [
         (seaweed.url("apps/one"), env_no_creds, "no credentials"),
-        (f"s3://no-such-bucket/x?endpoint={seaweed.endpoint}", None, "no-such-bucket"),
+        (seaweed.url("apps/one"), wrong_secret, "the secret key does not match the access key"),
+        (seaweed.url("apps/one"), unknown_key, "the server does not know the access key"),
+        (f"s3://no-such-bucket/x?endpoint={seaweed.endpoint}", None, "no such bucket (NoSuchBucket)"),
         ("s3://replicas/x?endpoint=http://127.0.0.1:9", None, "127.0.0.1:9"),
         (seaweed.url("nothing/here"), None, "not a replica"),
         # endpoints the S3 client cannot parse: it used to panic (a Rust traceback, exit 1)
@@ -571,3 +575,20 @@ def test_a_file_replaced_behind_the_newest_stops_the_replicator(seaweed: Seaweed
         assert rep.wait_dead() == 1
         last = rep.log_text().strip().splitlines()[-1]
         assert f"another replicator replaced {victim}, a file this one published" in last, last
+
+
+def test_replicate_with_refused_credentials_stops_at_once(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    """A replicator retries what may pass (a server that is down); credentials the server refuses
+    will not pass, so the start says so in one line, exit 2, before anything is made locally."""
+    db = H.make_db(tmp_path / "app.db", rows=5)
+    r = subprocess.run(
+        [sys.executable, "-m", "ltxkit", "replicate", str(db), seaweed.url("refused/app")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "AWS_SECRET_ACCESS_KEY": "wrong"},
+    )
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the secret key does not match the access key" in lines[0], r.stderr
+    assert not (tmp_path / ".app.db-ltxkit").exists()  # no state made for a replica it cannot write

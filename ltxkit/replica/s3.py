@@ -21,6 +21,7 @@ import configparser
 import io
 import os
 import posixpath
+import re
 import tempfile
 import threading
 from collections import deque
@@ -47,7 +48,24 @@ _AHEAD_DEPTH = 3  # chunks of a large object fetched ahead of the reader
 
 
 class S3Error(UsageError):
-    """The object store could not be reached or refused the request."""
+    """The object store could not be reached or refused the request. `refused`: it answered, and
+    no retry will change its answer (credentials, a missing bucket)."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+# S3 error codes no retry changes, as a person would say them
+_REFUSALS = {
+    "NoSuchBucket": "no such bucket",
+    "AccessDenied": "access denied",
+    "InvalidAccessKeyId": "the server does not know the access key",
+    "SignatureDoesNotMatch": "the secret key does not match the access key",
+    "ExpiredToken": "the session token has expired",
+    "InvalidToken": "the session token is not valid",
+}
+_S3_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 
 
 def _credentials() -> dict[str, str]:
@@ -185,8 +203,12 @@ class S3Storage:
             return FileNotFoundError(2, "no such object", f"{self.label}: {what}")
         if isinstance(exc, (AlreadyExistsError, PreconditionError)):
             return FileExistsError(17, "object exists", f"{self.label}: {what}")
+        found = _S3_CODE.search(str(exc)) if isinstance(exc, Exception) else None
+        code = found.group(1) if found else None
+        if code in _REFUSALS:  # the server's own words, whatever error class obstore chose
+            return S3Error(f"{self.label}: {_REFUSALS[code]} ({code})", refused=True)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
-            return S3Error(f"{self.label}: access denied ({_first_line(exc)})")
+            return S3Error(f"{self.label}: access denied ({_first_line(exc)})", refused=True)
         if isinstance(exc, Exception):  # obstore's GenericError and friends: connection, bucket, timeouts
             if type(exc).__module__.startswith("obstore") or isinstance(exc, OSError):
                 return S3Error(f"{self.label}: {what}: {_first_line(exc)}")
@@ -451,7 +473,17 @@ def _first_line(exc: BaseException) -> str:
 
 
 def open_s3(location: str, *, create: bool) -> S3Storage:
+    """The replica at `location`. For one to be written (`create`), a first request: refused
+    credentials or a missing bucket end the command at once, where a replicator would retry them
+    for ever; an unreachable server does not (the replicator waits for it, as Litestream does)."""
     storage = S3Storage(location)
-    if not create and not storage.exists():
-        raise ReplicaNotFound(f"{location}: no objects under this path: not a replica")
+    if not create:
+        if not storage.exists():
+            raise ReplicaNotFound(f"{location}: no objects under this path: not a replica")
+        return storage
+    try:
+        storage.exists()
+    except S3Error as exc:
+        if exc.refused:
+            raise
     return storage
