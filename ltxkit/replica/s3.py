@@ -206,7 +206,7 @@ class S3Storage:
         found = _S3_CODE.search(str(exc)) if isinstance(exc, Exception) else None
         code = found.group(1) if found else None
         if code in _REFUSALS:  # the server's own words, whatever error class obstore chose
-            return S3Error(f"{self.label}: {_REFUSALS[code]} ({code})", refused=True)
+            return S3Error(f"{self.label}: {what}: {_REFUSALS[code]} ({code})", refused=True)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             return S3Error(f"{self.label}: access denied ({_first_line(exc)})", refused=True)
         if isinstance(exc, Exception):  # obstore's GenericError and friends: connection, bucket, timeouts
