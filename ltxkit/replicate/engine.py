@@ -330,8 +330,8 @@ class Replicator:
             except LTXError:
                 self.replica_page_size = 0  # verify's business; a proof never leans on it
         saved, why = self.state.load()
-        if self._own_txid and latest is not None and latest.max_txid > self._own_txid:
-            raise self._another_replicator(f"published {latest.key}, past this one's last TXID")
+        if latest is not None:
+            self._refuse_past_own(latest.key, latest.max_txid)
         if saved is not None:
             why = self._distrust(saved, latest.key if latest else None, latest.size if latest else 0)
         if saved is not None and not why:
@@ -417,8 +417,13 @@ class Replicator:
                     raise self._another_replicator(f"replaced {entry.key}, a file this one published")
                 self._published[entry.key] = (entry.tag, size, checksum)
             parsed = layout.parse(entry.key)
-            if parsed is not None and parsed[2] > self._own_txid:
-                raise self._another_replicator(f"published {entry.key}, past this one's last TXID")
+            if parsed is not None:
+                self._refuse_past_own(entry.key, parsed[2])
+
+    def _refuse_past_own(self, key: str, max_txid: int) -> None:
+        """A file past the last TXID this process published (or tried to) is another replicator's."""
+        if self._own_txid and max_txid > self._own_txid:
+            raise self._another_replicator(f"published {key}, past this one's last TXID")
 
     def _remember(self, key: str, tag: str | None, size: int, file_checksum: int) -> None:
         if tag is None:
