@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ltxkit.errors import LtxkitError
+from ltxkit.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, LtxkitError, Terminated
 from ltxkit.format.checksum import CHECKSUM_FLAG, database_checksum, fold_page_checksums, page_checksum
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter
@@ -64,7 +64,12 @@ from ltxkit.verify.findings import Finding, ReplicaSummary, Severity
 
 
 class RepairError(LtxkitError):
-    """Repair cannot proceed; nothing was changed (or everything was backed out)."""
+    """Repair cannot proceed; nothing was changed, everything was backed out, or (`backed_out`
+    false) the back-out itself failed and the message names what is not back in place."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None, backed_out: bool = True) -> None:
+        super().__init__(message, exit_code=exit_code)
+        self.backed_out = backed_out
 
 
 @dataclass(slots=True)
@@ -493,14 +498,17 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     recorded = {e.key for e in storage.list(ledger.LEDGER_DIR + "/")}
     records = [_ledger_record(nf) for nf in plan.new_files] if recorded else []
     files = {f.key: f for f in plan.before.listing.files}
+    step = ""  # what was being done, for the message if it fails
     try:
         for key, why in sorted(plan.quarantine.items()):
             dest = quarantine_key(stamp, key)
+            step = f"moving {key} to quarantine"
             moved.append((key, dest))  # first: a Ctrl-C inside the move still puts the file back
             storage.quarantine(key, dest)
             f = files.get(key)
             rkey = ledger.key(f.level, f.min_txid, f.max_txid) if f is not None else None
             if rkey in recorded:  # its record goes with it: a record vouches only for its file
+                step = f"moving {rkey} to quarantine"
                 moved.append((rkey, quarantine_key(stamp, rkey)))
                 storage.quarantine(rkey, quarantine_key(stamp, rkey))
             manifest.append(
@@ -513,6 +521,7 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
                 }
             )
         for nf in plan.new_files:
+            step = f"publishing {nf.key}"
             published[nf.key] = -1  # first, as above: backed out even if interrupted inside publish
             try:
                 entry = storage.publish(nf.key, nf.staged, created_ms=nf.timestamp_ms)
@@ -521,17 +530,23 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
                 raise RepairError(f"{nf.key}: already exists; refusing to overwrite it") from None
             published[nf.key] = entry.size
         if manifest:
+            step = "writing the quarantine manifest"
             storage.put_bytes(quarantine_key(stamp, "manifest.json"), _manifest(manifest, plan))
+        step = "listing the replica after publishing"
         after_expected = {(k, s) for k, s in expected if k not in plan.quarantine} | set(published.items())
         if _listing_keys(storage) != after_expected:
             raise RepairError("the replica changed while repair was publishing (is Litestream running?)")
         for record in records:  # the replica keeps a ledger: what repair published is recorded too
+            rkey = ledger.key(record.level, record.min_txid, record.max_txid)
+            step = f"recording {rkey} in the ledger"
             ledger.put(storage, record)
-            published[ledger.key(record.level, record.min_txid, record.max_txid)] = 0
-    except BaseException:
-        _back_out(storage, moved, list(published), stamp)
+            published[rkey] = 0
+    except BaseException as exc:
+        left = _back_out(storage, moved, list(published), stamp)
         discard(plan)
-        raise
+        if isinstance(exc, RepairError) and not left:
+            raise
+        raise _failed_apply(exc, step, left) from exc
     discard(plan)
     after = check_replica(storage, storage.label, content=True)
     return RepairResult(plan, f"{QUARANTINE_DIR}/{stamp}" if manifest else None, after)
@@ -569,14 +584,52 @@ def _manifest(entries: list[dict[str, object]], plan: RepairPlan) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
 
-def _back_out(storage: Storage, moved: list[tuple[str, str]], published: list[str], stamp: str) -> None:
-    """Undo a half-applied repair: new files go to quarantine (never deleted), moved files go back."""
+def _back_out(storage: Storage, moved: list[tuple[str, str]], published: list[str], stamp: str) -> list[str]:
+    """Undo a half-applied repair: new files go to quarantine (never deleted), moved files go back.
+
+    Every step is tried even when one fails (the store may be failing as the repair did); the
+    return value says, one phrase each, what is not back where it was."""
+    left: list[str] = []
     for key in published:
-        with contextlib.suppress(OSError):
-            storage.quarantine(key, quarantine_key(stamp, f"backed-out/{key}"))
+        dest = quarantine_key(stamp, f"backed-out/{key}")
+        try:
+            storage.quarantine(key, dest)
+        except FileNotFoundError:
+            continue  # its publish never happened
+        except (OSError, LtxkitError):
+            left.append(f"{key} (published by this repair) is still in place")
     for key, dest in reversed(moved):
-        with contextlib.suppress(OSError):
+        try:
             storage.quarantine(dest, key)
+        except (FileNotFoundError, FileExistsError):
+            continue  # its move never happened, or stopped before the original went (a copy may stay)
+        except (OSError, LtxkitError):
+            left.append(f"{key} is still at {dest}")
+    return left
+
+
+def _failed_apply(exc: BaseException, step: str, left: list[str]) -> RepairError:
+    """The one error a failed apply ends with: what failed, and whether everything is back.
+
+    It keeps the exit code of what failed (an unreachable store: 2; Ctrl-C: 130)."""
+    if isinstance(exc, RepairError):
+        what = exc.message
+    elif isinstance(exc, KeyboardInterrupt):
+        what = f"interrupted while {step}"
+    else:
+        what = f"{step} failed: {exc}"
+    code = exc.exit_code if isinstance(exc, LtxkitError) else None
+    if isinstance(exc, KeyboardInterrupt):
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    if left:
+        return RepairError(
+            f"{what}; backing out did not finish, the replica is half-repaired: "
+            + "; ".join(left)
+            + " (nothing is lost). Once the storage answers, `ltxkit verify` the replica",
+            exit_code=code,
+            backed_out=False,
+        )
+    return RepairError(what, exit_code=code)
 
 
 def discard(plan: RepairPlan) -> None:

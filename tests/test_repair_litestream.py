@@ -16,6 +16,7 @@ import pytest
 import harness as H
 from ltxkit.format.schema import format_filename
 from ltxkit.repair import RepairError, apply_repair, plan_repair
+from ltxkit.replica.s3 import S3Error
 from ltxkit.replica.storage import LocalStorage
 
 pytestmark = pytest.mark.litestream
@@ -155,3 +156,63 @@ def test_repair_backs_out_when_the_replica_changes(tmp_path: Path) -> None:
     intruder.unlink()
     assert H.tree_digest(rep.replica_dir) == before
     assert sorted(p.name for p in rep.replica_dir.iterdir()) == ["ltx"]
+
+
+class _FailingStore:
+    """The replica's real storage, with an object store's failure injected at chosen calls: the
+    `fail_publish_at`-th publish fails, and so does moving any key in `undo_fails` during the
+    back-out (the store still failing when repair tries to undo)."""
+
+    def __init__(self, inner: LocalStorage, fail_publish_at: int, undo_fails: set[str] | None = None) -> None:
+        self.inner, self.fail_publish_at, self.undo_fails = inner, fail_publish_at, undo_fails or set()
+        self.publishes = 0
+        self.failed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def publish(self, key: str, staged: Path, **kw: object) -> object:
+        self.publishes += 1
+        if self.publishes == self.fail_publish_at:
+            self.failed = True
+            raise S3Error(f"s3://bucket/app: put {key}: connection refused")
+        return self.inner.publish(key, staged, **kw)
+
+    def quarantine(self, key: str, new_key: str) -> None:
+        if self.failed and key in self.undo_fails:
+            raise S3Error(f"s3://bucket/app: get {key}: connection refused")
+        self.inner.quarantine(key, new_key)
+
+
+def test_a_store_failing_mid_repair_is_named_and_everything_goes_back(tmp_path: Path) -> None:
+    rep = H.make_truncated_shape(tmp_path)
+    storage = LocalStorage(rep.replica_dir)
+    before = H.tree_digest(rep.replica_dir)
+    plan = plan_repair(storage, from_db=Path(rep.db_path))
+    assert plan.quarantine and len(plan.new_files) >= 2
+    failing = _FailingStore(storage, fail_publish_at=2)
+    with pytest.raises(RepairError) as info:
+        apply_repair(failing, plan)  # type: ignore[arg-type]  # the Storage protocol, by delegation
+    err = info.value
+    assert err.backed_out and err.exit_code == 2  # the store's failure keeps its code: could not run
+    assert err.message.startswith(f"publishing {plan.new_files[1].key} failed: s3://bucket/app: put ")
+    assert H.tree_digest(rep.replica_dir) == before  # every moved file is back in ltx/
+    backed_out = [p for p in (rep.replica_dir / "quarantine").rglob("*.ltx") if "backed-out" in p.parts]
+    assert [p.name for p in backed_out] == [Path(plan.new_files[0].key).name]  # never deleted
+
+
+def test_a_back_out_the_store_refuses_in_part_still_undoes_the_rest_and_says_what_is_left(tmp_path: Path) -> None:
+    rep = H.make_truncated_shape(tmp_path)
+    storage = LocalStorage(rep.replica_dir)
+    before = H.tree_digest(rep.replica_dir)
+    plan = plan_repair(storage, from_db=Path(rep.db_path))
+    first = plan.new_files[0].key
+    failing = _FailingStore(storage, fail_publish_at=2, undo_fails={first})
+    with pytest.raises(RepairError) as info:
+        apply_repair(failing, plan)  # type: ignore[arg-type]
+    err = info.value
+    assert not err.backed_out
+    assert f"{first} (published by this repair) is still in place" in err.message
+    assert "half-repaired" in err.message and "put " in err.message  # the failed publish, not the undo
+    # the undo went on past the step that failed: the moved originals are back
+    assert {k: v for k, v in H.tree_digest(rep.replica_dir).items() if k in before} == before

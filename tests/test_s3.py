@@ -274,6 +274,19 @@ def test_bad_s3_locations_are_one_line_exit_2(seaweed: SeaweedFS) -> None:
         assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
 
 
+def test_a_store_that_fails_one_path_leaves_the_others_checked_and_reported(
+    seaweed: SeaweedFS, litestream_replica: tuple[Path, str, list[str]]
+) -> None:
+    _db, url, _rows = litestream_replica
+    missing = f"s3://no-such-bucket/x?endpoint={seaweed.endpoint}"
+    r = ltxkit("verify", missing, url, "--format", "json")
+    assert r.returncode == 2, r.stdout + r.stderr  # could not check everything
+    report = json.loads(r.stdout)
+    assert [rep["ok"] for rep in report["replicas"]] == [True]  # the reachable replica was still checked
+    assert len(report["could_not_check"]) == 1 and "no-such-bucket" in report["could_not_check"][0]
+    assert "no such bucket (NoSuchBucket)" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_fleet_of_20_replicas_with_one_broken(seaweed: SeaweedFS, tmp_path: Path) -> None:
     chain = tmp_path / "chain"
     db = Db(sound=True)

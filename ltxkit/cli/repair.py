@@ -146,7 +146,8 @@ def repair(
     try:
         result = apply_repair(storage, plan)
     except RepairError as exc:
-        raise Fail(f"{replica}: {exc}; everything was put back") from None
+        put_back = "; everything was put back" if exc.backed_out else ""
+        raise Fail(f"{replica}: {exc}{put_back}", exc.exit_code) from None
     if result.quarantine is not None:
         where = join_label(storage.label, result.quarantine)
         n = len(plan.quarantine)

@@ -35,7 +35,7 @@ from ltxkit.replica.layout import (
     list_replica,
     restore_plan,
 )
-from ltxkit.replica.storage import ReplicaNotFound, Storage, open_storage
+from ltxkit.replica.storage import Storage, open_storage
 from ltxkit.verify import files as file_checks
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
@@ -358,7 +358,8 @@ def verify_paths(
 ) -> Report:
     """Check each path: a loose LTX file, a directory of them, or a replica (see `check_replica`).
 
-    A path that cannot be checked at all (missing, not a replica) goes into `report.unusable`;
+    A path that cannot be checked at all (missing, not a replica, an object store that stops
+    answering or refuses) goes into `report.unusable`;
     the other paths are still checked, so one bad argument never hides what the rest hold."""
     report = Report(mode=Mode.QUICK if quick else Mode.DEEP if deep else Mode.FULL if content else Mode.STRUCTURE)
 
@@ -374,7 +375,7 @@ def verify_paths(
     for raw in paths:
         try:
             _verify_path(raw, report, replica, quick=quick, progress=progress, jobs=jobs)
-        except (VerifyUsageError, ReplicaNotFound) as exc:  # the other paths are still checked
+        except UsageError as exc:  # missing, not a replica, a store that fails: the other paths are still checked
             report.unusable.append(str(exc))
     report.seconds = time.perf_counter() - started
     return report
