@@ -34,7 +34,8 @@ EXIT_TABLE: tuple[tuple[int, str, str], ...] = (
         EXIT_DEFECTS,
         "the data is at fault",
         "verify: defects; restore/repair refused (damaged plan, failed integrity check); repair: Ctrl-D at "
-        "its prompt; replicate: a `--once` sync failed, or a page-size change or another replicator writing "
+        "its prompt; replicate: a `--once` sync failed, a stop whose last sync failed or did not finish within "
+        "20 s, or a page-size change or another replicator writing "
         "its replica stops it",
     ),
     (

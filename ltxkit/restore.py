@@ -15,13 +15,12 @@ import errno
 import functools
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ltxkit.errors import LtxkitError
+from ltxkit.errors import EXIT_USAGE, LtxkitError
 from ltxkit.format.decoder import LTXReader, SpanResult, read_ends
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno, missing_among, missing_pages
@@ -29,7 +28,7 @@ from ltxkit.format.spans import find_cuts, join_spans
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
 from ltxkit.replica.storage import OutputExists, Storage, atomic_output, open_storage, replaceable
-from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call, reaped
+from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call, reaped, thread_pool
 
 Progress = Callable[[int, int], None]  # (bytes of LTX read so far, pages written so far)
 
@@ -40,6 +39,21 @@ class RestoreError(LtxkitError):
     def __init__(self, code: Code, message: str, key: str | None = None) -> None:
         super().__init__(message, code=code)
         self.key = key
+
+
+class Vanished(RestoreError):
+    """A file of the plan was deleted after the plan was made: a running replicator's retention
+    (or compaction) removed what the listing showed. Not damage: a new plan restores."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, key: str, more: str = "") -> None:
+        super().__init__(Code.UNREADABLE, f"{key}: deleted while the restore read the replica{more}", key)
+
+
+#: a restore whose plan loses a file to a replicator's retention lists the replica again and starts
+#: over, this many times in all (each retry restores what the replica holds by then)
+REPLAN_ATTEMPTS = 3
 
 
 @dataclass(slots=True)
@@ -81,7 +95,7 @@ def _exact_times(storage: Storage, files: list[ReplicaFile]) -> list[ReplicaFile
     first = storage.exact_created_ns(files[0].key) if files else None
     if first is None:
         return files
-    with ThreadPoolExecutor(16) as pool:
+    with thread_pool(16, "ltxkit-times") as pool:
         exact = [first, *pool.map(lambda f: storage.exact_created_ns(f.key), files[1:])]
     return [f if ns is None else dataclasses.replace(f, created_ns=ns) for f, ns in zip(files, exact, strict=True)]
 
@@ -236,9 +250,11 @@ def _restore_into(
             whole = f.size <= WHOLE_READ_MAX_BYTES
             try:
                 source = prefetch.read(f) if whole else storage.open(f.key)
+            except FileNotFoundError:
+                raise Vanished(f.key) from None
             except OSError as exc:
                 raise RestoreError(Code.UNREADABLE, f"{f.key}: cannot open: {exc.strerror or exc}", f.key) from exc
-            with contextlib.nullcontext() if isinstance(source, bytes) else source:
+            with contextlib.nullcontext() if isinstance(source, bytes) else source, _vanishing(f.key):
                 try:
                     reader = LTXReader.from_bytes(source) if isinstance(source, bytes) else LTXReader(source)
                     hdr = reader.header
@@ -282,6 +298,15 @@ def _restore_into(
     finally:
         if sink is not None:
             sink.wait_settled()  # before anyone closes the file under its background sync
+
+
+@contextlib.contextmanager
+def _vanishing(key: str) -> Iterator[None]:
+    """An object deleted while it is read in ranges (a large file on an object store) is `Vanished`."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise Vanished(key) from None
 
 
 class _Prefetch:
@@ -458,4 +483,17 @@ def restore_to_path(
                 os.unlink(f"{output}{suffix}")
 
     with atomic_output(output, replace=force, check=check) as f:
-        return restore_into(storage, plan, f, progress, jobs=jobs)
+        for attempt in range(1, REPLAN_ATTEMPTS + 1):
+            try:
+                return restore_into(storage, plan, f, progress, jobs=jobs)
+            except Vanished as exc:
+                if attempt == REPLAN_ATTEMPTS:
+                    raise Vanished(
+                        exc.key or "",
+                        f"; {attempt} plans in a row lost a file so (retention deletes faster than this restore "
+                        "reads: run it again, or with the replicator stopped)",
+                    ) from None
+            f.seek(0)
+            f.truncate(0)
+            plan = plan_for(storage, txid=txid, timestamp_ns=timestamp_ns)
+    raise AssertionError("unreachable: the last attempt returns or raises")

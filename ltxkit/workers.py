@@ -38,6 +38,24 @@ def can_fork() -> bool:
 
 
 @contextlib.contextmanager
+def thread_pool(workers: int, name: str) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """A pool of `workers` threads for blocking reads (object store requests), shut down when the
+    block ends. On an exception, Ctrl-C included, the queued work is dropped and the calls in
+    flight are not waited for: one stuck on a server that stopped answering would hold the
+    unwinding for the rest of its timeout. Only for work that reads: nothing it leaves running
+    writes anything."""
+    import concurrent.futures
+
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix=name)
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
 def fork_pool(workers: int) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
     """A pool of `workers` forked processes (call only where `can_fork()`), shut down when the
     block ends. Interrupted (Ctrl-C, or SIGTERM, which reaches only this process), the queued work

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from ltxkit.format.schema import format_filename
 from ltxkit.replica.layout import list_replica, restore_plan
 from ltxkit.replica.storage import LocalStorage
-from ltxkit.restore import RestoreError, _Prefetch, restore_into
-from tests.replica_builder import simple_chain
+from ltxkit.restore import RestoreError, Vanished, _Prefetch, plan_for, restore_into, restore_to_path
+from tests.replica_builder import Db, simple_chain, write_ltx
 
 
 class ThreadedDirectory(LocalStorage):
@@ -88,3 +89,47 @@ def test_a_failed_read_is_reported_at_its_file(chain: Path) -> None:
     with pytest.raises(RestoreError) as info:
         _restore(ThreadedDirectory(chain, fail=name))
     assert name in str(info.value)
+
+
+class RetentionRacing(LocalStorage):
+    """A directory whose replicator compacts TXIDs 1-3 into level 1 and deletes their level-0
+    files (retention) right after the restore's plan was made: at the restore's first read."""
+
+    def __init__(self, root: Path, compacted: dict[int, bytes], commit: int) -> None:
+        super().__init__(root)
+        self.dir, self.compacted, self.commit, self.raced = root, compacted, commit, False
+
+    def read_bytes(self, key: str, *, listed_size: int | None = None) -> bytes:
+        if not self.raced:
+            self.raced = True
+            write_ltx(self.dir, 1, 1, 3, self.compacted, self.commit)
+            for txid in (1, 2, 3):
+                (self.dir / "ltx" / "0" / format_filename(txid, txid)).unlink()
+        return super().read_bytes(key, listed_size=listed_size)
+
+
+def test_a_plan_file_deleted_by_retention_mid_restore_is_planned_again(tmp_path: Path) -> None:
+    db = Db(sound=True)
+    write_ltx(tmp_path, 0, 1, 1, db.write(list(range(1, 9))), db.commit)
+    for txid in (2, 3):
+        write_ltx(tmp_path, 0, txid, txid, db.write([3, 4]), db.commit)
+    at_3 = dict(db.pages)
+    write_ltx(tmp_path, 0, 4, 4, db.write([5]), db.commit)
+    storage = RetentionRacing(tmp_path, at_3, db.commit)
+    stale = plan_for(storage)
+    assert [f.level for f in stale] == [0, 0, 0, 0]
+    out = tmp_path / "out.db"
+    result = restore_to_path(storage, out, plan=stale)
+    assert out.read_bytes() == db.image()
+    assert [(f.level, f.min_txid, f.max_txid) for f in result.plan] == [(1, 1, 3), (0, 4, 4)]
+
+
+def test_files_that_keep_vanishing_end_the_restore_as_a_race_not_as_damage(chain: Path, tmp_path: Path) -> None:
+    name = "00000000000000c8-00000000000000c8.ltx"  # listed every time, gone at every read
+    out = tmp_path / "out.db"
+    with pytest.raises(Vanished) as info:
+        restore_to_path(ThreadedDirectory(chain, fail=name), out)
+    err = info.value
+    assert err.exit_code == 2  # could not run (now), not "the data is at fault"
+    assert name in err.message and "deleted while the restore read the replica; 3 plans in a row" in err.message
+    assert list(tmp_path.iterdir()) == []  # nothing left behind, no half-restored database

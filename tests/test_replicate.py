@@ -439,13 +439,42 @@ def test_replica_directory_gone_is_an_error_not_a_new_replica(app: tuple[Path, P
         replica.rename(moved)
         writer.write(2)
         rep.wait_for(lambda: any(e["event"] == "error" for e in rep.events()))
+        for _ in range(3):  # three more failed syncs (one a second): the same error, logged once
+            writer.write(1)
+            time.sleep(1.1)
+        errors = [e["message"] for e in rep.events() if e["event"] == "error"]
+        assert len(errors) == len(set(errors)), rep.log_text()  # one line per different error
+        resyncs = [e["message"] for e in rep.events() if e["event"] == "resync"]
+        assert len(resyncs) == len(set(resyncs)), rep.log_text()
         assert not replica.exists()  # never created again behind the user's back
         moved.rename(replica)
         writer.write(2)
         n = len(rep.published())
         rep.wait_for(lambda: len(rep.published()) > n)
         assert rep.stop() == 0
+    recovered = [e["message"] for e in rep.events() if e["event"] == "recovered"]
+    assert len(recovered) == 1 and recovered[0].startswith("syncing again after "), recovered
     assert_replica_restores(replica, H.logical_dump(db), db.parent)
+
+
+def test_a_stop_whose_last_sync_fails_exits_1_naming_what_is_not_in_the_replica(
+    app: tuple[Path, Path, H.Writer],
+) -> None:
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        writer.write(2)
+        rep.wait_for(lambda: len(rep.published()) >= 2)
+        last = max(int(e["max_txid"], 16) for e in rep.published())
+        replica.rename(replica.with_name("moved-away"))  # every sync from now on fails
+        writer.write(2)
+        rep.wait_for(lambda: any(e["event"] == "error" for e in rep.events()))
+        assert rep.stop() == 1  # it was 0: a stop that published nothing of the last commits
+    line = rep.log_text().strip().splitlines()[-1]
+    assert line == (
+        f"ltxkit: {db}: stopped, but its last sync failed; commits after TXID {last:016x} are not in the replica"
+    )
 
 
 def test_bad_arguments_are_one_line_exit_2(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -259,7 +260,7 @@ def test_bad_s3_locations_are_one_line_exit_2(seaweed: SeaweedFS) -> None:
         (seaweed.url("apps/one"), wrong_secret, "the secret key does not match the access key"),
         (seaweed.url("apps/one"), unknown_key, "the server does not know the access key"),
         (f"s3://no-such-bucket/x?endpoint={seaweed.endpoint}", None, "no such bucket (NoSuchBucket)"),
-        ("s3://replicas/x?endpoint=http://127.0.0.1:9", None, "127.0.0.1:9"),
+        ("s3://replicas/x?endpoint=http://127.0.0.1:9", None, "connect to http://127.0.0.1:9: connection refused"),
         (seaweed.url("nothing/here"), None, "not a replica"),
         # endpoints the S3 client cannot parse: it used to panic (a Rust traceback, exit 1)
         ("s3://replicas/x?endpoint=notaurl", None, "endpoint 'notaurl' must be http"),
@@ -605,3 +606,60 @@ def test_replicate_with_refused_credentials_stops_at_once(seaweed: SeaweedFS, tm
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "the secret key does not match the access key" in lines[0], r.stderr
     assert not (tmp_path / ".app.db-ltxkit").exists()  # no state made for a replica it cannot write
+
+
+@contextlib.contextmanager
+def stalled(seaweed: SeaweedFS) -> Iterator[None]:
+    """SeaweedFS frozen (SIGSTOP): connections are accepted by the kernel, no request is answered,
+    as a server that hangs does. Thawed whatever the test did."""
+    assert seaweed.proc is not None
+    os.kill(seaweed.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(seaweed.proc.pid, signal.SIGCONT)
+
+
+def test_a_stop_while_the_store_hangs_ends_within_the_grace_and_says_what_is_not_published(
+    seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    url = seaweed.url("stalled/stop")
+    with replicating(tmp_path, url) as (_db, writer, rep):
+        rep.start()
+        writer.write(2)
+        rep.wait_for(lambda: len(rep.published()) >= 2)
+        published = max(int(e["max_txid"], 16) for e in rep.published())
+        with stalled(seaweed):
+            writer.write(2)
+            time.sleep(1.5)  # the next sync is under way, waiting on the frozen server
+            assert rep.proc is not None
+            rep.proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = rep.wait_dead(60)
+            took = time.monotonic() - started
+        assert code == 1, rep.log_text()[-2000:]
+        assert took < 40, took  # the grace is 20 s; it waited out the request's timeout before (60 s and more)
+        last = rep.log_text().strip().splitlines()[-1]
+        assert "stopped without its last sync" in last and "did not answer within 20 s" in last, last
+        assert f"commits after TXID {published:016x} are not in the replica" in last, last
+
+
+@pytest.mark.parametrize("command", ["verify", "restore"])
+def test_ctrl_c_ends_a_command_waiting_on_a_hung_store_at_once(
+    seaweed: SeaweedFS, litestream_replica: tuple[Path, str, list[str]], tmp_path: Path, command: str
+) -> None:
+    _db, url, _rows = litestream_replica
+    args = [sys.executable, "-m", "ltxkit", command, url]
+    if command == "restore":
+        args += ["-o", str(tmp_path / "out.db")]
+    with stalled(seaweed):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)  # well inside its first request
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        _out, errs = proc.communicate(timeout=60)
+        took = time.monotonic() - started
+    assert proc.returncode == 130, errs
+    assert took < 5, took  # it waited for the request's 60 s timeout before
+    assert errs.strip().splitlines()[-1] == "ltxkit: interrupted"
+    assert not list(tmp_path.iterdir())  # a restore leaves nothing behind

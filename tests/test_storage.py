@@ -197,3 +197,48 @@ def test_an_s3_replicator_removes_the_local_staging_killed_ones_left(
     assert made.parent == tmp_path and made.name.startswith(f".ltxkit-staging-{os.getpid()}-")
     assert not dead.exists() and live.exists() and other.exists()
     assert storage.stale_staging() == ()  # nothing of it is the replica's: verify names none
+
+
+def _client_error(endpoint: str) -> str:
+    """The text of the error the real S3 client raises for one GET from `endpoint` (short timeouts)."""
+    from datetime import timedelta
+
+    import obstore
+    from obstore.store import S3Store
+
+    store = S3Store(
+        "b",
+        endpoint=endpoint,
+        region="us-east-1",
+        access_key_id="a",
+        secret_access_key="b",
+        client_options={"timeout": "1s", "connect_timeout": "1s", "allow_http": True},
+        retry_config={
+            "max_retries": 1,
+            "retry_timeout": timedelta(seconds=5),
+            "backoff": {"init_backoff": timedelta(milliseconds=10), "max_backoff": timedelta(seconds=0.01), "base": 2},
+        },
+    )
+    with pytest.raises(Exception) as info:
+        obstore.get(store, "k").bytes()
+    return str(info.value)
+
+
+def test_a_store_that_does_not_answer_is_said_to_have_timed_out() -> None:
+    import socket
+
+    from ltxkit.replica.s3 import _transport_problem
+
+    silent = socket.socket()  # accepts connections (the kernel's backlog), answers nothing
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    try:
+        said = _transport_problem(_client_error(f"http://127.0.0.1:{port}"))
+    finally:
+        silent.close()
+    assert said is not None and said.startswith(f"timed out: http://127.0.0.1:{port} did not answer (gave up after ")
+    assert said.endswith(" and 1 retries)")
+    refused = _transport_problem(_client_error("http://127.0.0.1:9"))
+    assert refused is not None and refused.startswith("cannot connect to http://127.0.0.1:9: connection refused")
+    assert _transport_problem("Generic S3 error: some other failure") is None

@@ -74,7 +74,25 @@ def main() -> None:
     except typer.Abort:
         print("ltxkit: aborted", file=sys.stderr)
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    leave_without_waiting_for_requests(code)
+    sys.exit(code)
+
+
+def leave_without_waiting_for_requests(code: int) -> None:
+    """Exit at once when a request to an object store is still in flight: the command is over
+    (interrupted, or it gave up on a server that stopped answering) and the interpreter's exit would
+    join the thread waiting on that request, for the rest of its timeout. Everything the command
+    wrote was already removed or finished as it unwound; only the flush of our own output is due."""
+    import os
+    import sys
+
+    s3 = sys.modules.get("ltxkit.replica.s3")
+    if s3 is None or not s3.requests_in_flight():
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 __all__ = ["app", "main"]

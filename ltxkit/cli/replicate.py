@@ -14,6 +14,9 @@ import typer
 from ltxkit.cli.common import Fail, err, guarded
 from ltxkit.errors import EXIT_DEFECTS, EXIT_USAGE
 
+#: how long a stopped replicator's last sync may take before the process leaves without it (a
+#: store that stopped answering would otherwise hold the stop for its request timeout and retries)
+STOP_GRACE_S = 20.0
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -95,7 +98,9 @@ def replicate(
     replicator before starting the other).
 
     State lives beside the database in `.<name>-ltxkit/`; losing it costs one full read of the
-    database, never correctness. Runs until SIGTERM or Ctrl-C, then syncs once more and exits 0.
+    database, never correctness. Runs until SIGTERM or Ctrl-C, then syncs once more and exits 0
+    (1, naming the last TXID in the replica, when that sync fails or the replica's store does not
+    answer within 20 s of the stop).
     One log line per published file; replication that cannot go on (a changed page size) ends
     it, and so does a start that cannot happen (not WAL mode, a second replicator): see below.
 
@@ -204,13 +209,26 @@ def replicate(
         except BaseException as exc:  # reported below, in the main thread
             results[i] = exc
 
-    threads = [threading.Thread(target=run, args=(i,), name=str(t.path)) for i, t in enumerate(targets[1:], 1)]
+    # every replicator on a thread of its own (daemons: a stop never waits on one stuck in a
+    # request to a store that stopped answering), the main thread free for the signals
+    threads = [threading.Thread(target=run, args=(i,), name=str(t.path), daemon=True) for i, t in enumerate(targets)]
     for t in threads:
         t.start()
-    run(0)
-    for t in threads:
-        while t.is_alive():  # a join that lets the signal handler run
+    while any(t.is_alive() for t in threads) and not stop.wait(0.2):
+        pass
+    deadline = time.monotonic() + STOP_GRACE_S
+    for t in threads:  # stopping: each makes its last sync, within the grace
+        while t.is_alive() and time.monotonic() < deadline:
             t.join(0.2)
+    stuck = [i for i, t in enumerate(threads) if t.is_alive()]
+    for i in stuck:
+        txid = replicators[i].published_txid
+        err.print(
+            f"ltxkit: {targets[i].path}: stopped without its last sync: {replicators[i].storage.label} did not "
+            f"answer within {STOP_GRACE_S:.0f} s; commits after TXID {txid:016x} are not in the replica",
+            markup=False,
+            highlight=False,
+        )
     failures = [r for r in results.values() if isinstance(r, BaseException)]
     for other in failures[1:]:
         err.print(f"ltxkit: {other}", markup=False, highlight=False)
@@ -219,5 +237,19 @@ def replicate(
         if isinstance(first, FatalError):
             raise Fail(str(first), EXIT_DEFECTS) from first
         raise first
+    if stuck:
+        raise typer.Exit(EXIT_DEFECTS)
+    if not once:
+        for i, ok in results.items():
+            if ok is False:  # stopped, but what was committed last is not all published
+                txid = replicators[i].published_txid
+                err.print(
+                    f"ltxkit: {targets[i].path}: stopped, but its last sync failed; commits after TXID "
+                    f"{txid:016x} are not in the replica",
+                    markup=False,
+                    highlight=False,
+                )
+        if not all(results.values()):
+            raise typer.Exit(EXIT_DEFECTS)
     if once and not all(results.values()):
         raise typer.Exit(EXIT_DEFECTS)

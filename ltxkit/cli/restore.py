@@ -133,6 +133,8 @@ def restore(
             storage,
             target,
             plan=plan,
+            txid=target_txid,  # if a file of the plan is deleted meanwhile, the plan is made again
+            timestamp_ns=target_ns,
             force=force,
             integrity=None if integrity == IntegrityMode.none else integrity.value,
             jobs=jobs or default_jobs(),
@@ -155,7 +157,8 @@ def restore(
         where = "standard output" if to_stdout else output
         err.print(
             f"restored TXID {result.txid:016x} to {where}: {result.commit:,} pages of {result.page_size:,} bytes "
-            f"from {len(plan):,} file{'' if len(plan) == 1 else 's'} in {time.perf_counter() - started:.2f}s{checked}",
+            f"from {len(result.plan):,} file{'' if len(result.plan) == 1 else 's'} "
+            f"in {time.perf_counter() - started:.2f}s{checked}",
             markup=False,
             highlight=False,
         )

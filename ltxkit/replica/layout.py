@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,6 +20,7 @@ from ltxkit.format.errors import Code
 from ltxkit.format.schema import format_filename
 from ltxkit.replica.keys import SNAPSHOT_LEVEL
 from ltxkit.replica.storage import Entry, Storage
+from ltxkit.workers import thread_pool
 
 __all__ = ["SNAPSHOT_LEVEL", "Listing", "PlanError", "ReplicaFile", "list_replica", "restore_plan"]
 
@@ -80,7 +80,7 @@ def list_replica(storage: Storage) -> Listing:
     areas = list(layout.areas())
     listings: Iterable[list[Entry]]
     if storage.concurrency > 1:  # an object store: one round trip per level at once, not in turn
-        with ThreadPoolExecutor(len(areas)) as pool:
+        with thread_pool(len(areas), "ltxkit-list") as pool:
             listings = list(pool.map(storage.list, areas))
     else:
         listings = map(storage.list, areas)

@@ -18,6 +18,7 @@ exit 2) or a `FileNotFoundError` for a missing object, so callers see what they 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import io
 import os
 import posixpath
@@ -25,11 +26,11 @@ import re
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
 
 from ltxkit.errors import UsageError
@@ -182,7 +183,10 @@ class S3Storage:
 
     def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         try:
-            return fn(self._store, *args, **kwargs)
+            if threading.current_thread() is _MAIN_THREAD:
+                return _interruptible(fn, self._store, *args, **kwargs)
+            with _counted():
+                return fn(self._store, *args, **kwargs)
         except BaseException as exc:  # mapped here, off the path every successful request takes
             mapped = self._mapped(what, exc)
             if mapped is None:
@@ -211,7 +215,7 @@ class S3Storage:
             return S3Error(f"{self.label}: access denied ({_first_line(exc)})", refused=True)
         if isinstance(exc, Exception):  # obstore's GenericError and friends: connection, bucket, timeouts
             if type(exc).__module__.startswith("obstore") or isinstance(exc, OSError):
-                return S3Error(f"{self.label}: {what}: {_first_line(exc)}")
+                return S3Error(f"{self.label}: {what}: {_transport_problem(str(exc)) or _first_line(exc)}")
             return None
         if type(exc).__name__ == "PanicException":  # a Rust panic (pyo3's) is not an Exception
             return S3Error(f"{self.label}: {what}: the S3 client failed ({_first_line(exc)})")
@@ -465,6 +469,89 @@ def _etag(value: str | None) -> str | None:
         return None
     value = value.strip()
     return (value[2:] if value.startswith("W/") else value).strip('"') or None
+
+
+_MAIN_THREAD = threading.main_thread()
+_in_flight = 0  # client calls not yet returned (`requests_in_flight`)
+_in_flight_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _counted() -> Iterator[None]:
+    global _in_flight
+    with _in_flight_lock:
+        _in_flight += 1
+    try:
+        yield
+    finally:
+        with _in_flight_lock:
+            _in_flight -= 1
+
+
+def requests_in_flight() -> int:
+    """How many requests to an object store have not returned. After a Ctrl-C, one stuck on a
+    server that stopped answering would hold the interpreter's exit (it joins the threads that
+    run them) for the rest of its timeout: the CLI then leaves without waiting (`cli.main`)."""
+    return _in_flight
+
+
+def _interruptible(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """`fn(*args, **kwargs)` on a helper thread, while the main thread waits on a lock.
+
+    Python runs a signal's handler on the main thread between bytecodes: a main thread inside the
+    Rust client waits out a stalled request (60 s, and its retries) before Ctrl-C or SIGTERM can
+    act. Waiting on a lock, it is interrupted at once; the abandoned request ends on its own
+    thread (a daemon: nothing waits for it). Worker threads call the client directly; the main
+    thread waits on their futures, which a signal interrupts too. Costs a thread start (tens of
+    microseconds) per call from the main thread, which makes few: the bulk run on workers."""
+    outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            with _counted():
+                outcome.append((True, fn(*args, **kwargs)))
+        except BaseException as exc:  # handed to the waiting thread, raised there
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="ltxkit-s3-call", daemon=True).start()
+    done.wait()
+    ok, value = outcome[0]
+    if ok:
+        return cast("_T", value)
+    raise value
+
+
+# what object_store's HTTP error says about the connection, in its debug text
+_HTTP_KIND = re.compile(r"HttpError \{\s*kind: (\w+)")
+_OS_MESSAGE = re.compile(r'message: "([^"]+)"')
+_GAVE_UP = re.compile(r"Error performing \w+ (https?://[^/\s?]+)\S* in ([0-9.]+)(ms|s)(?:, after (\d+) retries)?")
+
+
+def _transport_problem(text: str) -> str | None:
+    """A failed request's connection problem as a person says it ("timed out", "connection
+    refused"), with where and how long it was tried; None when the error is not about the
+    connection (the client's own first line says it better)."""
+    kind = _HTTP_KIND.search(text)
+    if kind is None:
+        return None
+    gave_up = _GAVE_UP.search(text)
+    host = gave_up.group(1) if gave_up else "the server"
+    tried = ""
+    if gave_up:
+        seconds = float(gave_up.group(2)) / (1000 if gave_up.group(3) == "ms" else 1)
+        retries = int(gave_up.group(4) or 0)
+        tried = f" (gave up after {seconds:.1f} s" + (f" and {retries} retries)" if retries else ")")
+    if kind.group(1) == "Timeout":
+        return f"timed out: {host} did not answer{tried}"
+    if kind.group(1) == "Connect":
+        why = _OS_MESSAGE.search(text)
+        return f"cannot connect to {host}: {why.group(1).lower() if why else 'no connection'}{tried}"
+    if kind.group(1) == "Interrupted":
+        return f"{host} closed the connection mid-request{tried}"
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

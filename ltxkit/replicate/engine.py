@@ -54,6 +54,7 @@ from ltxkit.wal import WAL_HEADER_SIZE, frame_trailer_checksum, scan
 
 WAKE_S = 0.02  # how often an idle replicator looks for a commit (two stat calls)
 IDLE_SYNC_S = 10.0  # an unchanged database is still synced this often
+REPEAT_ERROR_S = 60.0  # the same sync error is logged again at most this often
 FOREIGN_SWEEP_S = 10.0  # how often level 0 is listed for files another replicator replaced
 RECENT_PUBLISHED = 64  # how many of this process's newest files that listing checks
 
@@ -116,6 +117,12 @@ class Replicator:
         # the highest TXID this process published or tried to (a failed publish may still have
         # landed): a newer file in the replica is another replicator's (see `_open`)
         self._own_txid = 0
+        # the newest TXID known to be in the replica: published by this process, or the trusted
+        # saved state's (what a stop whose last sync failed names as the last one replicated)
+        self.published_txid = 0
+        # (error, since when syncs fail, when it was last logged, failed syncs): None when the last succeeded
+        self._failing: tuple[str, float, float, int] | None = None
+        self._failing_resync = ""  # the resync reason last logged (while failing: not logged again)
         # key -> (version tag (S3's ETag), size, file checksum) of this process's newest published
         # files, oldest first; empty where the storage keeps no tags (a directory: files are read)
         self._published: dict[str, tuple[str, int, int]] = {}
@@ -177,6 +184,11 @@ class Replicator:
         """One sync: publish what the database committed since the last one. False on a logged error."""
         try:
             self._sync()
+            if self._failing is not None:
+                _, first, _, failed = self._failing
+                self._failing, self._failing_resync = None, ""
+                took = time.monotonic() - first
+                self.emit(Event("recovered", f"syncing again after {failed} failed syncs over {took:.0f} s", {}))
             self.emit(Event("sync", "", {"ok": True}))
             return True
         except (FatalError, NotWalMode, NotADatabase):  # no retry can mend these: a person must act
@@ -195,9 +207,26 @@ class Replicator:
             self._drop_source()
             message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
-            self.emit(Event("error", f"sync failed, will retry: {where}{message}", {}))
+            self._failed(f"{where}{message}")
         self.emit(Event("sync", "", {"ok": False}))
         return False
+
+    def _failed(self, why: str) -> None:
+        """Log a failed sync. An outage fails every sync the same way, once per interval: the same
+        error is logged again only every `REPEAT_ERROR_S`, with how many times it happened since."""
+        now = time.monotonic()
+        if self._failing is not None and self._failing[0] == why:
+            _, first, logged, failed = self._failing
+            self._failing = (why, first, logged, failed + 1)
+            if now - logged < REPEAT_ERROR_S:
+                return
+            self._failing = (why, first, now, failed + 1)
+            message = f"sync failed, will retry: {why} (still failing: {failed + 1} syncs over {now - first:.0f} s)"
+            self.emit(Event("error", message, {"failed_syncs": failed + 1}))
+            return
+        first, failed = (self._failing[1], self._failing[3]) if self._failing is not None else (now, 0)
+        self._failing = (why, first, now, failed + 1)
+        self.emit(Event("error", f"sync failed, will retry: {why}", {}))
 
     def close(self) -> None:
         self._drop_source()
@@ -336,6 +365,7 @@ class Replicator:
             why = self._distrust(saved, latest.key if latest else None, latest.size if latest else 0)
         if saved is not None and not why:
             self.saved = saved
+            self.published_txid = max(self.published_txid, saved.txid)
             self.position = saved.position if saved.database == self.source.identity else None
         else:
             self.saved = None
@@ -530,7 +560,9 @@ class Replicator:
             prev = self.saved.pages if self.saved is not None and not self._full_next else None
             if prev is not None and prev.page_size != page_size:
                 prev = None
-            self.emit(Event("resync", f"reading the whole database: {reason}", {"reason": reason}))
+            if self._failing is None or self._failing_resync != reason:  # not once per retry of an outage
+                self.emit(Event("resync", f"reading the whole database: {reason}", {"reason": reason}))
+                self._failing_resync = reason
             read = _SourceReader(source, w, page_size, commit, wal_pages)
             if prev is None:
                 sums: dict[int, int] = {}
@@ -595,6 +627,7 @@ class Replicator:
         assert self.source is not None
         saved = Saved(storage.url, intent.txid, key, size, file_checksum, self.source.identity, after, state)
         self.saved = saved
+        self.published_txid = intent.txid
         self.position = after
         self.next_txid = intent.txid + 1
         self.replica_page_size = intent.page_size

@@ -57,7 +57,7 @@ from ltxkit.verify.rules import (
     check_page_sizes,
     plan_has_errors,
 )
-from ltxkit.workers import can_fork, fork_pool
+from ltxkit.workers import can_fork, fork_pool, thread_pool
 
 # ---- replica checks ---------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ def _check_files_concurrently(
         with large:
             return _check_one(storage, label, f, quick, page_sums=page_sums)
 
-    with concurrent.futures.ThreadPoolExecutor(min(storage.concurrency, len(files))) as pool:
+    with thread_pool(min(storage.concurrency, len(files)), "ltxkit-verify") as pool:
         futures = [pool.submit(check, f) for f in files]
         for f, fut in zip(files, futures, strict=True):
             fc = fut.result()
