@@ -182,8 +182,18 @@ class S3Storage:
     # ---- error mapping ----------------------------------------------------------------------------
 
     def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """A request that reads: from the main thread, one a signal can abandon (`_interruptible`)."""
+        return self._request(what, fn, args, kwargs, abandon=threading.current_thread() is _MAIN_THREAD)
+
+    def _write(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """A request that changes the store: never abandoned. A signal acts once its answer is in
+        (at worst after its timeout), so whoever unwinds knows whether it happened; repair's
+        back-out undoes what landed, and a PUT landing after it would leave a half-undone repair."""
+        return self._request(what, fn, args, kwargs, abandon=False)
+
+    def _request(self, what: str, fn: Callable[..., _T], args: Any, kwargs: Any, *, abandon: bool) -> _T:
         try:
-            if threading.current_thread() is _MAIN_THREAD:
+            if abandon:
                 return _interruptible(fn, self._store, *args, **kwargs)
             with _counted():
                 return fn(self._store, *args, **kwargs)
@@ -327,21 +337,21 @@ class S3Storage:
         stamp = datetime.fromtimestamp(created_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         size = source.stat().st_size
         with open(source, "rb") as fh:
-            put = self._call(key, obstore.put, key, fh, mode="create", attributes={TIMESTAMP_KEY: stamp})
+            put = self._write(key, obstore.put, key, fh, mode="create", attributes={TIMESTAMP_KEY: stamp})
         source.unlink()
         return Entry(key, size, created_ms * 1_000_000, tag=_etag(put.get("e_tag")))
 
     def put_bytes(self, key: str, data: bytes) -> None:
         import obstore
 
-        self._call(key, obstore.put, key, data, mode="create")
+        self._write(key, obstore.put, key, data, mode="create")
 
     def delete(self, keys: Sequence[str]) -> None:
         import obstore
 
         keys = list(keys)
         for i in range(0, len(keys), 1000):
-            self._call("delete", obstore.delete, keys[i : i + 1000])
+            self._write("delete", obstore.delete, keys[i : i + 1000])
 
     def quarantine(self, key: str, new_key: str) -> None:
         """Copy, prove the copy, then delete the original."""
@@ -350,7 +360,7 @@ class S3Storage:
         result = self._call(key, obstore.get, key)
         attrs = dict(result.attributes)
         data = bytes(result.bytes())
-        self._call(new_key, obstore.put, new_key, data, mode="create", attributes=attrs or None)
+        self._write(new_key, obstore.put, new_key, data, mode="create", attributes=attrs or None)
         if self.read_bytes(new_key) != data:
             raise S3Error(f"{self.label}: the copy of {key} at {new_key} does not read back the same; kept both")
         self.delete([key])
@@ -501,8 +511,9 @@ def _interruptible(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     Python runs a signal's handler on the main thread between bytecodes: a main thread inside the
     Rust client waits out a stalled request (60 s, and its retries) before Ctrl-C or SIGTERM can
     act. Waiting on a lock, it is interrupted at once; the abandoned request ends on its own
-    thread (a daemon: nothing waits for it). Worker threads call the client directly; the main
-    thread waits on their futures, which a signal interrupts too. Costs a thread start (tens of
+    thread (a daemon: nothing waits for it). Only reads are run so: a write is never abandoned
+    (`S3Storage._write`). Worker threads call the client directly; the main thread waits on their
+    futures, which a signal interrupts too. Costs a thread start (tens of
     microseconds) per call from the main thread, which makes few: the bulk run on workers."""
     outcome: list[tuple[bool, Any]] = []
     done = threading.Event()
