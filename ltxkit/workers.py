@@ -55,6 +55,40 @@ def thread_pool(workers: int, name: str) -> Iterator[concurrent.futures.ThreadPo
     pool.shutdown(wait=True)
 
 
+def map_on_daemons(fn: Callable[[Any], Any], items: list[Any], limit: int) -> list[tuple[bool, Any]]:
+    """`fn` over `items` on at most `limit` daemon threads: [(True, result) or (False, exception)],
+    in the order of `items`. Daemons, because an interrupted caller must not wait for them: each
+    may be deep in a long job (a replica's content check) or in a request to a store that stopped
+    answering, and the interpreter's exit would join ordinary threads. What they write must be
+    removed at exit (a `tempfile.TemporaryDirectory` is: see `cli.leave_without_waiting_for_requests`)."""
+    import queue
+    import threading
+
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(len(items)):
+        todo.put(i)
+    results: list[tuple[bool, Any] | None] = [None] * len(items)
+    done = threading.Semaphore(0)
+
+    def work() -> None:
+        while True:
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                results[i] = (True, fn(items[i]))
+            except BaseException as exc:  # the caller decides what each failure means
+                results[i] = (False, exc)
+            done.release()
+
+    for n in range(min(limit, len(items))):
+        threading.Thread(target=work, name=f"ltxkit-each-{n}", daemon=True).start()
+    for _ in items:
+        done.acquire()  # a signal interrupts the wait (the threads run on, and end with the process)
+    return [r for r in results if r is not None]
+
+
 @contextlib.contextmanager
 def fork_pool(workers: int) -> Iterator[concurrent.futures.ProcessPoolExecutor]:
     """A pool of `workers` forked processes (call only where `can_fork()`), shut down when the

@@ -220,7 +220,7 @@ def test_ltxkit_replicate_to_s3_survives_kill9_and_checkpoint(seaweed: SeaweedFS
         writer.run_for(0.3)
         rep.start()
         writer.run_for(0.8)
-        assert rep.stop() == 0
+        assert rep.stop() == 0, rep.log_text()[-3000:]
     out = tmp_path / "restored.db"
     r = litestream_restore(url, out)
     assert r.returncode == 0, r.stderr
@@ -310,6 +310,13 @@ def test_fleet_of_20_replicas_with_one_broken(seaweed: SeaweedFS, tmp_path: Path
     bad = [line for line in verdicts if line.startswith("FAIL")]
     assert len(bad) == 1 and "fleet/app13" in bad[0] and "file-checksum-mismatch" in bad[0]
     assert "20 replicas, 1 with errors" in r.stdout
+    for i in range(3):  # a healthy fleet: one verdict line, not every replica's name
+        storage = open_storage(seaweed.url(f"fleet-ok/app{i}"), create=True)
+        for p in files:
+            storage.put_bytes(f"0000/{p.name}", p.read_bytes())
+    fine = ltxkit("verify", seaweed.url("fleet-ok"), "--recursive", "--structure-only")
+    assert fine.returncode == 0, fine.stdout + fine.stderr
+    assert fine.stdout.strip().splitlines()[-1] == "ok: no defects found (content not checked in any of the 3 replicas)"
     junit = ltxkit("verify", seaweed.url("fleet"), "-r", "--format", "junit")
     assert junit.returncode == 1 and junit.stdout.count("<testsuite ") == 20
 
@@ -663,3 +670,53 @@ def test_ctrl_c_ends_a_command_waiting_on_a_hung_store_at_once(
     assert took < 5, took  # it waited for the request's 60 s timeout before
     assert errs.strip().splitlines()[-1] == "ltxkit: interrupted"
     assert not list(tmp_path.iterdir())  # a restore leaves nothing behind
+
+
+def test_only_the_levels_present_are_listed_and_none_is_missed(seaweed: SeaweedFS) -> None:
+    """A replica's levels, ledger and 0.3 generations are found from one listing of its top."""
+    from ltxkit.replica.layout import holds_legacy_generations, list_replica
+    from ltxkit.verify.ledger_check import ledger_keys
+
+    storage = open_storage(seaweed.url("levels/app"), create=True)
+    for key in ("0000/0000000000000005-0000000000000005.ltx", "0001/0000000000000001-0000000000000004.ltx",
+                "0003/0000000000000001-0000000000000002.ltx", "0009/0000000000000001-0000000000000003.ltx",
+                "ledger/0000/0000000000000005-0000000000000005.json", "generations/abc/snapshots/x"):
+        storage.put_bytes(key, b"x")
+    top = storage.top_names()
+    assert top == {"0000", "0001", "0003", "0009", "ledger", "generations"}
+    assert sorted((f.level, f.min_txid) for f in list_replica(storage).files) == [(0, 5), (1, 1), (3, 1), (9, 1)]
+    assert ledger_keys(storage, top=top) == {"ledger/0000/0000000000000005-0000000000000005.json"}
+    assert holds_legacy_generations(storage, top=top)
+    empty = open_storage(seaweed.url("levels/none"), create=True)
+    assert empty.top_names() == frozenset() and list_replica(empty).files == []
+
+
+def test_ctrl_c_in_a_fleet_verify_leaves_no_temporary_files(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    """Replicas are checked several at once, each content check restoring into a temporary
+    directory; an interrupt ends the run at once and none of those directories stays behind."""
+    db = Db(sound=True)
+    chain = tmp_path / "chain"
+    write_ltx(chain, 0, 1, 1, db.write(list(range(1, 40))), db.commit)
+    for txid in range(2, 30):
+        write_ltx(chain, 0, txid, txid, db.write([3, 4, txid]), db.commit)
+    files = sorted((chain / "ltx" / "0").glob("*.ltx"))
+    for i in range(16):
+        storage = open_storage(seaweed.url(f"fleet-int/app{i:02d}"), create=True)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda p, s=storage: s.put_bytes(f"0000/{p.name}", p.read_bytes()), files))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ltxkit", "verify", seaweed.url("fleet-int"), "--recursive"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    deadline = time.monotonic() + 30
+    while not any(tmp.glob("ltxkit-verify-*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    assert proc.poll() is None, "verify ended before a content check began"
+    proc.send_signal(signal.SIGINT)
+    _out, errs = proc.communicate(timeout=30)
+    assert proc.returncode == 130, errs
+    assert errs.strip().splitlines()[-1] == "ltxkit: interrupted"
+    assert list(tmp.iterdir()) == []

@@ -83,7 +83,10 @@ def leave_without_waiting_for_requests(code: int) -> None:
     """Exit at once when a request to an object store is still in flight: the command is over
     (interrupted, or it gave up on a server that stopped answering) and the interpreter's exit would
     join the thread waiting on that request, for the rest of its timeout. Everything the command
-    wrote was already removed or finished as it unwound; only the flush of our own output is due."""
+    wrote was already removed or finished as it unwound; what a thread left running still holds
+    (a content check's temporary directory) goes with the exit handlers run here, which do not
+    join threads (the threading module's own exit hook does that, and is skipped)."""
+    import atexit
     import os
     import sys
 
@@ -92,6 +95,7 @@ def leave_without_waiting_for_requests(code: int) -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
+    atexit._run_exitfuncs()  # temporary files and directories still referenced (weakref.finalize)
     os._exit(code)
 
 

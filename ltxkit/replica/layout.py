@@ -70,16 +70,22 @@ class Listing:
         return max((f.max_txid for f in self.files), default=0)
 
 
-def list_replica(storage: Storage) -> Listing:
+def list_replica(storage: Storage, *, top: frozenset[str] | None = None) -> Listing:
     """Sort every key of the storage's LTX area into files by level, and strays (temp files, odd
     names); an LTX name that is no readable file (a directory, a dangling link) and a directory
     that cannot be listed are kept apart, never dropped: Litestream sees the first and misses
-    what the second holds."""
+    what the second holds.
+
+    On an object store only the levels present are listed (`Storage.top_names`, or `top` when
+    the caller has just listed it)."""
     out = Listing()
     layout = storage.layout
     areas = list(layout.areas())
+    top = top if top is not None else storage.top_names()
+    if top is not None:
+        areas = [area for area in areas if area.rstrip("/").rsplit("/", 1)[-1] in top]
     listings: Iterable[list[Entry]]
-    if storage.concurrency > 1:  # an object store: one round trip per level at once, not in turn
+    if storage.concurrency > 1 and len(areas) > 1:  # an object store: one round trip per level at once
         with thread_pool(len(areas), "ltxkit-list") as pool:
             listings = list(pool.map(storage.list, areas))
     else:
@@ -183,8 +189,11 @@ def _rfc3339(ns: int) -> str:
 LEGACY_GENERATIONS_DIR = "generations"
 
 
-def holds_legacy_generations(storage: Storage) -> bool:
-    """Does the replica also hold Litestream 0.3 backups (see `LEGACY_GENERATIONS_NOTE`)?"""
+def holds_legacy_generations(storage: Storage, *, top: frozenset[str] | None = None) -> bool:
+    """Does the replica also hold Litestream 0.3 backups (see `LEGACY_GENERATIONS_NOTE`)? `top`:
+    the replica's top names, when the caller has them (`Storage.top_names`)."""
+    if top is not None:
+        return LEGACY_GENERATIONS_DIR in top
     return storage.has_any(f"{LEGACY_GENERATIONS_DIR}/")
 
 

@@ -253,6 +253,19 @@ class S3Storage:
         """Does anything live under the replica's path (a replica, or a start of one)?"""
         return self.has_any("")
 
+    def top_names(self) -> frozenset[str]:
+        """One listing with a delimiter: a replica has two or three of its ten levels, and listing
+        the others one by one cost a request each (a fleet verify made thirteen per replica)."""
+        import obstore
+
+        def run(store: S3Store) -> frozenset[str]:
+            found = obstore.list_with_delimiter(store, None)
+            names = [p.rstrip("/") for p in found["common_prefixes"]]
+            names += [meta["path"] for meta in found["objects"]]
+            return frozenset(name.rsplit("/", 1)[-1] for name in names)
+
+        return self._call("listing /", run)
+
     def has_any(self, prefix: str) -> bool:
         """One listing of the level below `prefix` (its folders and objects): a flat listing
         would fetch a page of 1,000 keys to see one, ten times the time at every command's start."""

@@ -94,6 +94,12 @@ class Storage(Protocol):
         """Does anything live below `prefix` (one listing call at most, however much is there)?"""
         ...
 
+    def top_names(self) -> frozenset[str] | None:
+        """The names directly below the replica's root (levels, `ledger`, `generations`, ...), from
+        one listing, where that saves listing each absent one in turn (an object store: a request
+        each); None where looking into an absent directory costs nothing."""
+        ...
+
     def claim_writer(self, owner: str) -> None:
         """Become the one replicator writing here, or UsageError naming the one that is (`owner`
         says who we are: pid and database). Held until `release_writer` or the process ends."""
@@ -382,6 +388,9 @@ class LocalStorage:
 
     def stale_staging(self) -> tuple[str, ...]:
         return dead_staging(self._root_str)
+
+    def top_names(self) -> frozenset[str] | None:
+        return None  # a missing level directory is one failed stat, not a round trip
 
     def has_any(self, prefix: str) -> bool:
         try:

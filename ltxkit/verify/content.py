@@ -17,7 +17,11 @@ restore point, the latest such one when damage came in once.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -124,6 +128,31 @@ def check_point(storage: Storage, plan: list[ReplicaFile], db: Path, mode: Check
     return point
 
 
+_scratch: list[str] = []  # the process's one directory for restore points, once made
+_scratch_lock = threading.Lock()
+
+
+def _scratch_dir() -> str:
+    """Where content checks restore: one directory per process, removed when it exits.
+
+    A fleet verify checks replicas on daemon threads, which an interrupted run does not wait
+    for: one may be making its restore point's directory while the process exits. Made inside
+    this one, it is removed with it; made after it (the removal came first), it fails instead
+    of staying behind in $TMPDIR."""
+    with _scratch_lock:
+        if not _scratch:
+            _scratch.append(tempfile.mkdtemp(prefix="ltxkit-verify-"))
+            atexit.register(_remove_scratch)
+        return _scratch[0]
+
+
+def _remove_scratch() -> None:
+    for _ in range(10):  # a thread may still be adding to it: again until it is gone
+        shutil.rmtree(_scratch[0], ignore_errors=True)
+        if not os.path.lexists(_scratch[0]):
+            return
+
+
 def check_content(
     storage: Storage,
     files: list[ReplicaFile],
@@ -134,7 +163,7 @@ def check_content(
     note: Note | None = None,
 ) -> ContentVerdict:
     """Check the latest restore point; if it fails, bisect for the last good and first bad ones."""
-    with tempfile.TemporaryDirectory(prefix="ltxkit-verify-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="point-", dir=_scratch_dir()) as tmp:
         db = Path(tmp) / "restore-point.db"
         probes: list[PointCheck] = []
 

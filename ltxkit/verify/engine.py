@@ -57,7 +57,7 @@ from ltxkit.verify.rules import (
     check_page_sizes,
     plan_has_errors,
 )
-from ltxkit.workers import can_fork, fork_pool, thread_pool
+from ltxkit.workers import can_fork, fork_pool, map_on_daemons, thread_pool
 
 # ---- replica checks ---------------------------------------------------------------------------
 
@@ -179,7 +179,14 @@ def _check_files_concurrently(
 
 
 def _check_listed(
-    storage: Storage, label: str, *, quick: bool, jobs: int, progress: ProgressHook | None, page_sums: bool = False
+    storage: Storage,
+    label: str,
+    *,
+    quick: bool,
+    jobs: int,
+    progress: ProgressHook | None,
+    page_sums: bool = False,
+    top: frozenset[str] | None = None,
 ) -> tuple[Listing, dict[str, FileCheck], list[Finding]]:
     """List the replica and check every file.
 
@@ -190,7 +197,7 @@ def _check_listed(
     warning) and left out of the replica's rules, instead of being reported as unreadable or
     truncated."""
     for attempt in (1, 2):
-        listing = list_replica(storage)
+        listing = list_replica(storage, top=top if attempt == 1 else None)  # the second look: all afresh
         checks = _check_files(
             storage, label, listing.files, quick=quick, jobs=jobs, progress=progress, page_sums=page_sums
         )
@@ -245,16 +252,17 @@ def check_replica(
         jobs = 1
     # a replica with a ledger is proven from every page's checksum: kept by the file checks, which
     # decode every page anyway, instead of decoding every file a second time
-    recorded = set() if quick else ledger_keys(storage)
+    top = storage.top_names()  # an object store: what exists below the root, in one request
+    recorded = set() if quick else ledger_keys(storage, top=top)
     listing, checks, moved = _check_listed(
-        storage, label, quick=quick, jobs=jobs, progress=progress, page_sums=bool(recorded)
+        storage, label, quick=quick, jobs=jobs, progress=progress, page_sums=bool(recorded), top=top
     )
     summary = ReplicaSummary(label, list(checks.values()), listing)
     add = summary.findings.append
     summary.findings.extend(moved)
     for entry in listing.stray:
         add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
-    if holds_legacy_generations(storage):
+    if holds_legacy_generations(storage, top=top):
         add(Finding(Code.LEGACY_GENERATIONS, join_label(label, f"{LEGACY_GENERATIONS_DIR}/"), LEGACY_GENERATIONS_NOTE))
     for name in storage.stale_staging():
         add(
@@ -342,6 +350,11 @@ def _check_content(
 # ---- entry point ------------------------------------------------------------------------------
 
 
+#: replicas in an object store checked at once (`verify --recursive`); each also reads its own files
+#: on `S3Storage.concurrency` threads, so this bounds the requests in flight to about 8 x 16
+REMOTE_REPLICAS_AT_ONCE = 8
+
+
 class VerifyUsageError(UsageError):
     """A path that cannot be verified at all (missing, not a replica): exit code 2."""
 
@@ -371,12 +384,28 @@ def verify_paths(
         summary.seconds = time.perf_counter() - t
         return summary
 
-    started = time.perf_counter()
-    for raw in paths:
+    def one(raw: str) -> Report:
+        part = Report(mode=report.mode)
         try:
-            _verify_path(raw, report, replica, quick=quick, progress=progress, jobs=jobs)
+            _verify_path(raw, part, replica, quick=quick, progress=progress, jobs=jobs)
         except UsageError as exc:  # missing, not a replica, a store that fails: the other paths are still checked
-            report.unusable.append(str(exc))
+            part.unusable.append(str(exc))
+        return part
+
+    started = time.perf_counter()
+    if len(paths) > 1 and all(raw.startswith("s3://") for raw in paths):
+        # replicas in an object store (a fleet): each check waits on the network most of the time
+        parts = []
+        for ok, value in map_on_daemons(one, paths, REMOTE_REPLICAS_AT_ONCE):
+            if not ok:
+                raise value
+            parts.append(value)
+    else:  # local replicas: each check already uses every core
+        parts = [one(raw) for raw in paths]
+    for part in parts:  # in the order given, whatever order they finished in
+        report.files += part.files
+        report.replicas += part.replicas
+        report.unusable += part.unusable
     report.seconds = time.perf_counter() - started
     return report
 

@@ -96,8 +96,11 @@ def _start(reached: dict[int, PageMap], f: ReplicaFile, decoded: _Decoded) -> Pa
     return PageMap.empty(decoded.page_size) if decoded.full else None
 
 
-def ledger_keys(storage: Storage) -> set[str]:
-    """The keys of the replica's ledger records (none: the replica keeps no ledger)."""
+def ledger_keys(storage: Storage, *, top: frozenset[str] | None = None) -> set[str]:
+    """The keys of the replica's ledger records (none: the replica keeps no ledger). `top`: the
+    replica's top names, when the caller has them (`Storage.top_names`): no ledger, no listing."""
+    if top is not None and ledger.LEDGER_DIR not in top:
+        return set()
     return {e.key for e in storage.list(ledger.LEDGER_DIR + "/")}
 
 

@@ -183,7 +183,10 @@ def render_text(report: Report, fail_on: Severity, console: Console, *, fleet: b
     findings = report.findings
     unchecked = [r.path for r in report.replicas if r.content is None]
     if not findings and not report.unusable:
-        tail = f" (content not checked: {', '.join(unchecked)})" if unchecked else ""
+        if len(unchecked) > 1 and len(unchecked) == len(report.replicas):  # a fleet: one line, not every name
+            tail = f" (content not checked in any of the {len(unchecked):,} replicas)"
+        else:
+            tail = f" (content not checked: {', '.join(unchecked)})" if unchecked else ""
         console.print(f"[green]ok[/green]: no defects found{tail}", highlight=False)
         return
     for f in findings:
