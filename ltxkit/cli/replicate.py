@@ -220,15 +220,16 @@ def replicate(
     for t in threads:  # stopping: each makes its last sync, within the grace
         while t.is_alive() and time.monotonic() < deadline:
             t.join(0.2)
+
+    def unpublished(i: int, why: str) -> None:
+        txid = replicators[i].published_txid
+        line = f"ltxkit: {targets[i].path}: {why}; commits after TXID {txid:016x} are not in the replica"
+        err.print(line, markup=False, highlight=False)
+
     stuck = [i for i, t in enumerate(threads) if t.is_alive()]
     for i in stuck:
-        txid = replicators[i].published_txid
-        err.print(
-            f"ltxkit: {targets[i].path}: stopped without its last sync: {replicators[i].storage.label} did not "
-            f"answer within {STOP_GRACE_S:.0f} s; commits after TXID {txid:016x} are not in the replica",
-            markup=False,
-            highlight=False,
-        )
+        label = replicators[i].storage.label
+        unpublished(i, f"stopped without its last sync: {label} did not answer within {STOP_GRACE_S:.0f} s")
     failures = [r for r in results.values() if isinstance(r, BaseException)]
     for other in failures[1:]:
         err.print(f"ltxkit: {other}", markup=False, highlight=False)
@@ -239,17 +240,9 @@ def replicate(
         raise first
     if stuck:
         raise typer.Exit(EXIT_DEFECTS)
-    if not once:
+    if not once:  # stopped: what was committed last is not all published when the last sync failed
         for i, ok in results.items():
-            if ok is False:  # stopped, but what was committed last is not all published
-                txid = replicators[i].published_txid
-                err.print(
-                    f"ltxkit: {targets[i].path}: stopped, but its last sync failed; commits after TXID "
-                    f"{txid:016x} are not in the replica",
-                    markup=False,
-                    highlight=False,
-                )
-        if not all(results.values()):
-            raise typer.Exit(EXIT_DEFECTS)
-    if once and not all(results.values()):
+            if ok is False:
+                unpublished(i, "stopped, but its last sync failed")
+    if not all(results.values()):
         raise typer.Exit(EXIT_DEFECTS)
