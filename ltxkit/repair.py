@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ltxkit.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, LtxkitError, Terminated
+from ltxkit.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, LtxkitError, Terminated
 from ltxkit.format.checksum import CHECKSUM_FLAG, database_checksum, fold_page_checksums, page_checksum
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter
@@ -544,8 +544,9 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     except BaseException as exc:
         left = _back_out(storage, moved, list(published), stamp)
         discard(plan)
-        if isinstance(exc, RepairError) and not left:
-            raise
+        expected_failure = isinstance(exc, (LtxkitError, OSError, KeyboardInterrupt))
+        if not left and (isinstance(exc, RepairError) or not expected_failure):
+            raise  # all put back: a refusal says it as it is, and a bug stays an internal error
         raise _failed_apply(exc, step, left) from exc
     discard(plan)
     after = check_replica(storage, storage.label, content=True)
@@ -612,15 +613,18 @@ def _failed_apply(exc: BaseException, step: str, left: list[str]) -> RepairError
     """The one error a failed apply ends with: what failed, and whether everything is back.
 
     It keeps the exit code of what failed (an unreachable store: 2; Ctrl-C: 130)."""
+    code: int | None = None
     if isinstance(exc, RepairError):
-        what = exc.message
+        what, code = exc.message, exc.exit_code
     elif isinstance(exc, KeyboardInterrupt):
         what = f"interrupted while {step}"
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    elif isinstance(exc, OSError):  # a local file system's refusal: could not run, as anywhere else
+        where = f"{exc.filename}: " if exc.filename else ""
+        what, code = f"{step} failed: {where}{exc.strerror or exc}", EXIT_USAGE
     else:
         what = f"{step} failed: {exc}"
-    code = exc.exit_code if isinstance(exc, LtxkitError) else None
-    if isinstance(exc, KeyboardInterrupt):
-        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        code = exc.exit_code if isinstance(exc, LtxkitError) else None
     if left:
         return RepairError(
             f"{what}; backing out did not finish, the replica is half-repaired: "
