@@ -92,3 +92,32 @@ def test_real_damage_is_still_damage_when_nothing_moves(tmp_path: Path) -> None:
     summary = check_replica(open_storage(str(tmp_path)), str(tmp_path))
     assert str(Code.TRUNCATED) in _all_codes(summary)
     assert str(Code.CHANGED_DURING_CHECK) not in _all_codes(summary)
+
+
+class RacingRestore(Racing):
+    """The racer strikes when the content check's restore reads a file (after the file checks)."""
+
+    def read_bytes(self, key: str, **kw: Any) -> bytes:
+        self.opened.append(key)
+        self._racer(key, len(self.opened))
+        return self._inner.read_bytes(key, **kw)
+
+
+def test_retention_deleting_a_file_the_content_check_restores_is_not_damage(tmp_path: Path) -> None:
+    simple_chain(tmp_path, 6)
+    victim = tmp_path / "ltx" / "0" / "0000000000000006-0000000000000006.ltx"
+
+    reads = []
+
+    def retention(key: str, _n: int) -> None:
+        reads.append(key)
+        if key.endswith(victim.name) and reads.count(key) == 2:  # read once by its file check, then restored
+            victim.unlink()
+
+    storage = RacingRestore(open_storage(str(tmp_path)), retention)
+    summary = check_replica(storage, str(tmp_path), content=True)  # type: ignore[arg-type]
+    assert not victim.exists()  # the race happened, inside the content check's restore
+    assert summary.errors == [], summary.errors  # it was UNRESTORABLE: "cannot open"
+    moved = [f for f in summary.findings if f.code == Code.CHANGED_DURING_CHECK]
+    assert len(moved) == 1 and moved[0].path.endswith(victim.name) and "deleted while verify" in moved[0].message
+    assert summary.content is None and summary.content_skipped is not None

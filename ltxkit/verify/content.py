@@ -54,6 +54,7 @@ class PointCheck:
     last_key: str  # the plan's last file: the one that brought this restore point in
     problems: list[str] = field(default_factory=list)  # what SQLite said (empty: ok)
     restore_error: str | None = None  # the restore itself failed
+    vanished: str | None = None  # ... because this file was deleted meanwhile (retention): not damage
 
     @property
     def ok(self) -> bool:
@@ -114,7 +115,7 @@ def _plan_at(files: list[ReplicaFile], txid: int) -> list[ReplicaFile] | None:
 
 def check_point(storage: Storage, plan: list[ReplicaFile], db: Path, mode: CheckMode, *, jobs: int = 1) -> PointCheck:
     """Restore `plan` into `db` (a scratch path, replaced) and run SQLite's check on it."""
-    from ltxkit.restore import RestoreError, restore_into  # restore imports verify's neighbours
+    from ltxkit.restore import RestoreError, Vanished, restore_into  # restore imports verify's neighbours
     from ltxkit.sqlite import integrity_check
 
     point = PointCheck(plan[-1].max_txid, plan[-1].key)
@@ -123,6 +124,7 @@ def check_point(storage: Storage, plan: list[ReplicaFile], db: Path, mode: Check
             restore_into(storage, plan, out, jobs=jobs)
     except RestoreError as exc:
         point.restore_error = exc.message
+        point.vanished = exc.key if isinstance(exc, Vanished) else None
         return point
     point.problems = integrity_check(db, quick=mode is CheckMode.QUICK)
     return point

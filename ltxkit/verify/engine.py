@@ -325,8 +325,13 @@ def _check_content(
 ) -> None:
     plan = restore_plan(listing.files)
     verdict = check_content(storage, listing.files, plan, mode, jobs=jobs, note=note)
-    summary.content = verdict
     latest = verdict.latest
+    if latest.vanished is not None:  # retention racing verify: nothing to judge, nothing damaged
+        summary.content_skipped = "a file of the latest restore point was deleted while verify restored it"
+        why = "deleted while verify restored the latest restore point (retention or a replicator at work?)"
+        summary.findings.append(Finding(Code.CHANGED_DURING_CHECK, join_label(label, latest.vanished), why))
+        return
+    summary.content = verdict
     if latest.ok:
         return
     if latest.restore_error is not None:
