@@ -49,9 +49,13 @@ class Entry:
     #: symbolic link", or the error listing or stat gave. Litestream lists such names too.
     problem: str | None = None
     directory: bool = False  # a directory that could not be listed (its files are unknown)
-    #: the backend's tag for this version of the object (an S3 ETag): a replaced object has a new
-    #: one. None where the backend keeps none (a directory).
+    #: the backend's tag for this version of the object: an S3 ETag; a file's device and inode (a
+    #: file replaced by a rename, as Litestream writes, has a new one). None: the backend has none.
     tag: str | None = None
+
+
+def _file_tag(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 class Storage(Protocol):
@@ -347,7 +351,7 @@ class LocalStorage:
                     if not stat.S_ISREG(st.st_mode):
                         out.append(Entry(key, st.st_size, st.st_mtime_ns, "not a regular file"))
                         continue
-                    out.append(Entry(key, st.st_size, st.st_mtime_ns))
+                    out.append(Entry(key, st.st_size, st.st_mtime_ns, tag=_file_tag(st)))
         out.sort(key=lambda e: e.key)
         return out if after is None else [e for e in out if e.key > after]
 
@@ -429,7 +433,7 @@ class LocalStorage:
         os.unlink(source)
         fsync_dir(Path(source).parent)
         st = target.stat()
-        return Entry(key, st.st_size, st.st_mtime_ns)
+        return Entry(key, st.st_size, st.st_mtime_ns, tag=_file_tag(st))
 
     def _link(self, source: Path, target: Path) -> None:
         """Give `source` the name `target`, create-only; copy first if they are on two filesystems."""

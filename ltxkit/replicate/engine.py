@@ -123,8 +123,8 @@ class Replicator:
         # (error, since when syncs fail, when it was last logged, failed syncs): None when the last succeeded
         self._failing: tuple[str, float, float, int] | None = None
         self._failing_resync = ""  # the resync reason last logged (while failing: not logged again)
-        # key -> (version tag (S3's ETag), size, file checksum) of this process's newest published
-        # files, oldest first; empty where the storage keeps no tags (a directory: files are read)
+        # key -> (version tag, size, file checksum) of this process's newest published files, oldest
+        # first; the tag is an S3 ETag or a file's device and inode (`Entry.tag`)
         self._published: dict[str, tuple[str, int, int]] = {}
         self._last_sweep = time.monotonic()
         self._waiting = False
