@@ -59,8 +59,9 @@ def map_on_daemons(fn: Callable[[Any], Any], items: list[Any], limit: int) -> li
     """`fn` over `items` on at most `limit` daemon threads: [(True, result) or (False, exception)],
     in the order of `items`. Daemons, because an interrupted caller must not wait for them: each
     may be deep in a long job (a replica's content check) or in a request to a store that stopped
-    answering, and the interpreter's exit would join ordinary threads. What they write must be
-    removed at exit (a `tempfile.TemporaryDirectory` is: see `cli.leave_without_waiting_for_requests`)."""
+    answering, and the interpreter's exit would join ordinary threads. What they write must go at
+    exit whatever they are doing: verify's content checks restore inside one directory that an
+    exit handler removes (`verify.content._scratch_dir`)."""
     import queue
     import threading
 
