@@ -85,6 +85,16 @@ class FatalError(LtxkitError):
     """Replicating cannot go on without a person deciding (a page size change, a foreign replica)."""
 
 
+@dataclass(slots=True)
+class _Outage:
+    """Syncs failing in a row: the last error, since when, when it was last logged, how many."""
+
+    error: str
+    since: float
+    logged: float
+    failed: int = 1
+
+
 class Replicator:
     def __init__(
         self,
@@ -120,9 +130,8 @@ class Replicator:
         # the newest TXID known to be in the replica: published by this process, or the trusted
         # saved state's (what a stop whose last sync failed names as the last one replicated)
         self.published_txid = 0
-        # (error, since when syncs fail, when it was last logged, failed syncs): None when the last succeeded
-        self._failing: tuple[str, float, float, int] | None = None
-        self._failing_resync = ""  # the resync reason last logged (while failing: not logged again)
+        self._outage: _Outage | None = None  # syncs failing in a row (None: the last one succeeded)
+        self._last_resync = ""  # the resync reason last logged (during an outage: not logged again)
         # key -> (version tag, size, file checksum) of this process's newest published files, oldest
         # first; the tag is an S3 ETag or a file's device and inode (`Entry.tag`)
         self._published: dict[str, tuple[str, int, int]] = {}
@@ -184,11 +193,10 @@ class Replicator:
         """One sync: publish what the database committed since the last one. False on a logged error."""
         try:
             self._sync()
-            if self._failing is not None:
-                _, first, _, failed = self._failing
-                self._failing, self._failing_resync = None, ""
-                took = time.monotonic() - first
-                self.emit(Event("recovered", f"syncing again after {failed} failed syncs over {took:.0f} s", {}))
+            if self._outage is not None:
+                outage, self._outage, self._last_resync = self._outage, None, ""
+                took = time.monotonic() - outage.since
+                self.emit(Event("recovered", f"syncing again after {outage.failed} failed syncs over {took:.0f} s", {}))
             self.emit(Event("sync", "", {"ok": True}))
             return True
         except (FatalError, NotWalMode, NotADatabase):  # no retry can mend these: a person must act
@@ -215,18 +223,20 @@ class Replicator:
         """Log a failed sync. An outage fails every sync the same way, once per interval: the same
         error is logged again only every `REPEAT_ERROR_S`, with how many times it happened since."""
         now = time.monotonic()
-        if self._failing is not None and self._failing[0] == why:
-            _, first, logged, failed = self._failing
-            self._failing = (why, first, logged, failed + 1)
-            if now - logged < REPEAT_ERROR_S:
-                return
-            self._failing = (why, first, now, failed + 1)
-            message = f"sync failed, will retry: {why} (still failing: {failed + 1} syncs over {now - first:.0f} s)"
-            self.emit(Event("error", message, {"failed_syncs": failed + 1}))
+        outage = self._outage
+        if outage is None:
+            self._outage = _Outage(why, now, now)
+            self.emit(Event("error", f"sync failed, will retry: {why}", {}))
             return
-        first, failed = (self._failing[1], self._failing[3]) if self._failing is not None else (now, 0)
-        self._failing = (why, first, now, failed + 1)
-        self.emit(Event("error", f"sync failed, will retry: {why}", {}))
+        outage.failed += 1
+        if outage.error != why:  # another error: said at once
+            outage.error, outage.logged = why, now
+            self.emit(Event("error", f"sync failed, will retry: {why}", {}))
+        elif now - outage.logged >= REPEAT_ERROR_S:
+            outage.logged = now
+            took = now - outage.since
+            message = f"sync failed, will retry: {why} (still failing: {outage.failed} syncs over {took:.0f} s)"
+            self.emit(Event("error", message, {"failed_syncs": outage.failed}))
 
     def close(self) -> None:
         self._drop_source()
@@ -560,9 +570,9 @@ class Replicator:
             prev = self.saved.pages if self.saved is not None and not self._full_next else None
             if prev is not None and prev.page_size != page_size:
                 prev = None
-            if self._failing is None or self._failing_resync != reason:  # not once per retry of an outage
+            if self._outage is None or self._last_resync != reason:  # not once per retry of an outage
                 self.emit(Event("resync", f"reading the whole database: {reason}", {"reason": reason}))
-                self._failing_resync = reason
+                self._last_resync = reason
             read = _SourceReader(source, w, page_size, commit, wal_pages)
             if prev is None:
                 sums: dict[int, int] = {}
