@@ -66,9 +66,12 @@ class RestoreResult:
     bytes_read: int
 
 
-def plan_for(storage: Storage, *, txid: int | None = None, timestamp_ns: int | None = None) -> list[ReplicaFile]:
-    """Litestream's restore plan for this replica, or RestoreError with the verify code."""
-    listing = list_replica(storage)
+def plan_for(
+    storage: Storage, *, txid: int | None = None, timestamp_ns: int | None = None, top: frozenset[str] | None = None
+) -> list[ReplicaFile]:
+    """Litestream's restore plan for this replica, or RestoreError with the verify code. `top`:
+    the replica's top names, when the caller has just listed them (`Storage.top_names`)."""
+    listing = list_replica(storage, top=top)
     if listing.unreadable:  # a plan made without its files could restore the wrong state
         e = listing.unreadable[0]
         raise RestoreError(

@@ -96,10 +96,11 @@ def restore(
     if to_stdout and sys.stdout.isatty():
         raise Fail("-o -: standard output is a terminal; pipe it (| gzip > app.db.gz) or name a file", EXIT_USAGE)
     storage = open_storage(replica)
-    if holds_legacy_generations(storage):  # said even with --quiet: the restore may not be Litestream's
+    top = storage.top_names()  # an object store: what exists below the root, in one request
+    if holds_legacy_generations(storage, top=top):  # said even with --quiet: the restore may not be Litestream's
         err.print(f"ltxkit: warning: {replica}: {LEGACY_GENERATIONS_NOTE}", markup=False, highlight=False)
     with naming_the_replica(replica):
-        plan = plan_for(storage, txid=target_txid, timestamp_ns=target_ns)
+        plan = plan_for(storage, txid=target_txid, timestamp_ns=target_ns, top=top)
     if dry_run:
         from rich.table import Table
 
