@@ -691,6 +691,25 @@ def test_only_the_levels_present_are_listed_and_none_is_missed(seaweed: SeaweedF
     assert empty.top_names() == frozenset() and list_replica(empty).files == []
 
 
+def test_opening_a_replica_to_read_lists_its_top_once(seaweed: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listing that finds a replica also says what is in it: the command's first question
+    costs no second request, and every later one lists afresh."""
+    import obstore
+
+    writer = open_storage(seaweed.url("opening/app"), create=True)
+    writer.put_bytes("0000/0000000000000001-0000000000000001.ltx", b"x")
+    listings: list[object] = []
+    real = obstore.list_with_delimiter
+    monkeypatch.setattr(obstore, "list_with_delimiter", lambda *a, **k: listings.append(a[1:]) or real(*a, **k))
+    reader = open_storage(seaweed.url("opening/app"))
+    assert len(listings) == 1
+    writer.put_bytes("0009/0000000000000001-0000000000000001.ltx", b"x")  # after the opening listing
+    assert reader.top_names() == {"0000"} and len(listings) == 1  # the opening's answer, no request
+    assert reader.top_names() == {"0000", "0009"} and len(listings) == 2  # then the store's, fresh
+    again = open_storage(seaweed.url("opening/app"), create=True)  # a replicator's: nothing kept
+    assert again.top_names() == {"0000", "0009"} and len(listings) == 4
+
+
 def test_ctrl_c_in_a_fleet_verify_leaves_no_temporary_files(seaweed: SeaweedFS, tmp_path: Path) -> None:
     """Replicas are checked several at once, each content check restoring into a temporary
     directory; an interrupt ends the run at once and none of those directories stays behind."""

@@ -178,6 +178,9 @@ class S3Storage:
             )
         except ValueError as exc:  # obstore refuses a prefix it cannot make a path of
             raise UsageError(f"{location}: {exc}") from None
+        # what the opening listing of a replica to be read found (`open_s3`), handed once to the
+        # first `top_names` call: a command opens a replica and at once asks what is in it
+        self._top_at_open: frozenset[str] | None = None
 
     # ---- error mapping ----------------------------------------------------------------------------
 
@@ -255,7 +258,14 @@ class S3Storage:
 
     def top_names(self) -> frozenset[str]:
         """One listing with a delimiter: a replica has two or three of its ten levels, and listing
-        the others one by one cost a request each (a fleet verify made thirteen per replica)."""
+        the others one by one cost a request each (a fleet verify made thirteen per replica).
+
+        The first call after `open_s3` opened a replica to read takes the answer of the listing
+        that found it, made moments before; every later call lists again (nothing is kept that
+        a replicator, which lists over and over, could read stale)."""
+        top, self._top_at_open = self._top_at_open, None
+        if top is not None:
+            return top
         import obstore
 
         def run(store: S3Store) -> frozenset[str]:
@@ -589,8 +599,10 @@ def open_s3(location: str, *, create: bool) -> S3Storage:
     for ever; an unreachable server does not (the replicator waits for it, as Litestream does)."""
     storage = S3Storage(location)
     if not create:
-        if not storage.exists():
+        top = storage.top_names()  # the listing that says whether anything is there says what
+        if not top:
             raise ReplicaNotFound(f"{location}: no objects under this path: not a replica")
+        storage._top_at_open = top
         return storage
     try:
         storage.exists()
