@@ -155,6 +155,14 @@ def plan_repair(
     plan = RepairPlan(before=summary)
     if not summary.errors:
         return plan
+    stopped = summary.content.search_stopped if summary.content is not None else None
+    if stopped is not None:  # the last good restore point is not known: what to set aside is not either
+        raise RepairError(
+            f"{stopped.vanished} was deleted while repair's check restored TXID {stopped.txid:016x} "
+            "(retention or a replicator at work?), so the last good restore point is not known; "
+            "nothing was changed: run repair again, with the replicator stopped",
+            exit_code=EXIT_USAGE,
+        )
     plan.quarantine = _condemned(summary)
     for key, why in _condemned_by_content(summary).items():
         plan.quarantine.setdefault(key, []).extend(why)

@@ -222,3 +222,114 @@ def test_bisection_finds_the_boundary(n: int, data) -> None:
     else:
         assert verdict.last_good is not None and verdict.last_good.txid == first_bad - 1
     assert len(probed) <= n.bit_length() + 2  # a bisection, not a scan
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 60), st.data())
+def test_a_probe_that_loses_a_file_stops_the_search_and_is_counted_neither_way(n: int, data) -> None:
+    """Retention deleting a file while a probe restores it says nothing about that restore point:
+    the search stops there, and what it reports are points it really saw pass or fail."""
+    snapshot = data.draw(st.integers(1, n), label="snapshot")
+    files = _retained_chain(n, snapshot, data.draw(st.integers(2, snapshot + 1), label="oldest_l0"))
+    first_bad = data.draw(st.integers(snapshot, n), label="first_bad")
+    vanish_at = data.draw(st.integers(1, 8), label="vanish_at")  # the probe (1 = the earliest point's)
+    seen: dict[int, bool] = {}
+
+    def probe(plan: list[ReplicaFile]) -> PointCheck:
+        txid = plan[-1].max_txid
+        point = PointCheck(txid, plan[-1].key, ["bad"] if txid >= first_bad else [])
+        if len(seen) + 1 == vanish_at:
+            point = PointCheck(txid, plan[-1].key, restore_error="deleted", vanished=plan[0].key)
+        seen[txid] = point.ok
+        return point
+
+    latest = files[-1] if n > snapshot else files[0]
+    verdict = ContentVerdict(CheckMode.QUICK, PointCheck(n, latest.key, ["bad"]))
+    _bisect(files, verdict, probe)
+    stopped = verdict.search_stopped
+    if stopped is None:  # the search ended before the probe that would have lost a file
+        assert len(seen) < vanish_at
+        assert verdict.first_bad is not None and verdict.first_bad.txid == first_bad
+    else:
+        assert stopped.vanished is not None and len(seen) == vanish_at
+        assert verdict.first_bad is not None and verdict.first_bad.txid >= first_bad
+        assert verdict.first_bad is verdict.latest or seen[verdict.first_bad.txid] is False
+    if verdict.last_good is not None:
+        assert verdict.last_good.txid < first_bad and seen[verdict.last_good.txid] is True
+
+
+class _RetentionInRestore:
+    """A directory replica whose retention deletes `victim` when the content check's restores
+    read it for the `nth` time (the latest restore point's restore reads it first; the file checks
+    open it instead)."""
+
+    def __init__(self, root: Path, victim: Path, nth: int) -> None:
+        from ltxkit.replica.storage import open_storage
+
+        self._inner, self.victim, self._nth, self._reads = open_storage(str(root)), victim, nth, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def read_bytes(self, key: str, **kw: object) -> bytes:
+        if key.endswith(self.victim.name):
+            self._reads += 1
+            if self._reads == self._nth:
+                self.victim.unlink()
+        return self._inner.read_bytes(key, **kw)  # type: ignore[arg-type]
+
+
+def test_retention_during_the_search_for_the_last_good_point_is_said_not_misplaced(stale: H.DamagedReplica) -> None:
+    """The earliest restore point passes; TXID 3 is probed next and loses its file to retention.
+    Counted bad, it made TXID 2 the last good and TXID 3 the first bad, and repair would have set
+    aside TXID 3, which is sound. Now the search stops there and says so."""
+    from ltxkit.format.errors import Code
+    from ltxkit.verify.engine import check_replica
+
+    level0 = Path(stale.replica_dir) / "ltx" / "0"
+    victim = level0 / format_filename(3, 3)
+    storage = _RetentionInRestore(Path(stale.replica_dir), victim, 2)
+    summary = check_replica(storage, str(stale.replica_dir), content=True)  # type: ignore[arg-type]
+    assert not victim.exists()  # the race happened, in the probe of TXID 3
+    [failed] = [f for f in summary.findings if f.code == Code.INTEGRITY_CHECK_FAILED]
+    assert failed.context["last_good_txid"] == 1  # really seen to pass
+    assert failed.context["search_stopped_by"] == f"ltx/0/{victim.name}"
+    assert "first bad" not in failed.message and "run verify again" in failed.message
+    [moved] = [f for f in summary.findings if f.code == Code.CHANGED_DURING_CHECK]
+    assert moved.path.endswith(victim.name) and "0000000000000003" in moved.message
+    assert summary.content is not None and summary.content.to_json()["search_stopped_by"] == failed.context[
+        "search_stopped_by"
+    ]
+
+
+def test_repair_changes_nothing_when_retention_cuts_its_search_short(stale: H.DamagedReplica) -> None:
+    """Repair sets aside every file from the first bad restore point on: with the search cut
+    short that point is not known, so it changes nothing and says why (exit 2, a race)."""
+    from ltxkit.repair import RepairError, plan_repair
+
+    level0 = Path(stale.replica_dir) / "ltx" / "0"
+    files_before = sorted(p.name for p in level0.iterdir())
+    victim4 = level0 / format_filename(4, 4)  # it is TXID 4 that brought the damage in
+    storage = _RetentionInRestore(Path(stale.replica_dir), victim4, 2)
+    with pytest.raises(RepairError) as caught:
+        plan_repair(storage, from_db=None)  # type: ignore[arg-type]
+    assert victim4.name in str(caught.value) and "nothing was changed" in str(caught.value)
+    assert caught.value.exit_code == 2
+    assert sorted(p.name for p in level0.iterdir()) == [n for n in files_before if n != victim4.name]
+    assert not (Path(stale.replica_dir) / "quarantine").exists()
+
+
+def test_retention_taking_the_earliest_point_does_not_say_no_point_passes(stale: H.DamagedReplica) -> None:
+    """The earliest restore point loses its file while it is probed: nothing is known of it, so
+    verify must not say that no restore point passes (it used to)."""
+    from ltxkit.format.errors import Code
+    from ltxkit.verify.engine import check_replica
+
+    victim = Path(stale.replica_dir) / "ltx" / "0" / format_filename(1, 1)
+    storage = _RetentionInRestore(Path(stale.replica_dir), victim, 2)
+    summary = check_replica(storage, str(stale.replica_dir), content=True)  # type: ignore[arg-type]
+    assert not victim.exists()
+    [failed] = [f for f in summary.findings if f.code == Code.INTEGRITY_CHECK_FAILED]
+    assert "no earlier restore point passes" not in failed.message
+    assert "last_good_txid" not in failed.context and failed.context["search_stopped_by"].endswith(victim.name)
+    assert [f.code for f in summary.findings if f.severity != failed.severity] == [Code.CHANGED_DURING_CHECK]

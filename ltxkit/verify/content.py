@@ -12,7 +12,10 @@ probe a restore plus a check) for the last TXID whose database passes and the fi
 and names the file that first brought the damage in: what a user restores with
 `ltxkit restore --txid`, and what repair quarantines. The bisection assumes damage, once in, stays
 in the chain until a newer snapshot replaces it; it finds *a* boundary between a good and a bad
-restore point, the latest such one when damage came in once.
+restore point, the latest such one when damage came in once. A probe that loses a file to
+retention while it restores says nothing about its point: the search stops there
+(`search_stopped`) rather than count it bad, which would put the boundary too early and have
+repair set aside good increments.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ class ContentVerdict:
     last_good: PointCheck | None = None
     first_bad: PointCheck | None = None
     probes: list[PointCheck] = field(default_factory=list)  # every restore point checked, in order
+    # a probe whose file was deleted while it was restored (retention at work): the search stopped
+    # there, so `last_good` is a point that passes but maybe not the last, `first_bad` one that
+    # fails but maybe not the first, and no point is known to be the boundary
+    search_stopped: PointCheck | None = None
 
     @property
     def ok(self) -> bool:
@@ -100,6 +107,7 @@ class ContentVerdict:
             "last_good_txid": f"{self.last_good.txid:016x}" if self.last_good else None,
             "first_bad_txid": f"{self.first_bad.txid:016x}" if self.first_bad else None,
             "first_bad_file": self.first_bad.last_key if self.first_bad else None,
+            "search_stopped_by": self.search_stopped.vanished if self.search_stopped else None,
             "restore_points_checked": [f"{p.txid:016x}" for p in self.probes],
         }
 
@@ -213,6 +221,9 @@ def _bisect(
     first_plan = plan_of(lo)
     assert first_plan is not None  # the loop above stopped on a restore point
     first = probe(first_plan)
+    if first.vanished is not None:  # not a verdict on that point: nothing is known of it
+        verdict.search_stopped, verdict.first_bad = first, bad
+        return
     if not first.ok:
         verdict.first_bad = first
         return
@@ -232,6 +243,9 @@ def _bisect(
         plan = plan_of(m)
         assert plan is not None  # the search above stopped on a restore point
         point = probe(plan)
+        if point.vanished is not None:  # retention moved the replica under the search: stop here
+            verdict.search_stopped = point
+            break
         if point.ok:
             lo, good = m, point
         else:

@@ -339,16 +339,29 @@ def _check_content(
         return
     ctx: dict[str, Any] = {"txid": latest.txid, "check": mode.pragma, "sqlite": latest.problems[:20]}
     message = f"the latest restore point (TXID {latest.txid:016x}) fails {mode.pragma}: {latest.said}"
-    good, bad = verdict.last_good, verdict.first_bad
+    good, bad, stopped = verdict.last_good, verdict.first_bad, verdict.search_stopped
     if good is not None:
         ctx["last_good_txid"] = good.txid
-        message += f"; last good restore point: TXID {good.txid:016x} (ltxkit restore --txid {good.txid:016x})"
-    else:
+        which = "a good restore point" if stopped else "last good restore point"
+        message += f"; {which}: TXID {good.txid:016x} (ltxkit restore --txid {good.txid:016x})"
+    elif stopped is None:
         message += "; no earlier restore point passes either"
     if bad is not None:
         ctx["first_bad_txid"] = bad.txid
         ctx["first_bad_file"] = bad.last_key
-        message += f"; first bad: TXID {bad.txid:016x}, brought in by {bad.last_key}"
+        if stopped is None:
+            message += f"; first bad: TXID {bad.txid:016x}, brought in by {bad.last_key}"
+        elif bad is not latest:
+            message += f"; TXID {bad.txid:016x} fails too"
+    if stopped is not None:  # the bounds above are real restore points, the boundary is not known
+        assert stopped.vanished is not None  # what stops the search
+        ctx["search_stopped_by"] = stopped.vanished
+        message += (
+            f"; the search for the last good one stopped at TXID {stopped.txid:016x}, whose file "
+            f"{stopped.vanished} was deleted meanwhile: run verify again for the exact boundary"
+        )
+        why = f"deleted while verify restored TXID {stopped.txid:016x} to find the last good restore point"
+        summary.findings.append(Finding(Code.CHANGED_DURING_CHECK, join_label(label, stopped.vanished), why))
     summary.findings.append(Finding(Code.INTEGRITY_CHECK_FAILED, label, message, ctx))
 
 

@@ -131,10 +131,14 @@ def content_line(r: ReplicaSummary) -> str:
     latest = verdict.latest
     line = f"{verdict.mode.pragma} of the latest restore point (TXID {latest.txid:016x}): {latest.said}"
     if not latest.ok:
-        good = verdict.last_good
-        line += f"; last good TXID {good.txid:016x}" if good else "; no restore point passes"
-        if verdict.first_bad is not None:
-            line += f", first bad TXID {verdict.first_bad.txid:016x} ({verdict.first_bad.last_key})"
+        good, stopped = verdict.last_good, verdict.search_stopped
+        if stopped is not None:  # the search lost a file to retention: bounds, not the boundary
+            line += f"; a good TXID {good.txid:016x}" if good else ""
+            line += f"; search stopped: {stopped.vanished} deleted meanwhile"
+        else:
+            line += f"; last good TXID {good.txid:016x}" if good else "; no restore point passes"
+            if verdict.first_bad is not None:
+                line += f", first bad TXID {verdict.first_bad.txid:016x} ({verdict.first_bad.last_key})"
         line += f"; {_count(len(verdict.probes), 'restore point')} checked"
     return line
 
