@@ -233,14 +233,14 @@ def test_a_probe_that_loses_a_file_stops_the_search_and_is_counted_neither_way(n
     files = _retained_chain(n, snapshot, data.draw(st.integers(2, snapshot + 1), label="oldest_l0"))
     first_bad = data.draw(st.integers(snapshot, n), label="first_bad")
     vanish_at = data.draw(st.integers(1, 8), label="vanish_at")  # the probe (1 = the earliest point's)
-    seen: dict[int, bool] = {}
+    seen: dict[int, bool | None] = {}  # what each probe said: passed, failed, or None (lost a file)
 
     def probe(plan: list[ReplicaFile]) -> PointCheck:
         txid = plan[-1].max_txid
         point = PointCheck(txid, plan[-1].key, ["bad"] if txid >= first_bad else [])
         if len(seen) + 1 == vanish_at:
             point = PointCheck(txid, plan[-1].key, restore_error="deleted", vanished=plan[0].key)
-        seen[txid] = point.ok
+        seen[txid] = None if point.vanished else point.ok
         return point
 
     latest = files[-1] if n > snapshot else files[0]
