@@ -598,6 +598,68 @@ def test_a_file_replaced_behind_the_newest_stops_the_replicator(seaweed: Seaweed
         assert f"another replicator replaced {victim}, a file this one published" in last, last
 
 
+def test_a_litestream_s3_config_by_fields_is_replicated_to_s3_and_litestream_restores_it(
+    seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    """Litestream's other way to name an S3 replica: `type: s3` and its fields, keys included,
+    not a URL. ltxkit took `path:` as a local directory and backed up there, exit 0."""
+    from harness.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY
+
+    db = H.make_db(tmp_path / "app.db", rows=30)
+    cfg = H.write_config(tmp_path / "litestream.yml", {
+        "access-key-id": ACCESS_KEY,  # the top's keys: every replica's default, as in Litestream
+        "secret-access-key": SECRET_KEY,
+        "dbs": [{"path": str(db), "replica": {
+            "type": "s3", "bucket": BUCKET, "path": "by-fields/app",
+            "endpoint": seaweed.endpoint,
+            "region": "us-east-1", "force-path-style": True,
+        }}],
+    })
+    (tmp_path / "by-fields").mkdir()  # where the old reading wrote: it must stay empty
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LITESTREAM_"))}
+    env["HOME"] = str(tmp_path)  # no ~/.aws: the keys come from the config or nowhere
+    r = subprocess.run([sys.executable, "-m", "ltxkit", "replicate", "--config", str(cfg), "--once"],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "ignored" not in r.stderr, r.stderr  # every field was used
+    assert list((tmp_path / "by-fields").iterdir()) == []
+    assert open_storage(seaweed.url("by-fields/app")).top_names() >= {"0000"}
+    out = tmp_path / "litestream.db"
+    restored = subprocess.run([H.litestream_bin(), "restore", "-config", str(cfg), "-o", str(out), str(db)],
+                              capture_output=True, text=True, timeout=120, env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert H.logical_dump(out) == H.logical_dump(db)
+
+
+def test_a_config_whose_s3_fields_ltxkit_would_not_use_is_refused(tmp_path: Path) -> None:
+    from ltxkit.replicate.config import ConfigError, load
+    from ltxkit.replicate.engine import Options
+
+    def replica(**fields: object) -> dict[str, object]:
+        return {"dbs": [{"path": "/data/app.db", "replica": fields}]}
+
+    for data, needle in [
+        (replica(bucket="b", path="app"), "bucket given for a replica that is not S3"),  # Litestream: a directory
+        (replica(type="gcs", bucket="b", path="app"), "type 'gcs' is not supported"),
+        (replica(type="s3", path="app"), "needs a `bucket:`"),
+        (replica(url="s3://b/app", bucket="b"), "not both"),
+        (replica(type="s3", bucket="b", **{"access-key-id": "k"}), "both access-key-id and secret-access-key"),
+        (replica(type="s3", bucket="b", **{"force-path-style": "maybe"}), "not true or false"),
+        (replica(type="s3", bucket="b", endpoint="minio:9000"), "needs its scheme"),  # Litestream hangs on it
+    ]:
+        with pytest.raises(ConfigError, match=needle):
+            load(data, "cfg.yml", base=Options(), policy=None)
+    got = load({"endpoint": "http://minio:9000", "region": "eu-west-1", "dbs": [
+        {"path": "/a.db", "replica": {"type": "s3", "bucket": "b", "path": "/x y/app/", "force-path-style": False}},
+        {"path": "/b.db", "replica": {"url": "s3://c/p?region=us-east-2&forcePathStyle=true", "endpoint": "http://h:1"}},
+    ]}, "cfg.yml", base=Options(), policy=None)
+    assert [d.replica for d in got.dbs] == [
+        "s3://b/x%20y/app?endpoint=http://minio:9000&region=eu-west-1&force-path-style=false",
+        "s3://c/p?region=eu-west-1&forcePathStyle=true&endpoint=http://h:1",  # the config's fields win
+    ]
+    assert got.warnings == [] and got.dbs[0].credentials is None
+
+
 def test_replicate_with_refused_credentials_stops_at_once(seaweed: SeaweedFS, tmp_path: Path) -> None:
     """A replicator retries what may pass (a server that is down); credentials the server refuses
     will not pass, so the start says so in one line, exit 2, before anything is made locally."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -156,6 +157,32 @@ def test_s3_paths_are_read_as_litestream_reads_them(monkeypatch: pytest.MonkeyPa
         storage = S3Storage(f"s3://bucket/{typed}{end}")
         assert storage.root == root, typed
         assert S3Storage(storage.url).root == root  # the URL workers reopen it by names the same objects
+
+
+def test_s3_url_options_are_read_as_litestream_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Litestream takes `forcePathStyle` and `skipVerify` as well as the dashed names, and gives an
+    endpoint with no scheme one (http for a local host): a URL it takes must not be refused. What
+    it would read silently one way or the other (a flag that is no flag, an option twice) is refused,
+    and a bucket name the S3 client would panic on is said in a line."""
+    from ltxkit.errors import UsageError
+    from ltxkit.replica.s3 import S3Storage
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    same = S3Storage("s3://bucket/app?endpoint=127.0.0.1:9&forcePathStyle=true&skipVerify=t")
+    assert same.url == "s3://bucket/app?endpoint=http%3A%2F%2F127.0.0.1%3A9&force-path-style=true&skip-verify=t"
+    assert S3Storage(same.url).url == same.url  # reopened by its URL, it is the same replica
+    assert "endpoint=https%3A%2F%2Fs3.example.com" in S3Storage("s3://bucket/app?endpoint=s3.example.com").url
+    assert "http%3A%2F%2Fminio.local" in S3Storage("s3://bucket/app?endpoint=minio.local").url
+    for url, needle in [
+        ("s3://bucket/app?endpoint=http://h:9&force-path-style=maybe", "force-path-style=maybe is not true or false"),
+        ("s3://bucket/app?forcePathStyle=true&force-path-style=false", "force-path-style is given more than once"),
+        ("s3://bucket/app?endpoint=http://a:1&endpoint=http://b:1", "endpoint is given more than once"),
+        ("s3://bucket/app?storage-class=GLACIER", "unknown option(s) storage-class"),
+        ("s3://re plicas/app", "'re plicas' is not a bucket name"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(needle)):
+            S3Storage(url)
 
 
 def test_etags_compare_whatever_quotes_a_provider_puts_around_them() -> None:

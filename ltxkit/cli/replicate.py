@@ -190,7 +190,7 @@ def replicate(
     replicators = [
         Replicator(
             t.path,
-            open_storage(t.replica, create=True),
+            open_storage(t.replica, create=True, credentials=t.credentials),
             options=t.options,
             emit=emitter(t.path),
             hooks=Hooks.from_env(),

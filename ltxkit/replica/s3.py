@@ -67,6 +67,7 @@ _REFUSALS = {
     "InvalidToken": "the session token is not valid",
 }
 _S3_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+_BUCKET = re.compile(r"[A-Za-z0-9._-]+")  # wider than AWS's rules: other stores allow more
 
 
 def _credentials() -> dict[str, str]:
@@ -109,8 +110,54 @@ def _check_endpoint(location: str, endpoint: str) -> None:
         raise UsageError(f"{location}: endpoint {endpoint!r} must be http://host[:port] or https://host[:port]")
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").lower() in ("1", "true", "yes", "on")
+# Litestream reads each of these under two spellings; ltxkit's own URLs use the first
+_OPTION_SPELLINGS = {"forcePathStyle": "force-path-style", "skipVerify": "skip-verify"}
+_OPTIONS = ("endpoint", "region", "force-path-style", "skip-verify")
+_TRUE, _FALSE = ("true", "1", "t", "yes"), ("false", "0", "f", "no")  # Litestream's words for a flag
+
+
+def _options(location: str, query: str) -> dict[str, str]:
+    """A URL's query options, each under its one spelling; an unknown one, or one given twice
+    (two values, or both spellings), is refused rather than one of them quietly winning."""
+    found: dict[str, str] = {}
+    for key, values in parse_qs(query).items():
+        name = _OPTION_SPELLINGS.get(key, key)
+        if name not in _OPTIONS:
+            continue
+        if len(values) > 1 or name in found:
+            raise UsageError(f"{location}: {name} is given more than once")
+        found[name] = values[0]
+    unknown = sorted(k for k in parse_qs(query) if _OPTION_SPELLINGS.get(k, k) not in _OPTIONS)
+    if unknown:
+        raise UsageError(f"{location}: unknown option(s) {', '.join(unknown)}")
+    return found
+
+
+def _flag(location: str, query: dict[str, str], name: str) -> bool | None:
+    """A true/false option (None: not given)."""
+    value = query.get(name)
+    if value is None:
+        return None
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise UsageError(f"{location}: {name}={value} is not true or false")
+
+
+def _with_scheme(endpoint: str) -> str:
+    """An endpoint without `http://` or `https://` gets one as Litestream gives it: http for a
+    local or private-network host, https for any other."""
+    if endpoint.startswith(("http://", "https://")) or "://" in endpoint:
+        return endpoint
+    host = urlparse("//" + endpoint).hostname or ""
+    local = (
+        host in ("localhost", "127.0.0.1")
+        or host.startswith(("192.168.", "10."))
+        or re.match(r"172\.(1[6-9]|2\d|3[01])\.", host) is not None
+        or host.endswith((".local", ".localhost"))
+    )
+    return ("http://" if local else "https://") + endpoint
 
 
 class S3Storage:
@@ -122,29 +169,30 @@ class S3Storage:
     # one of those threads held. Remote replicas are decoded in the one process (reads overlap instead).
     fork_safe = False
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, *, credentials: dict[str, str] | None = None) -> None:
         url = urlparse(location)
         if url.scheme != "s3" or not url.netloc:
             raise UsageError(f"{location}: expected s3://bucket/path")
         self.label = location
         self.bucket = url.netloc
+        if not _BUCKET.fullmatch(self.bucket):  # the client would panic on its first request
+            raise UsageError(f"{location}: {self.bucket!r} is not a bucket name (letters, digits, '.', '-', '_')")
         # as Litestream reads the URL: the path percent-decoded (`sp%20ace` is `sp ace`) and cleaned
         # (`a//b` is `a/b`, `x/../y` is `y`), so both tools name the same objects
         self.root = posixpath.normpath("/" + unquote(url.path)).strip("/")
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        unknown = set(query) - {"endpoint", "region", "force-path-style", "skip-verify"}
-        if unknown:
-            raise UsageError(f"{location}: unknown option(s) {', '.join(sorted(unknown))}")
+        query = _options(location, url.query)
         endpoint = query.get("endpoint")
         if endpoint is not None:
+            endpoint = query["endpoint"] = _with_scheme(endpoint)
             _check_endpoint(location, endpoint)
         region = query.get("region") or ("us-east-1" if endpoint else os.environ.get("AWS_REGION", "us-east-1"))
-        path_style = bool(endpoint) or _truthy(query.get("force-path-style"))
+        forced = _flag(location, query, "force-path-style")
+        path_style = bool(endpoint) if forced is None else forced  # an endpoint implies it unless told not to
         canonical = {k: v for k, v in query.items() if v}
         self.url = f"s3://{self.bucket}/{quote(self.root)}" + (
             f"?{urlencode(sorted(canonical.items()))}" if canonical else ""
         )
-        creds = _credentials()
+        creds = credentials or _credentials()
         if not creds:
             raise S3Error(
                 f"{location}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
@@ -155,7 +203,7 @@ class S3Storage:
         client: dict[str, Any] = {"timeout": "60s", "connect_timeout": "5s"}
         if endpoint and endpoint.startswith("http://"):
             client["allow_http"] = True
-        if _truthy(query.get("skip-verify")):
+        if _flag(location, query, "skip-verify"):
             client["allow_invalid_certificates"] = True
         config: dict[str, Any] = {"region": region, "virtual_hosted_style_request": not path_style, **creds}
         if endpoint:
@@ -593,11 +641,11 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def open_s3(location: str, *, create: bool) -> S3Storage:
+def open_s3(location: str, *, create: bool, credentials: dict[str, str] | None = None) -> S3Storage:
     """The replica at `location`. For one to be written (`create`), a first request: refused
     credentials or a missing bucket end the command at once, where a replicator would retry them
     for ever; an unreachable server does not (the replicator waits for it, as Litestream does)."""
-    storage = S3Storage(location)
+    storage = S3Storage(location, credentials=credentials)
     if not create:
         top = storage.top_names()  # the listing that says whether anything is there says what
         if not top:

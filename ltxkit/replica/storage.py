@@ -524,16 +524,17 @@ def local_path(location: str) -> Path:
     return Path(unquote(url.path, errors="surrogateescape"))
 
 
-def open_storage(location: str, *, create: bool = False) -> Storage:
+def open_storage(location: str, *, create: bool = False, credentials: dict[str, str] | None = None) -> Storage:
     """The replica at `location`: a directory path or a `file://` URL holding Litestream's `ltx/`.
 
     With `create` (the replicator), a new replica is made there: the directory (whose parent must
-    exist) and its `ltx/`.
+    exist) and its `ltx/`. `credentials`: an S3 replica's keys from a config file, used instead
+    of the environment's.
     """
     if urlparse(location).scheme == "s3" and "://" in location:
         from ltxkit.replica.s3 import open_s3
 
-        return open_s3(location, create=create)
+        return open_s3(location, create=create, credentials=credentials)
     path = local_path(location)
     if create and not (path / LTX_DIR).is_dir():
         if not path.parent.is_dir():

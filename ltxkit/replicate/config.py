@@ -1,7 +1,9 @@
 """`ltxkit replicate --config FILE`: Litestream's YAML, for what ltxkit supports.
 
 Accepted, as Litestream spells them: `dbs[].path`, `dbs[].replica.url` (or `.path`; a
-one-element `replicas:` list too), `levels[].interval`, `snapshot.interval`,
+one-element `replicas:` list too), an S3 replica given by its fields (`type: s3`, `bucket`,
+`path`, `endpoint`, `region`, `force-path-style`, `skip-verify`, `access-key-id`,
+`secret-access-key`; each also at the top, as every replica's default), `levels[].interval`, `snapshot.interval`,
 `snapshot.retention`, `l0-retention`, `l0-retention-check-interval`, `checkpoint-interval`,
 `min-checkpoint-page-count`, `truncate-page-n`, `sync-interval` (the last five at the top, per
 database, or — `sync-interval` — per replica). Durations are Go's (`1s`, `500ms`, `1h30m`).
@@ -28,9 +30,12 @@ _DB_TUNING = {
     "truncate-page-n": "truncate_pages",
     "sync-interval": "interval_s",
 }
-_TOP_KEYS = {"dbs", "levels", "snapshot", "l0-retention", "l0-retention-check-interval", *_DB_TUNING}
+# an S3 replica's fields, per replica or at the top as every replica's default (Litestream's
+# `ReplicaSettings`)
+_S3_KEYS = ("bucket", "endpoint", "region", "force-path-style", "skip-verify", "access-key-id", "secret-access-key")
+_TOP_KEYS = {"dbs", "levels", "snapshot", "l0-retention", "l0-retention-check-interval", *_DB_TUNING, *_S3_KEYS}
 _DB_KEYS = {"path", "replica", "replicas", *_DB_TUNING}
-_REPLICA_KEYS = {"url", "path", "type", "sync-interval"}
+_REPLICA_KEYS = {"url", "path", "type", "sync-interval", *_S3_KEYS}
 
 
 class ConfigError(UsageError):
@@ -56,6 +61,7 @@ class DbConfig:
     replica: str
     options: Options
     policy: Policy | None
+    credentials: dict[str, str] | None = None  # an S3 replica's keys from the config, over the environment
 
 
 @dataclass(slots=True)
@@ -129,15 +135,90 @@ def load(data: Any, source: str, *, base: Options, policy: Policy | None) -> Con
             if len(db["replicas"]) > 1:
                 cfg.warnings.append(f"{where}replicas: ltxkit replicates to one replica; using the first")
             replica = db["replicas"][0]
-        if not isinstance(replica, dict) or not (replica.get("url") or replica.get("path")):
+        if not isinstance(replica, dict):
             raise ConfigError(f"{source}: {where}replica needs a `url:` (or `path:`)")
         _unknown(f"{where}replica.", replica, _REPLICA_KEYS, cfg.warnings)
         db_options = _tuning(db, options, where)
         if "sync-interval" in replica:
             db_options = replace(db_options, interval_s=parse_duration(replica["sync-interval"], f"{where}replica."))
-        url = str(replica.get("url") or replica.get("path"))
-        cfg.dbs.append(DbConfig(Path(str(db["path"])).expanduser(), url, db_options, policy))
+        s3 = {key: replica[key] if key in replica else data[key] for key in _S3_KEYS if key in replica or key in data}
+        url, credentials = _replica_location(replica, s3, f"{source}: {where}replica")
+        cfg.dbs.append(DbConfig(Path(str(db["path"])).expanduser(), url, db_options, policy, credentials))
+    unused = sorted(key for key in _S3_KEYS if key in data)
+    if unused and not any(db.replica.startswith("s3://") for db in cfg.dbs):
+        cfg.warnings.append(f"{', '.join(unused)}: no replica is in S3, ignored")
     return cfg
+
+
+def _replica_location(replica: dict[str, Any], s3: dict[str, Any], where: str) -> tuple[str, dict[str, str] | None]:
+    """The replica's URL (a directory path, or `s3://...` built from its fields as Litestream
+    builds its client) and the S3 keys the config gives (None: the environment's).
+
+    A config whose S3 fields ltxkit would not use is refused, never read as a local path: a
+    replica `path:` with a `bucket:` taken as a directory backs up to the wrong place, quietly."""
+    kind = str(replica.get("type") or "").lower()
+    url, path = replica.get("url"), replica.get("path")
+    if url and path:
+        raise ConfigError(f"{where}: give `url:` or `path:`, not both")
+    if kind not in ("", "file", "s3"):
+        raise ConfigError(f"{where}: type {kind!r} is not supported by ltxkit (file or s3)")
+    if url:
+        url = str(url)
+        if kind and kind != (url.split("://", 1)[0].lower() if "://" in url else "file"):
+            raise ConfigError(f"{where}: type {kind} does not match url {url}")
+        if "bucket" in replica:  # as Litestream: the URL names the bucket
+            raise ConfigError(f"{where}: give `url:` or `bucket:`, not both")
+        kind = "s3" if url.lower().startswith("s3://") else "file"
+    if kind != "s3":
+        named = sorted(k for k in _S3_KEYS if k in replica)
+        if named:
+            raise ConfigError(
+                f"{where}: {', '.join(named)} given for a replica that is not S3 (add `type: s3`, "
+                "or use `url: s3://bucket/path`)"
+            )
+        if not (url or path):
+            raise ConfigError(f"{where} needs a `url:` (or `path:`)")
+        return str(url or path), None
+    credentials = _credentials(s3, where)
+    if url:
+        return _with_options(url, s3, where), credentials
+    if not s3.get("bucket"):
+        raise ConfigError(f"{where}: an S3 replica needs a `bucket:` (or `url: s3://bucket/path`)")
+    from urllib.parse import quote
+
+    return _with_options(f"s3://{s3['bucket']}/{quote(str(path or '').strip('/'))}", s3, where), credentials
+
+
+def _with_options(url: str, s3: dict[str, Any], where: str) -> str:
+    """`url` with the config's endpoint, region, path style and certificate check as its query
+    options; the config's win over the URL's own, as in Litestream."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for key in ("endpoint", "region", "force-path-style", "skip-verify"):
+        value = s3.get(key)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif key in ("force-path-style", "skip-verify"):
+            raise ConfigError(f"{where}.{key}: {value!r} is not true or false")
+        elif key == "endpoint" and not str(value).startswith(("http://", "https://")):
+            # in a URL's query Litestream adds the scheme; in its config it does not, and hangs
+            raise ConfigError(f"{where}.endpoint: {value} needs its scheme (http://{value} or https://{value})")
+        query.pop({"force-path-style": "forcePathStyle", "skip-verify": "skipVerify"}.get(key, ""), None)
+        query[key] = str(value)
+    return urlunsplit(parts._replace(query=urlencode(query, safe=":/")))
+
+
+def _credentials(s3: dict[str, Any], where: str) -> dict[str, str] | None:
+    key, secret = s3.get("access-key-id"), s3.get("secret-access-key")
+    if not key and not secret:
+        return None
+    if not (key and secret):
+        raise ConfigError(f"{where}: give both access-key-id and secret-access-key, or neither")
+    return {"access_key_id": str(key), "secret_access_key": str(secret)}
 
 
 _SHELL_SPECIAL = "*#$@!?-0123456789"
