@@ -46,8 +46,9 @@ def replicate(
         typer.Option(
             "--config",
             "-c",
-            help="Litestream's YAML (dbs[].path, dbs[].replica.url, levels, snapshot, retention, "
-            "checkpoint and sync settings): several databases, one process. Unsupported keys are named. "
+            help="Litestream's YAML (dbs[].path, dbs[].replica.url or an S3 replica's fields: type: s3, "
+            "bucket, path, endpoint, region, keys; levels, snapshot, retention, checkpoint and sync "
+            "settings): several databases, one process. Unsupported keys are named. "
             "$NAME and ${NAME} are replaced by environment variables, as Litestream does.",
         ),
     ] = None,
