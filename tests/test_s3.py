@@ -677,6 +677,35 @@ def test_replicate_with_refused_credentials_stops_at_once(seaweed: SeaweedFS, tm
     assert not (tmp_path / ".app.db-ltxkit").exists()  # no state made for a replica it cannot write
 
 
+def test_a_store_that_refuses_connections_is_logged_once_not_every_sync(tmp_path: Path) -> None:
+    """Every sync against a port nobody listens on fails the same way, but its words carry how
+    long the retries took ("gave up after 0.6 s", then "0.7 s"): each sync was logged as a new
+    error, a line a second for as long as the outage lasted."""
+    db = H.make_db(tmp_path / "app.db", rows=5)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    log = tmp_path / "replicate.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ltxkit", "replicate", str(db), "s3://replicas/app?endpoint=http://127.0.0.1:1",
+             "--interval", "100ms"],
+            stdout=fh, stderr=fh, env=env, stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "sync failed" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(5)  # several more syncs, each failing after its retries
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    failed = [line for line in text.splitlines() if "sync failed, will retry" in line]
+    assert len(failed) == 1 and "cannot connect to http://127.0.0.1:1" in failed[0], text
+    assert proc.returncode == 1 and "stopped, but its last sync failed; nothing of it is in the replica" in text
+
+
 @contextlib.contextmanager
 def stalled(seaweed: SeaweedFS) -> Iterator[None]:
     """SeaweedFS frozen (SIGSTOP): connections are accepted by the kernel, no request is answered,

@@ -224,7 +224,8 @@ def replicate(
 
     def unpublished(i: int, why: str) -> None:
         txid = replicators[i].published_txid
-        line = f"ltxkit: {targets[i].path}: {why}; commits after TXID {txid:016x} are not in the replica"
+        lost = f"commits after TXID {txid:016x} are not in the replica" if txid else "nothing of it is in the replica"
+        line = f"ltxkit: {targets[i].path}: {why}; {lost}"
         err.print(line, markup=False, highlight=False)
 
     stuck = [i for i, t in enumerate(threads) if t.is_alive()]

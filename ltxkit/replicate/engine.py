@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -83,6 +84,12 @@ Emit = Callable[[Event], None]
 
 class FatalError(LtxkitError):
     """Replicating cannot go on without a person deciding (a page size change, a foreign replica)."""
+
+
+def _shape(error: str) -> str:
+    """An error with its numbers blanked: a store that refuses every connection says "gave up
+    after 0.6 s" one time and "0.7 s" the next, and that is the same error, not a new one to log."""
+    return re.sub(r"\d+(?:\.\d+)?", "#", error)
 
 
 @dataclass(slots=True)
@@ -229,7 +236,7 @@ class Replicator:
             self.emit(Event("error", f"sync failed, will retry: {why}", {}))
             return
         outage.failed += 1
-        if outage.error != why:  # another error: said at once
+        if _shape(outage.error) != _shape(why):  # another error: said at once
             outage.error, outage.logged = why, now
             self.emit(Event("error", f"sync failed, will retry: {why}", {}))
         elif now - outage.logged >= REPEAT_ERROR_S:
