@@ -81,21 +81,11 @@ def inspect_file(path: Path | str, *, page: int | None = None) -> Inspection:
 
 
 def _inspect_object(url: str, page: int | None) -> Inspection:
-    from urllib.parse import urlsplit, urlunsplit
+    from ltxkit.replica.s3 import open_object
 
-    from ltxkit.replica.s3 import S3Storage
-
-    parts = urlsplit(url)
-    folder, _, name = parts.path.rpartition("/")
-    if not name:
-        raise UsageError(f"{url}: name one object (s3://bucket/path/file.ltx), or verify the replica")
-    storage = S3Storage(urlunsplit((parts.scheme, parts.netloc, folder, parts.query, "")))
-    try:
-        stream = storage.open(name)
-    except FileNotFoundError:
-        raise UsageError(f"{url}: no such object") from None
-    with stream:
-        return _inspect_stream(stream, url, stream.seek(0, 2), page)
+    storage, name, size = open_object(url)
+    with storage.open(name, size=size) as stream:
+        return _inspect_stream(stream, url, size, page)
 
 
 def _inspect_stream(stream: BinaryIO, path: Path | str, size: int, page: int | None) -> Inspection:

@@ -263,7 +263,8 @@ def test_bad_s3_locations_are_one_line_exit_2(seaweed: SeaweedFS) -> None:
         ("s3://replicas/x?endpoint=http://127.0.0.1:9", None, "connect to http://127.0.0.1:9: connection refused"),
         (seaweed.url("nothing/here"), None, "not a replica"),
         # endpoints the S3 client cannot parse: it used to panic (a Rust traceback, exit 1)
-        ("s3://replicas/x?endpoint=notaurl", None, "endpoint 'notaurl' must be http"),
+        ("s3://replicas/x?endpoint=notaurl", None, "cannot connect to https://notaurl"),  # a scheme, as Litestream adds
+        ("s3://replicas/x?endpoint=ftp://h", None, "endpoint 'ftp://h' must be http"),
         ("s3://replicas/x?endpoint=http://[::1", None, "not a valid URL"),
         ("s3://replicas/x?endpoint=http://127.0.0.1:99999", None, "Port out of range"),
         ("s3://replicas/x?endpoint=http://h:abc", None, "endpoint 'http://h:abc'"),
@@ -449,6 +450,57 @@ def test_inspect_one_object(litestream_replica: tuple[Path, str, list[str]], sea
     assert bad.returncode == 1 and json.loads(bad.stdout)["defects"], bad.stdout + bad.stderr
     missing = ltxkit("inspect", f"{base2}/0000/nope.ltx?{query2}")
     assert missing.returncode == 2 and missing.stderr.strip().endswith("no such object"), missing.stderr
+    # a missing bucket is one, not a missing object (a HEAD's 404 cannot tell them apart)
+    nob = ltxkit("inspect", f"s3://no-such-bucket/x/0000/{name}?endpoint={seaweed.endpoint}")
+    assert nob.returncode == 2 and "no such bucket (NoSuchBucket)" in nob.stderr, nob.stderr
+    # keys the server refuses: a HEAD's 403 has no body to say why; the status does
+    refused = ltxkit("inspect", f"{base}/{key}?{query}", env={**os.environ, "AWS_SECRET_ACCESS_KEY": "wrong"})
+    assert refused.returncode == 2 and refused.stderr.startswith(f"ltxkit: {base}/{key}?{query}: "), refused.stderr
+    assert "access denied (HTTP 403 Forbidden: wrong keys" in refused.stderr, refused.stderr
+
+
+def test_verify_checks_one_object_as_it_checks_one_file(
+    litestream_replica: tuple[Path, str, list[str]], seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    """`ltxkit verify FILE.ltx` works on a local file; on an object it said "not a replica"."""
+    _db, url, _times = litestream_replica
+    storage = open_storage(url)
+    key = storage.list("0000/")[2].key
+    name = key.rsplit("/", 1)[1]
+    base, _, query = url.partition("?")
+    good = ltxkit("verify", f"{base}/{key}?{query}", "--format", "json")
+    assert good.returncode == 0, good.stdout + good.stderr
+    [checked] = json.loads(good.stdout)["files"]
+    assert checked["path"] == f"{base}/{key}?{query}" and checked["ok"] is True
+    data = storage.read_bytes(key)
+    damaged = data[:-30] + bytes([data[-30] ^ 0xFF]) + data[-29:]  # inside the trailer's checksums
+    open_storage(seaweed.url("one-object/damaged"), create=True).put_bytes(f"0000/{name}", damaged)
+    local = tmp_path / name
+    local.write_bytes(damaged)
+    bad_base, _, bad_query = seaweed.url("one-object/damaged").partition("?")
+    remote = ltxkit("verify", f"{bad_base}/0000/{name}?{bad_query}", "--format", "json")
+    here = ltxkit("verify", str(local), "--format", "json")
+    assert remote.returncode == here.returncode == 1, remote.stdout + remote.stderr
+    assert codes(remote.stdout) == codes(here.stdout) != set()
+    missing = ltxkit("verify", f"{bad_base}/0000/{name.replace('.ltx', '0.ltx')}?{bad_query}")
+    assert missing.returncode == 2 and "no such object" in missing.stderr, missing.stderr
+
+
+def test_a_path_above_replicas_is_not_a_replica_and_says_where_they_are(
+    litestream_replica: tuple[Path, str, list[str]], seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    """A prefix holding replicas (or anything else) but no level folders was checked as an empty
+    replica: `no-snapshot`, exit 1, a damaged replica as far as CI could tell. It is a wrong path."""
+    db, _url, _times = litestream_replica
+    parent = seaweed.url("apps")  # holds apps/one
+    for args in (("verify", parent), ("restore", parent, "-o", str(tmp_path / "out.db")),
+                 ("repair", parent, "--rebuild-snapshot", "--from-db", str(db), "--dry-run"), ("verify", f"s3://replicas/?endpoint={seaweed.endpoint}")):
+        r = ltxkit(*args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "not a replica (no level folders 0000-0009 below it; it holds " in r.stderr, r.stderr
+        assert "verify --recursive" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out.db").exists()
+    assert {e.key.split("/")[0] for e in open_storage(parent, create=True).list("")} == {"one"}  # nothing written
 
 
 def _rfc3339_ns(ns: int) -> str:

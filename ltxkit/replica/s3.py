@@ -31,11 +31,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
-from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlparse, urlsplit, urlunsplit
 
 from ltxkit.errors import UsageError
-from ltxkit.replica.keys import OBJECT_STORE
-from ltxkit.replica.layout import rfc3339_ns
+from ltxkit.replica.keys import LEVELS, OBJECT_STORE, QUARANTINE_DIR
+from ltxkit.replica.layout import LEGACY_GENERATIONS_DIR, rfc3339_ns
+from ltxkit.replica.ledger import LEDGER_DIR
 from ltxkit.replica.storage import STAGING_PREFIX, Entry, ReplicaNotFound, remove_dead_staging
 
 if TYPE_CHECKING:
@@ -273,7 +274,10 @@ class S3Storage:
         if code in _REFUSALS:  # the server's own words, whatever error class obstore chose
             return S3Error(f"{self.label}: {what}: {_REFUSALS[code]} ({code})", refused=True)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
-            return S3Error(f"{self.label}: access denied ({_first_line(exc)})", refused=True)
+            # a HEAD's refusal has no body to name the reason: the status is all there is
+            status = re.search(r"\b(40[13]) [A-Z][a-z]+", str(exc))
+            why = f"HTTP {status.group(0)}: wrong keys, or keys without permission" if status else _first_line(exc)
+            return S3Error(f"{self.label}: {what}: access denied ({why})", refused=True)
         if isinstance(exc, Exception):  # obstore's GenericError and friends: connection, bucket, timeouts
             if type(exc).__module__.startswith("obstore") or isinstance(exc, OSError):
                 return S3Error(f"{self.label}: {what}: {_transport_problem(str(exc)) or _first_line(exc)}")
@@ -348,10 +352,12 @@ class S3Storage:
         except ValueError:
             return None
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str, *, size: int | None = None) -> BinaryIO:
+        """A reader of one object; `size`, when the caller knows it, spares a HEAD."""
         import obstore
 
-        size = self._call(key, obstore.head, key)["size"]
+        if size is None:
+            size = self._call(key, obstore.head, key)["size"]
         return _RangeReader(self, key, size)  # type: ignore[return-value]
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
@@ -636,9 +642,49 @@ def _transport_problem(text: str) -> str | None:
     return None
 
 
+# what only a replica holds below its path: a level folder, or ltxkit's ledger or quarantine
+# (a replica whose every LTX file is gone is still one, damaged, not a typo)
+_REPLICA_NAMES = frozenset({OBJECT_STORE.level_dir(level) for level in LEVELS} | {LEDGER_DIR, QUARANTINE_DIR})
+
+
+def _not_a_replica(location: str, top: frozenset[str]) -> str:
+    """Why a path holding objects is no replica, and where the user may have meant."""
+    if LEGACY_GENERATIONS_DIR in top:
+        return (
+            f"{location}: a Litestream 0.3 replica (generations/, no level folders), which ltxkit does not "
+            "read; `litestream restore` 0.5 restores it"
+        )
+    shown = ", ".join(sorted(top)[:5]) + (", ..." if len(top) > 5 else "")
+    return (
+        f"{location}: not a replica (no level folders 0000-0009 below it; it holds {shown}): "
+        "name a replica, or verify --recursive to check every replica below this path"
+    )
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def open_object(url: str) -> tuple[S3Storage, str, int]:
+    """One object named by its URL (`s3://bucket/path/0000/<min>-<max>.ltx?endpoint=...`): the
+    storage of its folder, its name there and its size. A missing object is UsageError "no such
+    object", a missing bucket "no such bucket" (a HEAD's 404 says only "not found", so the folder
+    is listed to tell which)."""
+    import obstore
+
+    parts = urlsplit(url)
+    folder, _, name = parts.path.rpartition("/")
+    if not name:
+        raise UsageError(f"{url}: name one object (s3://bucket/path/file.ltx), or give the replica")
+    storage = S3Storage(urlunsplit((parts.scheme, parts.netloc, folder, parts.query, "")))
+    storage.label = url  # what every message names: the object the user gave
+    name = unquote(name)
+    try:
+        return storage, name, int(storage._call(name, obstore.head, name)["size"])
+    except FileNotFoundError:
+        storage.has_any("")  # raises for a missing bucket; a folder without the object does not
+        raise UsageError(f"{url}: no such object") from None
 
 
 def open_s3(location: str, *, create: bool, credentials: dict[str, str] | None = None) -> S3Storage:
@@ -650,6 +696,8 @@ def open_s3(location: str, *, create: bool, credentials: dict[str, str] | None =
         top = storage.top_names()  # the listing that says whether anything is there says what
         if not top:
             raise ReplicaNotFound(f"{location}: no objects under this path: not a replica")
+        if not top & _REPLICA_NAMES:
+            raise ReplicaNotFound(_not_a_replica(location, top))
         storage._top_at_open = top
         return storage
     try:

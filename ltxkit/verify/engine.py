@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ltxkit.errors import UsageError
 from ltxkit.format.errors import Code
@@ -293,6 +294,7 @@ def check_replica(
         )
     if not listing.files:
         add(Finding(Code.NO_SNAPSHOT, label, "replica holds no LTX files"))
+        summary.content_skipped = "there is nothing to restore"
         return summary
 
     usable = [f for f in listing.files if checks[f.key].header is not None]
@@ -438,6 +440,9 @@ def _verify_path(
     jobs: int = 1,
 ) -> None:
     if "://" in raw:
+        if raw.startswith("s3://") and urlsplit(raw).path.endswith(".ltx"):  # one object, as a local file
+            report.files.append(_check_object(raw, quick=quick))
+            return
         storage = open_storage(raw)
         report.replicas.append(replica(storage, storage.label))
         return
@@ -457,6 +462,14 @@ def _verify_path(
                 report.files.append(check_loose_file(p, quick=quick, jobs=jobs))
     else:
         raise VerifyUsageError(f"{path}: no such file or directory")
+
+
+def _check_object(url: str, *, quick: bool) -> FileCheck:
+    """One object of a bucket, checked as a loose file is (`check_loose_file`)."""
+    from ltxkit.replica.s3 import open_object
+
+    storage, name, size = open_object(url)
+    return check_file(lambda: storage.open(name, size=size), url, size, name=name, level=None, quick=quick)
 
 
 def total_bytes(paths: list[str]) -> int:
