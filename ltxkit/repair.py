@@ -60,16 +60,28 @@ from ltxkit.sqlite import (
     schema_of,
 )
 from ltxkit.verify.engine import check_replica
-from ltxkit.verify.findings import Finding, ReplicaSummary, Severity
+from ltxkit.verify.findings import Finding, ReplicaSummary, Severity, join_label
 
 
 class RepairError(LtxkitError):
     """Repair cannot proceed; nothing was changed, everything was backed out, or (`backed_out`
-    false) the back-out itself failed and the message names what is not back in place."""
+    false) the back-out itself failed and the message names what is not back in place.
+    `applied`: the repair was published, and what failed came after (its message says what).
+    `aside`: where a backed-out repair keeps the files it had published (never deleted)."""
 
-    def __init__(self, message: str, *, exit_code: int | None = None, backed_out: bool = True) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        backed_out: bool = True,
+        applied: bool = False,
+        aside: str | None = None,
+    ) -> None:
         super().__init__(message, exit_code=exit_code)
         self.backed_out = backed_out
+        self.applied = applied
+        self.aside = aside
 
 
 @dataclass(slots=True)
@@ -550,15 +562,30 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
             ledger.put(storage, record)
             published[rkey] = 0
     except BaseException as exc:
-        left = _back_out(storage, moved, list(published), stamp)
+        left, aside = _back_out(storage, moved, list(published), stamp)
         discard(plan)
         expected_failure = isinstance(exc, (LtxkitError, OSError, KeyboardInterrupt))
         if not left and (isinstance(exc, RepairError) or not expected_failure):
+            if isinstance(exc, RepairError):
+                exc.aside = aside
             raise  # all put back: a refusal says it as it is, and a bug stays an internal error
-        raise _failed_apply(exc, step, left) from exc
+        failed = _failed_apply(exc, step, left)
+        failed.aside = aside
+        raise failed from exc
     discard(plan)
-    after = check_replica(storage, storage.label, content=True)
-    return RepairResult(plan, f"{QUARANTINE_DIR}/{stamp}" if manifest else None, after)
+    where = f"{QUARANTINE_DIR}/{stamp}" if manifest else None
+    try:
+        after = check_replica(storage, storage.label, content=True)
+    except KeyboardInterrupt as exc:  # the repair is in place: say so, not just "interrupted"
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        moved_to = f" (what it replaced is in {join_label(storage.label, where)})" if where else ""
+        raise RepairError(
+            f"interrupted after the repair was published{moved_to}, while checking the result: "
+            f"run `ltxkit verify {storage.label}`",
+            exit_code=code,
+            applied=True,
+        ) from exc
+    return RepairResult(plan, where, after)
 
 
 def _ledger_record(nf: NewFile) -> ledger.Record:
@@ -593,16 +620,21 @@ def _manifest(entries: list[dict[str, object]], plan: RepairPlan) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
 
-def _back_out(storage: Storage, moved: list[tuple[str, str]], published: list[str], stamp: str) -> list[str]:
+def _back_out(
+    storage: Storage, moved: list[tuple[str, str]], published: list[str], stamp: str
+) -> tuple[list[str], str | None]:
     """Undo a half-applied repair: new files go to quarantine (never deleted), moved files go back.
 
-    Every step is tried even when one fails (the store may be failing as the repair did); the
-    return value says, one phrase each, what is not back where it was."""
+    Every step is tried even when one fails (the store may be failing as the repair did). Returns
+    what is not back where it was (one phrase each) and where the files this repair had published
+    now lie, if any did."""
     left: list[str] = []
+    aside = None
     for key in published:
         dest = quarantine_key(stamp, f"backed-out/{key}")
         try:
             storage.quarantine(key, dest)
+            aside = quarantine_key(stamp, "backed-out")
         except FileNotFoundError:
             continue  # its publish never happened
         except (OSError, LtxkitError):
@@ -610,11 +642,23 @@ def _back_out(storage: Storage, moved: list[tuple[str, str]], published: list[st
     for key, dest in reversed(moved):
         try:
             storage.quarantine(dest, key)
-        except (FileNotFoundError, FileExistsError):
-            continue  # its move never happened, or stopped before the original went (a copy may stay)
+        except FileNotFoundError:
+            continue  # its move never began
+        except FileExistsError:  # the move stopped before the original went: its copy goes instead
+            _drop_copy(storage, dest, key)
         except (OSError, LtxkitError):
             left.append(f"{key} is still at {dest}")
-    return left
+    return left, aside
+
+
+def _drop_copy(storage: Storage, copy: str, original: str) -> None:
+    """Remove the quarantine copy of a file that never left its place, once it reads back the
+    same as the original (an object store's move is copy, then delete: an interrupt between
+    the two left a copy as large as the file, with no manifest to say what it was). A copy that
+    cannot be read or compared stays: a stray copy loses nothing."""
+    with contextlib.suppress(FileNotFoundError, OSError, LtxkitError):
+        if storage.read_bytes(copy) == storage.read_bytes(original):
+            storage.delete([copy])
 
 
 def _failed_apply(exc: BaseException, step: str, left: list[str]) -> RepairError:

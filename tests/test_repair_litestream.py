@@ -18,6 +18,7 @@ from ltxkit.format.schema import format_filename
 from ltxkit.repair import RepairError, apply_repair, plan_repair
 from ltxkit.replica.s3 import S3Error
 from ltxkit.replica.storage import LocalStorage
+from ltxkit.verify.engine import check_replica
 
 pytestmark = pytest.mark.litestream
 
@@ -199,6 +200,64 @@ def test_a_store_failing_mid_repair_is_named_and_everything_goes_back(tmp_path: 
     assert H.tree_digest(rep.replica_dir) == before  # every moved file is back in ltx/
     backed_out = [p for p in (rep.replica_dir / "quarantine").rglob("*.ltx") if "backed-out" in p.parts]
     assert [p.name for p in backed_out] == [Path(plan.new_files[0].key).name]  # never deleted
+    assert err.aside is not None and (rep.replica_dir / err.aside) == backed_out[0].parent.parent.parent  # said where
+
+
+class _MoveInterrupted:
+    """An object store's move (copy, then delete the original) interrupted between the two: the
+    first move leaves both the original and its copy, then Ctrl-C."""
+
+    def __init__(self, inner: LocalStorage) -> None:
+        self.inner, self.moves = inner, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def quarantine(self, key: str, new_key: str) -> None:
+        self.moves += 1
+        if self.moves == 1:
+            self.inner.put_bytes(new_key, self.inner.read_bytes(key))
+            raise KeyboardInterrupt
+        self.inner.quarantine(key, new_key)
+
+
+def test_a_move_interrupted_between_copy_and_delete_leaves_no_copy_behind(tmp_path: Path) -> None:
+    """Ctrl-C after an object's copy landed in quarantine and before the original went: the back-
+    out said "everything was put back" and left a copy as large as the file with no manifest."""
+    rep = H.make_truncated_shape(tmp_path)
+    storage = LocalStorage(rep.replica_dir)
+    before = H.tree_digest(rep.replica_dir)
+    plan = plan_repair(storage, from_db=Path(rep.db_path))
+    with pytest.raises(RepairError) as info:
+        apply_repair(_MoveInterrupted(storage), plan)  # type: ignore[arg-type]
+    assert info.value.backed_out and info.value.exit_code == 130 and info.value.message.startswith("interrupted while")
+    assert H.tree_digest(rep.replica_dir) == before
+    assert list((rep.replica_dir / "quarantine").rglob("*.ltx")) == []
+
+
+def test_ctrl_c_while_checking_a_published_repair_says_it_was_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repair is in place when its result is checked: an interrupt then said only
+    "interrupted", and a user could not tell whether the replica had been changed."""
+    import ltxkit.repair as repair_mod
+
+    rep = H.make_truncated_shape(tmp_path)
+    storage = LocalStorage(rep.replica_dir)
+    plan = plan_repair(storage, from_db=Path(rep.db_path))
+
+    def interrupted(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repair_mod, "check_replica", interrupted)
+    with pytest.raises(RepairError) as info:
+        apply_repair(storage, plan)
+    err = info.value
+    assert err.applied and err.exit_code == 130
+    assert "interrupted after the repair was published" in err.message and "run `ltxkit verify" in err.message
+    assert list((rep.replica_dir / "quarantine").rglob("manifest.json"))  # it was applied
+    monkeypatch.undo()
+    assert check_replica(storage, str(rep.replica_dir), content=True).errors == []
 
 
 def test_a_back_out_the_store_refuses_in_part_still_undoes_the_rest_and_says_what_is_left(tmp_path: Path) -> None:

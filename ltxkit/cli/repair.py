@@ -146,7 +146,9 @@ def repair(
     try:
         result = apply_repair(storage, plan)
     except RepairError as exc:
-        put_back = "; everything was put back" if exc.backed_out else ""
+        put_back = "; everything was put back" if exc.backed_out and not exc.applied else ""
+        if put_back and exc.aside:
+            put_back += f" (the files it had published are kept aside in {join_label(storage.label, exc.aside)})"
         raise Fail(f"{replica}: {exc}{put_back}", exc.exit_code) from None
     if result.quarantine is not None:
         where = join_label(storage.label, result.quarantine)
