@@ -41,7 +41,8 @@ EXIT_TABLE: tuple[tuple[int, str, str], ...] = (
     (
         EXIT_USAGE,
         "could not run",
-        "bad arguments, missing paths, not a replica, an existing output without `--force`, a link or device "
+        "bad arguments (a `--txid` or `--timestamp` no restore ends at), missing paths, not a replica, an "
+        "existing output without `--force`, a link or device "
         "as output, S3 credentials / bucket / endpoint, a file that is not a SQLite database, a database not "
         "in WAL mode or still locked after the wait, a running replicator, a second replicator, a repair "
         "declined at its prompt",

@@ -15,7 +15,7 @@ import errno
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -87,9 +87,50 @@ def plan_for(
     try:
         return restore_plan(files, txid=txid, timestamp_ns=timestamp_ns, listed_newest_ns=listed_newest_ns)
     except PlanError as exc:
+        if txid is not None or timestamp_ns is not None:
+            _refuse_target(files, exc, txid)
         raise RestoreError(
             exc.code, f"cannot make a restore plan: {exc.message}", str(exc.context.get("key") or "")
         ) from exc
+
+
+class TargetNotRestorable(RestoreError):
+    """`--txid` / `--timestamp` names no restore point of a sound replica: the argument is at
+    fault, not the data (exit 2), and the message says which restore points are near it."""
+
+    exit_code = EXIT_USAGE
+
+
+def _refuse_target(files: list[ReplicaFile], exc: PlanError, txid: int | None) -> None:
+    """Raise `TargetNotRestorable` when the replica restores its latest state (so nothing in it
+    is damaged) and only the target misses; return when the replica itself cannot be restored,
+    which the caller then reports as the damage it is."""
+    try:
+        latest = restore_plan(files)[-1].max_txid
+    except PlanError:
+        return
+    message = f"cannot make a restore plan: {exc.message}"
+    if txid is not None and txid < latest:
+        ends = sorted({f.max_txid for f in files if f.max_txid <= latest})
+        below = _first_restore_point(files, reversed([t for t in ends if t < txid]))
+        above = _first_restore_point(files, (t for t in ends if t > txid))
+        near = " and ".join(f"{t:016x}" for t in (below, above) if t is not None)
+        message = (
+            f"cannot make a restore plan: TXID {txid:016x} is not a restore point (no file, or chain of "
+            f"files, ends there: compaction merged it into a larger file); the nearest are {near}"
+        )
+    raise TargetNotRestorable(exc.code, message + " (`ltxkit verify` shows the restorable window)") from exc
+
+
+def _first_restore_point(files: list[ReplicaFile], txids: Iterable[int]) -> int | None:
+    """The first of `txids` a restore can end at exactly (in the order given)."""
+    for txid in txids:
+        try:
+            if restore_plan(files, txid=txid)[-1].max_txid == txid:
+                return txid
+        except PlanError:
+            continue
+    return None
 
 
 def _exact_times(storage: Storage, files: list[ReplicaFile]) -> list[ReplicaFile]:

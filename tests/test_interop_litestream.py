@@ -204,7 +204,7 @@ def test_timestamps_compare_to_the_nanosecond_and_a_later_one_is_refused_by_both
     ls = H.restore(real_replica.replica_dir, tmp_path / "t-later.db", timestamp=later)
     assert ls.returncode != 0 and "timestamp does not exist" in ls.stderr, ls.stderr
     r = run_ltxkit("restore", real_replica.replica_dir, "-o", tmp_path / "o-later.db", "--timestamp", later)
-    assert r.returncode == 1 and "no restore point is that recent" in r.stderr, r.stderr
+    assert r.returncode == 2 and "no restore point is that recent" in r.stderr, r.stderr
     assert not (tmp_path / "o-later.db").exists()
 
 

@@ -89,9 +89,34 @@ def test_timestamp_needs_a_zone_and_outside_the_window_says_what_is_there(replic
     r = run("restore", replica, "-o", tmp_path / "a.db", "--timestamp", "2023-11-14T22:13:20")
     assert r.returncode == 2 and "give a zone" in r.stderr and not (tmp_path / "a.db").exists()
     r = run("restore", replica, "-o", tmp_path / "b.db", "--timestamp", "2020-01-01T00:00:00Z")
-    assert r.returncode == 1 and not (tmp_path / "b.db").exists()
+    assert r.returncode == 2 and not (tmp_path / "b.db").exists()  # the argument is at fault, not the replica
     assert "the earliest restorable time is just after 2023-11-14T22:13:20.001Z" in r.stderr, r.stderr
     # after the newest file: refused, as Litestream refuses it ("timestamp does not exist")
     r = run("restore", replica, "-o", tmp_path / "later.db", "--timestamp", "2030-01-01T00:00:00+02:00", "--quiet")
-    assert r.returncode == 1 and not (tmp_path / "later.db").exists()
+    assert r.returncode == 2 and not (tmp_path / "later.db").exists()
     assert "no restore point is that recent: the newest file (ltx/0/" in r.stderr, r.stderr
+
+
+def test_a_txid_compaction_merged_away_is_a_bad_target_naming_the_nearest_restore_points(tmp_path: Path) -> None:
+    """TXIDs 2 and 3 live only inside the L1 file 1-4: no restore ends there. That was exit 1 (data
+    at fault) with "the chain reaches 0000000000000001", while the replica is sound."""
+    from tests.replica_builder import write_ltx
+
+    root = tmp_path / "r"
+    db = simple_chain(root, n=4)
+    write_ltx(root, 1, 1, 4, dict(db.pages), db.commit)
+    for i in (5, 6):
+        write_ltx(root, 0, i, i, db.write([2, i + 8]), db.commit)
+    for i in (2, 3, 4):
+        (root / "ltx" / "0" / f"{i:016x}-{i:016x}.ltx").unlink()
+    r = run("restore", root, "-o", tmp_path / "two.db", "--txid", "2")
+    assert r.returncode == 2 and not (tmp_path / "two.db").exists(), r.stderr
+    assert "TXID 0000000000000002 is not a restore point" in r.stderr, r.stderr
+    assert "the nearest are 0000000000000001 and 0000000000000004" in r.stderr, r.stderr
+    assert run("restore", root, "-o", tmp_path / "four.db", "--txid", "4").returncode == 0
+    r = run("restore", root, "-o", tmp_path / "nine.db", "--txid", "9")  # past the latest, 6
+    assert r.returncode == 2 and "chain reaches 0000000000000006" in r.stderr, r.stderr
+    # a replica that does not restore is still the data's fault, target or not
+    (root / "ltx" / "0" / f"{5:016x}-{5:016x}.ltx").unlink()
+    r = run("restore", root, "-o", tmp_path / "six.db", "--txid", "6")
+    assert r.returncode == 1, r.stderr

@@ -560,7 +560,7 @@ def test_a_time_up_to_the_newest_upload_is_not_too_recent(seaweed: SeaweedFS, tm
     later = _rfc3339_ns(newest_upload + 1_000_000_000)
     assert litestream_restore(url, tmp_path / "ls2.db", "-timestamp", later).returncode == 1
     refused = ltxkit("restore", url, "-o", str(tmp_path / "lk2.db"), "--timestamp", later)
-    assert refused.returncode == 1 and "no restore point is that recent" in refused.stderr, refused.stderr
+    assert refused.returncode == 2 and "no restore point is that recent" in refused.stderr, refused.stderr
 
 
 def test_a_percent_encoded_path_names_the_replica_litestream_reads(seaweed: SeaweedFS, tmp_path: Path) -> None:
