@@ -459,6 +459,23 @@ def test_inspect_one_object(litestream_replica: tuple[Path, str, list[str]], sea
     assert "access denied (HTTP 403 Forbidden: wrong keys" in refused.stderr, refused.stderr
 
 
+def test_the_window_on_s3_gives_the_times_restore_compares(litestream_replica: tuple[Path, str, list[str]]) -> None:
+    """The window's times came from the listing: upload times, whole seconds. `restore
+    --timestamp` compares the `litestream-timestamp` metadata, so the window named times restore
+    refused as too early. They are now the metadata's."""
+    from ltxkit.inspect import iso_ms
+
+    _db, url, _times = litestream_replica
+    storage = open_storage(url)
+    r = ltxkit("verify", url, "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    window = json.loads(r.stdout)["replicas"][0]["window"]
+    by_end = {e.key.rsplit("/", 1)[1][17:33]: e.key for e in storage.list("0000/")}  # max TXID -> key
+    for end in ("earliest", "latest"):
+        exact = storage.exact_created_ns(by_end[window[f"{end}_txid"]])
+        assert exact is not None and window[f"{end}_time"] == iso_ms(exact // 1_000_000), (end, window)
+
+
 def test_verify_checks_one_object_as_it_checks_one_file(
     litestream_replica: tuple[Path, str, list[str]], seaweed: SeaweedFS, tmp_path: Path
 ) -> None:

@@ -42,3 +42,26 @@ def test_window_opens_at_the_oldest_snapshot_that_restores(tmp_path: Path) -> No
     assert f"restorable window: TXID {3:016x} (2023-11-14T22:13:20.003Z) to TXID {6:016x}" in text
     junit = verify(str(tmp_path), "--format", "junit").stdout
     assert f"restorable window: TXID {3:016x}" in junit
+
+
+def test_a_latest_restore_point_that_does_not_restore_is_not_in_the_window(tmp_path: Path) -> None:
+    """The window is what a user picks restore points from: a damaged newest file ends it below."""
+    build(tmp_path)
+    newest = tmp_path / "ltx" / "0" / f"{6:016x}-{6:016x}.ltx"
+    data = newest.read_bytes()
+    newest.write_bytes(data[:10] + bytes([data[10] ^ 0xFF]) + data[11:])  # inside the header
+    r = verify(str(tmp_path), "--format", "json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert "unrestorable" in {f["code"] for f in doc["findings"]}
+    window = doc["replicas"][0]["window"]
+    assert (window["earliest_txid"], window["latest_txid"]) == (f"{1:016x}", f"{5:016x}")
+    assert window["latest_time"] == "2023-11-14T22:13:20.005Z"
+    # no restore point restores at all: no window, not one that names damaged points
+    for txid in range(2, 6):
+        (tmp_path / "ltx" / "0" / f"{txid:016x}-{txid:016x}.ltx").unlink()
+    (tmp_path / "ltx" / "9" / f"{1:016x}-{3:016x}.ltx").unlink()
+    (tmp_path / "ltx" / "0" / f"{1:016x}-{1:016x}.ltx").write_bytes(b"garbage")
+    r = verify(str(tmp_path), "--format", "json")
+    assert json.loads(r.stdout)["replicas"][0]["window"]["latest_txid"] is None
+    assert "restorable window: none" in verify(str(tmp_path)).stdout

@@ -303,6 +303,7 @@ def check_replica(
     for level in range(SNAPSHOT_LEVEL):
         check_chain([f for f in usable if f.level == level], checks, add, label)
     check_latest(listing, checks, summary, label)
+    _exact_window_times(storage, summary)
     if summary.plan and not quick and not plan_has_errors(summary, checks):
         check_ledger(storage, listing.files, checks, summary, label, recorded)
     if not (content or deep):
@@ -314,6 +315,20 @@ def check_replica(
     else:
         _check_content(storage, listing, summary, label, CheckMode.FULL if deep else CheckMode.QUICK, jobs, note)
     return summary
+
+
+def _exact_window_times(storage: Storage, summary: ReplicaSummary) -> None:
+    """The window's times as `restore --timestamp` compares them: on an object store a listing
+    gives upload times in whole seconds, and a window drawn from them named times that restore
+    refused (too early) or that restored an older point (too late). Two HEADs, one per end."""
+    for name in ("window_start", "window_end"):
+        end = getattr(summary, name)
+        if end is None:
+            continue
+        with contextlib.suppress(FileNotFoundError):  # deleted meanwhile: the listing's time stays
+            ns = storage.exact_created_ns(end.key)
+            if ns is not None:
+                setattr(summary, name, dataclasses.replace(end, ms=ns // 1_000_000))
 
 
 def _check_content(

@@ -91,16 +91,26 @@ class FileCheck:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class WindowEnd:
+    """One end of the restorable window: a restore point, its time (the creation time of the file
+    that ends its plan, which `restore --timestamp` compares) and that file's key."""
+
+    txid: int
+    ms: int
+    key: str
+
+
 @dataclass(slots=True)
 class ReplicaSummary:
     path: str
     files: list[FileCheck]
     listing: Listing
     findings: list[Finding] = field(default_factory=list)
-    latest_txid: int | None = None
-    latest_ms: int | None = None  # the latest restore point's time (its file's creation time)
-    earliest_txid: int | None = None  # the oldest restore point: the window opens here
-    earliest_ms: int | None = None
+    latest_txid: int | None = None  # the latest restore point (whether or not it restores)
+    # the restorable window: the oldest and the newest restore points that restore
+    window_start: WindowEnd | None = None
+    window_end: WindowEnd | None = None
     proven: bool = False  # every file matches its ledger record: every restore point is proven
     proven_points: int = 0  # restore points (TXIDs) the ledger proves
     page_size: int | None = None
@@ -116,11 +126,12 @@ class ReplicaSummary:
         def txid(v: int | None) -> str | None:
             return f"{v:016x}" if v is not None else None
 
+        start, end = self.window_start, self.window_end
         return {
-            "earliest_txid": txid(self.earliest_txid),
-            "earliest_time": iso_ms(self.earliest_ms) if self.earliest_ms is not None else None,
-            "latest_txid": txid(self.latest_txid),
-            "latest_time": iso_ms(self.latest_ms) if self.latest_ms is not None else None,
+            "earliest_txid": txid(start.txid if start else None),
+            "earliest_time": iso_ms(start.ms) if start else None,
+            "latest_txid": txid(end.txid if end else None),
+            "latest_time": iso_ms(end.ms) if end else None,
         }
 
     def window_line(self) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from ltxkit.format.errors import Code
 from ltxkit.format.schema import Header, lock_pgno, missing_among, missing_pages
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, restore_plan
-from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary, Severity
+from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary, Severity, WindowEnd
 
 
 def plan_has_errors(summary: ReplicaSummary, checks: dict[str, FileCheck]) -> bool:
@@ -106,17 +106,58 @@ def _check_pair(
             )
 
 
-def earliest_restore_point(files: list[ReplicaFile]) -> tuple[int | None, int | None]:
-    """The oldest TXID a restore can stop at, and its time: every restore starts from a file that
-    begins at TXID 1, so the smallest one whose own plan works is where the window opens."""
-    for f in sorted((f for f in files if f.min_txid == 1), key=lambda f: f.max_txid):
-        try:
-            plan = restore_plan(files, txid=f.max_txid)
-        except PlanError:
-            continue
-        if plan[-1].max_txid == f.max_txid:
-            return f.max_txid, plan[-1].created_ms
-    return None, None
+#: restore points a damaged replica's window search tries at each end before it gives up (each try
+#: is a plan and its page count: a replica whose every point is damaged must not take minutes)
+MAX_WINDOW_PROBES = 256
+
+
+def _restores(plan: list[ReplicaFile], checks: dict[str, FileCheck]) -> bool:
+    """Does this plan give a database: every file sound, every page up to its commit held?"""
+    if any(checks[f.key].broken or checks[f.key].header is None for f in plan):
+        return False
+    last = checks[plan[-1].key].known_header
+    count, _first = _plan_missing([checks[f.key].pgnos for f in plan], last.commit, lock_pgno(last.page_size))
+    return count == 0
+
+
+def _restore_point(files: list[ReplicaFile], checks: dict[str, FileCheck], txid: int) -> WindowEnd | None:
+    """`txid` as a window end, when a restore can stop exactly there and gives a database."""
+    try:
+        plan = restore_plan(files, txid=txid)
+    except PlanError:
+        return None
+    if plan[-1].max_txid != txid or not _restores(plan, checks):
+        return None
+    return WindowEnd(txid, plan[-1].created_ms, plan[-1].key)
+
+
+def _first_point(files: list[ReplicaFile], checks: dict[str, FileCheck], txids: list[int]) -> WindowEnd | None:
+    for txid in txids[:MAX_WINDOW_PROBES]:
+        point = _restore_point(files, checks, txid)
+        if point is not None:
+            return point
+    return None
+
+
+def restorable_window(
+    files: list[ReplicaFile], checks: dict[str, FileCheck], latest: list[ReplicaFile], *, latest_restores: bool
+) -> tuple[WindowEnd | None, WindowEnd | None]:
+    """The oldest and newest restore points that restore. The newest is the end of the latest
+    plan (`latest`) when it restores (`latest_restores`, which the caller has just checked), else
+    the nearest point below its first damaged file (or below its end, when no file is to blame)
+    that restores. The oldest: every restore starts from a file that begins at TXID 1, so the
+    smallest such file's end whose own plan restores. (None, None) when no point is found."""
+    last = latest[-1]
+    end = WindowEnd(last.max_txid, last.created_ms, last.key) if latest_restores else None
+    if end is None:
+        damaged = [f.min_txid for f in latest if checks[f.key].broken or checks[f.key].header is None]
+        below = min(damaged, default=last.max_txid)
+        end = _first_point(files, checks, sorted({f.max_txid for f in files if f.max_txid < below}, reverse=True))
+    if end is None:
+        return None, None
+    starts = sorted({f.max_txid for f in files if f.min_txid == 1 and f.max_txid <= end.txid})
+    start = _first_point(files, checks, starts)
+    return (start, end) if start is not None else (None, None)
 
 
 def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: ReplicaSummary, label: str) -> None:
@@ -132,8 +173,6 @@ def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: Replic
         return
     summary.plan = [f.key for f in plan]
     summary.latest_txid = plan[-1].max_txid
-    summary.latest_ms = plan[-1].created_ms
-    summary.earliest_txid, summary.earliest_ms = earliest_restore_point(files)
     broken = [f for f in plan if checks[f.key].broken or checks[f.key].header is None]
     if broken:
         add(
@@ -144,6 +183,7 @@ def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: Replic
                 {"files": [f.key for f in broken]},
             )
         )
+        summary.window_start, summary.window_end = restorable_window(files, checks, plan, latest_restores=False)
         return
     headers = [checks[f.key].known_header for f in plan]  # files without one were `broken` above
     summary.page_size = headers[-1].page_size
@@ -156,6 +196,7 @@ def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: Replic
     commit = summary.commit or 0
     lock = lock_pgno(summary.page_size or 4096)
     count, first = _plan_missing([checks[f.key].pgnos for f in plan], commit, lock)
+    summary.window_start, summary.window_end = restorable_window(files, checks, plan, latest_restores=count == 0)
     if count:
         add(
             Finding(
