@@ -71,3 +71,19 @@ def test_repair_of_a_read_only_replica_names_the_replica(ro_dir: Path) -> None:
     [line] = r.stderr.splitlines()
     assert line.startswith(f"ltxkit: {replica}: Read-only file system"), line
     assert ".ltxkit-staging-" not in line
+
+
+def test_an_output_given_as_a_url_is_refused_not_written_to_a_directory_named_s3(tmp_path: Path) -> None:
+    """`-o s3://bucket/report.txt` became the local path `s3:/bucket/report.txt`: written under a
+    directory `s3:` in the current one, or refused naming that mangled path."""
+    db = H.make_db(tmp_path / "app.db", rows=5)
+    for args in (
+        ("verify", HEALTHY, "-o", "s3://replicas/report.txt?endpoint=http://127.0.0.1:9"),
+        ("restore", HEALTHY, "-o", "s3://replicas/app.db"),
+        ("snapshot", db, "-o", "s3://replicas/app.ltx"),
+    ):
+        r = subprocess.run([sys.executable, "-m", "ltxkit", *map(str, args)], capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path, stdin=subprocess.DEVNULL)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.startswith(f"ltxkit: {args[3].split('?')[0]}") and "-o takes a local file, not a URL" in r.stderr
+    assert not (tmp_path / "s3:").exists()

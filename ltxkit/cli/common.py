@@ -6,6 +6,7 @@ on each run, and string annotations would be compiled again each time (~20 ms of
 """
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -198,6 +199,18 @@ def progress_bar(enabled: bool, *, pages: bool = False) -> "Progress | None":
         console=err.real(),
         transient=True,
     )
+
+
+_URL_AS_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/(?!/)")  # `s3://b/k` as a Path makes it `s3:/b/k`
+
+
+def local_output(path: "Path") -> "Path":
+    """`-o` names a local file: a URL given there was written to a directory `s3:` relative to
+    the current one (or refused with that name's parent missing), never where the user meant."""
+    if _URL_AS_PATH.match(str(path)):
+        url = str(path).replace(":/", "://", 1)
+        raise Fail(f"{url}: -o takes a local file, not a URL", EXIT_USAGE)
+    return path
 
 
 def parse_txid(text: str | None) -> int | None:

@@ -17,6 +17,7 @@ from ltxkit.cli.common import (
     Fail,
     err,
     guarded,
+    local_output,
     out,
     parse_timestamp_ns,
     parse_txid,
@@ -92,6 +93,7 @@ def restore(
         raise Fail("use --txid or --timestamp, not both", EXIT_USAGE)
     target_txid = parse_txid(txid) or None  # TXID 0 is no target: the latest state, as Litestream takes it
     target_ns = parse_timestamp_ns(timestamp)
+    output = local_output(output)
     to_stdout = str(output) == "-"
     if to_stdout and sys.stdout.isatty():
         raise Fail("-o -: standard output is a terminal; pipe it (| gzip > app.db.gz) or name a file", EXIT_USAGE)

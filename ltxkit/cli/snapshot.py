@@ -13,6 +13,7 @@ from ltxkit.cli.common import (
     TextOrJson,
     err,
     guarded,
+    local_output,
     out,
     parse_txid,
     say_when_waiting,
@@ -52,6 +53,7 @@ def snapshot(
     assert max_txid is not None
     if max_txid < 1:
         raise Fail("--txid must be at least 1", EXIT_USAGE)
+    output = local_output(output)
     if str(output) == "-":  # verified in a temporary file first, then sent whole
         import sys
         import tempfile

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import JSON_HELP, MAX_JOBS, Fail, err, guarded, out, progress_bar, wants_json
+from ltxkit.cli.common import JSON_HELP, MAX_JOBS, Fail, err, guarded, local_output, out, progress_bar, wants_json
 from ltxkit.errors import EXIT_DEFECTS, EXIT_OK, EXIT_USAGE
 
 
@@ -94,6 +94,8 @@ def verify(
 
     if wants_json(fmt.value, as_json):
         fmt = OutputFormat.json
+    if output is not None:
+        output = local_output(output)
     if output is not None and str(output) == "-":
         output = None  # `-o -`: the report goes to standard output, as without -o
     if output is not None:
