@@ -141,8 +141,8 @@ def test_inspect_valid_file(run_ltxkit: Run, ltx_file: Path) -> None:
     # --page N: the decoded bytes
     assert doc["page"] == {"pgno": 2, "hex": PAGES[2].hex()}
 
-    # --page for a page the file does not hold
-    assert absent.returncode == 1
+    # --page for a page the file does not hold: the argument is at fault, not the file
+    assert absent.returncode == 2
     assert_one_line_error(absent, naming=str(ltx_file))
     assert "page 3" in absent.stderr
 

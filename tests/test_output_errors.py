@@ -85,5 +85,6 @@ def test_an_output_given_as_a_url_is_refused_not_written_to_a_directory_named_s3
         r = subprocess.run([sys.executable, "-m", "ltxkit", *map(str, args)], capture_output=True, text=True,
                            timeout=120, cwd=tmp_path, stdin=subprocess.DEVNULL)
         assert r.returncode == 2, (args, r.stderr)
-        assert r.stderr.startswith(f"ltxkit: {args[3].split('?')[0]}") and "-o takes a local file, not a URL" in r.stderr
+        assert r.stderr.startswith(f"ltxkit: {args[3].split('?')[0]}"), r.stderr
+        assert "-o takes a local file, not a URL" in r.stderr
     assert not (tmp_path / "s3:").exists()

@@ -120,3 +120,14 @@ def test_a_txid_compaction_merged_away_is_a_bad_target_naming_the_nearest_restor
     (root / "ltx" / "0" / f"{5:016x}-{5:016x}.ltx").unlink()
     r = run("restore", root, "-o", tmp_path / "six.db", "--txid", "6")
     assert r.returncode == 1, r.stderr
+
+
+def test_an_output_that_is_a_directory_is_named_so_not_offered_force(replica: Path, tmp_path: Path) -> None:
+    """It said "already exists (use --force to replace it)", and --force then refused it too."""
+    target = tmp_path / "somewhere"
+    target.mkdir()
+    for extra in ((), ("--force",)):
+        r = run("restore", replica, "-o", target, *extra)
+        assert r.returncode == 2 and "--force" not in r.stderr, r.stderr
+        assert "is a directory" in r.stderr or "not a regular file" in r.stderr, r.stderr
+    assert list(target.iterdir()) == []

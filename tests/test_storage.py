@@ -185,6 +185,22 @@ def test_s3_url_options_are_read_as_litestream_reads_them(monkeypatch: pytest.Mo
             S3Storage(url)
 
 
+def test_a_profile_asked_for_by_name_and_missing_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ltxkit.replica.s3 import S3Error, S3Storage
+
+    for prefix in ("AWS", "LITESTREAM"):
+        monkeypatch.delenv(f"{prefix}_ACCESS_KEY_ID", raising=False)
+        monkeypatch.delenv(f"{prefix}_SECRET_ACCESS_KEY", raising=False)
+    creds = tmp_path / "credentials"
+    creds.write_text("[work]\naws_access_key_id = a\naws_secret_access_key = b\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_PROFILE", "work")
+    S3Storage("s3://bucket/app")  # found
+    monkeypatch.setenv("AWS_PROFILE", "nosuch")
+    with pytest.raises(S3Error, match=f"AWS_PROFILE names 'nosuch', which {re.escape(str(creds))} does not hold"):
+        S3Storage("s3://bucket/app")
+
+
 def test_etags_compare_whatever_quotes_a_provider_puts_around_them() -> None:
     """The replicator compares the ETag its PUT got with the one a listing shows: a provider that
     quotes one and not the other must not look like another replicator replacing a file."""

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ltxkit.cli.common import FORMAT_HELP, JSON_HELP, Fail, TextOrJson, guarded, out, wants_json
-from ltxkit.errors import EXIT_DEFECTS
+from ltxkit.errors import EXIT_DEFECTS, EXIT_USAGE
 
 
 @guarded
@@ -65,6 +65,6 @@ def inspect(
         for d in found.defects:
             out.print(f"[red]{d.code}[/red]: {d.message}" + (f" (byte {d.offset})" if d.offset is not None else ""))
     if page is not None and found.page is None and found.trailer is not None:
-        raise Fail(f"{file}: page {page} is not in this file")
+        raise Fail(f"{file}: page {page} is not in this file", EXIT_USAGE)  # the argument, not the data
     if not found.ok:
         raise typer.Exit(EXIT_DEFECTS)

@@ -99,6 +99,18 @@ def _credentials() -> dict[str, str]:
     return {}
 
 
+def _no_credentials() -> str:
+    """Why no credentials were found: a profile that was asked for by name is named."""
+    profile = os.environ.get("AWS_PROFILE")
+    if profile:
+        path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE", str(Path.home() / ".aws" / "credentials"))
+        return f"no credentials: AWS_PROFILE names {profile!r}, which {path} does not hold with both keys"
+    return (
+        "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+        "or LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+    )
+
+
 def _check_endpoint(location: str, endpoint: str) -> None:
     """Refuse an endpoint the HTTP client cannot parse: obstore would panic on the first request."""
     try:
@@ -195,10 +207,7 @@ class S3Storage:
         )
         creds = credentials or _credentials()
         if not creds:
-            raise S3Error(
-                f"{location}: no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "or LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY, or AWS_PROFILE)"
-            )
+            raise S3Error(f"{location}: {_no_credentials()}")
         from obstore.store import S3Store
 
         client: dict[str, Any] = {"timeout": "60s", "connect_timeout": "5s"}

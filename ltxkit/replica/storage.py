@@ -147,7 +147,10 @@ class OutputExists(LtxkitError):
     """The output a user named exists and may not be replaced (no --force)."""
 
     def __init__(self, path: Path) -> None:  # not a defect in any data: could not run (exit 2)
-        super().__init__(f"{path}: already exists (use --force to replace it)", exit_code=EXIT_USAGE)
+        if os.path.isdir(path) and not os.path.islink(path):  # --force would not replace it either
+            super().__init__(f"{path}: is a directory; name the file to write", exit_code=EXIT_USAGE)
+        else:
+            super().__init__(f"{path}: already exists (use --force to replace it)", exit_code=EXIT_USAGE)
 
 
 def replaceable(path: Path) -> os.stat_result | None:
