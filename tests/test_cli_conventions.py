@@ -41,6 +41,31 @@ def words(text: str) -> str:
 # ---- (9) one exit-code table ----------------------------------------------------------------------
 
 
+def test_help_paragraphs_are_wrapped_by_the_terminal_not_by_the_source() -> None:
+    """Typer keeps a docstring's line breaks: source wrapped at 100 columns came out ragged in an
+    80-column terminal (`...files are` / `sound but` / `whose restores...`)."""
+    from ltxkit.cli import reflowed
+
+    doc = """First line.
+
+    A paragraph wrapped
+    in the source.
+
+    Examples:  ltxkit a
+               ltxkit b
+    - an item
+    - another"""
+    assert reflowed(doc) == "First line.\n\nA paragraph wrapped in the source.\n\n" + (
+        "Examples:  ltxkit a\n           ltxkit b\n- an item\n- another"
+    )
+    r = subprocess.run([sys.executable, "-m", "ltxkit", "repair", "--help"], capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "COLUMNS": "80", "PYTHONPATH": str(ROOT)})
+    lines = [line.strip() for line in r.stdout.splitlines()]
+    start = lines.index("Make a broken replica restorable again. Deletes nothing.")
+    paragraph = lines[start + 2 : lines.index("", start + 2)]
+    assert all(len(line) > 60 for line in paragraph[:-1]), paragraph  # filled, not ragged
+
+
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_shows_the_one_exit_code_table(command: str | None) -> None:
     r = ltxkit(*([command] if command else []), "--help")

@@ -11,6 +11,28 @@ from ltxkit.cli import inspect, repair, replicate, restore, snapshot, verify
 from ltxkit.cli.common import app
 from ltxkit.errors import exit_codes_help
 
+
+def reflowed(doc: str | None) -> str | None:
+    """A command's docstring as `--help` shows it: typer's rich output keeps every line break of
+    the source, so lines wrapped at 100 columns in the code came out ragged at 80 in a terminal.
+    Each paragraph becomes one line for the terminal to wrap; a line that starts a list item
+    (`- `) or is indented keeps its own line."""
+    if doc is None:
+        return None
+    import inspect as _inspect
+
+    paragraphs = []
+    for paragraph in _inspect.cleandoc(doc).split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not line.startswith(("- ", " ")):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line)
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
 # `--help` lists the commands in this order
 for _command in (
     inspect.inspect,
@@ -21,7 +43,7 @@ for _command in (
     snapshot.checksum,
     repair.repair,
 ):
-    app.command(epilog=exit_codes_help())(_command)
+    app.command(epilog=exit_codes_help(), help=reflowed(_command.__doc__))(_command)
 
 
 def stop_on_sigterm() -> None:
