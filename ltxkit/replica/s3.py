@@ -99,6 +99,12 @@ def _credentials() -> dict[str, str]:
     return {}
 
 
+def _listing(prefix: str) -> str:
+    """What a listing request is, in an error naming the replica's URL before it: "listing /"
+    read as the bucket's root, where the replica's own objects were meant."""
+    return f"listing {prefix}" if prefix else "listing its objects"
+
+
 def _no_credentials() -> str:
     """Why no credentials were found: a profile that was asked for by name is named."""
     profile = os.environ.get("AWS_PROFILE")
@@ -309,7 +315,7 @@ class S3Storage:
                     out.append(Entry(meta["path"], meta["size"], int(ts.timestamp() * 1e9), tag=tag))
             return out
 
-        entries = self._call(f"listing {prefix or '/'}", run)
+        entries = self._call(_listing(prefix), run)
         entries.sort(key=lambda e: e.key)
         return entries
 
@@ -335,7 +341,7 @@ class S3Storage:
             names += [meta["path"] for meta in found["objects"]]
             return frozenset(name.rsplit("/", 1)[-1] for name in names)
 
-        return self._call("listing /", run)
+        return self._call(_listing(""), run)
 
     def has_any(self, prefix: str) -> bool:
         """One listing of the level below `prefix` (its folders and objects): a flat listing
@@ -346,7 +352,7 @@ class S3Storage:
             found = obstore.list_with_delimiter(store, prefix or None)
             return bool(found["common_prefixes"] or found["objects"])
 
-        return self._call(f"listing {prefix or '/'}", run)
+        return self._call(_listing(prefix), run)
 
     def exact_created_ns(self, key: str) -> int | None:
         """The `litestream-timestamp` metadata of an object (None when it has none)."""
