@@ -805,3 +805,44 @@ def test_a_minute_of_lifecycle_every_restore_point_kept_restores(app: tuple[Path
         assert ltxkit("restore", str(replica), "-o", str(lk_db), "--txid", f"{txid:016x}", "-q").returncode == 0
         assert ls_db.read_bytes() == lk_db.read_bytes()
         assert H.integrity_check(ls_db) == "ok"
+
+
+def test_a_commit_the_wal_shows_before_readers_see_it_is_published_at_the_next_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite writes a commit's frames, then makes them visible: a sync in between saw the WAL
+    move and no new commit, and the commit waited for the next change or the idle sync (1 in 5
+    commits to an idle database took 10 s). Scripted here: the WAL moves once, the first sync
+    sees nothing new, the commit is visible from the second; nothing else changes."""
+    import threading
+
+    from ltxkit.replica.storage import open_storage
+    from ltxkit.replicate import engine
+    from ltxkit.replicate.engine import Options, Replicator
+
+    monkeypatch.setattr(engine, "IDLE_SYNC_S", 1e9)  # only a look again can publish it
+    db = H.make_db(tmp_path / "app.db", rows=3)
+    rep = Replicator(db, open_storage(str(tmp_path / "replica"), create=True), options=Options(interval_s=0.05),
+                     emit=lambda event: None)
+    signatures = iter([(1,), (1,), (2,)])  # at the start, one unchanged look, then the WAL moves
+    monkeypatch.setattr(rep, "_signature", lambda: next(signatures, (2,)))
+    syncs: list[int] = []
+    stop = threading.Event()
+
+    looked_again = threading.Event()
+
+    def sync() -> bool:
+        syncs.append(rep.published_txid)
+        if len(syncs) == 3 and not stop.is_set():  # a look again, before any stop
+            rep.published_txid += 1  # the commit became visible after the sync the move set off
+            looked_again.set()
+            stop.set()
+        return True
+
+    monkeypatch.setattr(rep, "sync", sync)
+    finished = threading.Thread(target=rep.run, args=(stop,), daemon=True)
+    finished.start()
+    looked_again.wait(10)
+    stop.set()
+    finished.join(5)
+    assert looked_again.is_set(), syncs  # without it: published only by the stop's last sync

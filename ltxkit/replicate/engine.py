@@ -55,6 +55,7 @@ from ltxkit.wal import WAL_HEADER_SIZE, frame_trailer_checksum, scan
 
 WAKE_S = 0.02  # how often an idle replicator looks for a commit (two stat calls)
 IDLE_SYNC_S = 10.0  # an unchanged database is still synced this often
+RECHECK_SYNCS = 10  # a WAL that moved with no new commit in sight is synced again, WAKE_S apart, this often
 REPEAT_ERROR_S = 60.0  # the same sync error is logged again at most this often
 FOREIGN_SWEEP_S = 10.0  # how often level 0 is listed for files another replicator replaced
 RECENT_PUBLISHED = 64  # how many of this process's newest files that listing checks
@@ -169,15 +170,28 @@ class Replicator:
             if not once:
                 interval = self.options.interval_s
                 last, seen = time.monotonic(), self._signature()
+                rechecks = 0  # quick syncs still due: the WAL moved, and no new commit was seen yet
                 while not stop.wait(min(WAKE_S, interval)):
                     elapsed = time.monotonic() - last
-                    if elapsed < interval:
-                        continue
                     now_seen = self._signature()
-                    if ok and now_seen == seen and elapsed < max(interval, IDLE_SYNC_S):
+                    if not rechecks and (
+                        elapsed < interval or (ok and now_seen == seen and elapsed < max(interval, IDLE_SYNC_S))
+                    ):
                         continue
+                    moved, quick = now_seen != seen, rechecks > 0
                     last, seen = time.monotonic(), now_seen
+                    before = self.published_txid
                     ok = self.sync()
+                    if not ok or self.published_txid != before:
+                        rechecks = 0
+                    elif quick:
+                        rechecks -= 1
+                    elif moved:
+                        # SQLite writes a commit's frames to the WAL, and only then (after their
+                        # fsync) makes them visible to readers: a sync in between sees the WAL
+                        # moved and no new commit. Looked at again WAKE_S apart, the commit is
+                        # published at once, not at the next change or the idle sync 10 s later.
+                        rechecks = RECHECK_SYNCS
                 ok = self.sync()  # the last one, after the stop: what was committed before it is published
         finally:
             self.close()
