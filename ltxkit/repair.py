@@ -137,6 +137,18 @@ def _condemned(summary: ReplicaSummary) -> dict[str, list[Finding]]:
     return out
 
 
+def _wrong_records(summary: ReplicaSummary) -> dict[str, list[Finding]]:
+    """Ledger records that do not parse or are about another file than the one beside them (a
+    Litestream that wrote over ltxkit's TXIDs leaves those): they would keep verify failing, and
+    they are ltxkit's proof, not the replica's data. The file they were about stays."""
+    out: dict[str, list[Finding]] = {}
+    for f in summary.findings:
+        record = f.context.get("record")
+        if f.severity == Severity.ERROR and isinstance(record, str):
+            out.setdefault(record, []).append(f)
+    return out
+
+
 def _condemned_by_content(summary: ReplicaSummary) -> dict[str, list[Finding]]:
     """When restores fail SQLite's check: every file from the first bad restore point on."""
     verdict = summary.content
@@ -176,7 +188,7 @@ def plan_repair(
             exit_code=EXIT_USAGE,
         )
     plan.quarantine = _condemned(summary)
-    for key, why in _condemned_by_content(summary).items():
+    for key, why in [*_condemned_by_content(summary).items(), *_wrong_records(summary).items()]:
         plan.quarantine.setdefault(key, []).extend(why)
     listing = summary.listing
     keep = [f for f in listing.files if f.key not in plan.quarantine]
@@ -523,11 +535,13 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
         for key, why in sorted(plan.quarantine.items()):
             dest = quarantine_key(stamp, key)
             step = f"moving {key} to quarantine"
+            if any(key == done for done, _ in moved):
+                continue  # a wrong record whose file went first, taking it along
             moved.append((key, dest))  # first: a Ctrl-C inside the move still puts the file back
             storage.quarantine(key, dest)
             f = files.get(key)
             rkey = ledger.key(f.level, f.min_txid, f.max_txid) if f is not None else None
-            if rkey in recorded:  # its record goes with it: a record vouches only for its file
+            if rkey in recorded and rkey not in (k for k, _ in moved):  # a record vouches only for its file
                 step = f"moving {rkey} to quarantine"
                 moved.append((rkey, quarantine_key(stamp, rkey)))
                 storage.quarantine(rkey, quarantine_key(stamp, rkey))

@@ -118,3 +118,37 @@ def test_repair_records_what_it_publishes_and_moves_the_damaged_files_record(rep
     out = replica.parent / "after.db"
     assert H.restore(replica, out).returncode == 0  # Litestream restores the repaired replica
     assert H.logical_dump(out) == H.logical_dump(db)
+
+
+def test_repair_sets_aside_records_about_other_files_and_keeps_every_ltx_file(replica: Path) -> None:
+    """A Litestream that wrote over ltxkit's TXIDs leaves records about files no longer there:
+    repair published a snapshot, then failed "still failing after repair: ledger-mismatch", and
+    its dry run never said so. The wrong records now go to quarantine; the files stay."""
+    before = replica.parent / "before.db"
+    assert H.restore(replica, before).returncode == 0
+    stale, damaged = records(replica)[-1], records(replica)[1]
+    rec = ledger.decode(stale.read_bytes())
+    stale.write_bytes(ledger.encode(dataclasses.replace(rec, file_checksum=rec.file_checksum ^ 1)))
+    damaged.write_bytes(damaged.read_bytes().replace(b'"commit"', b'"cOmmit"'))
+    assert {"ledger-mismatch", "ledger-damaged"} <= {
+        f["code"] for f in json.loads(verify(str(replica), "--format", "json").stdout)["findings"]
+    }
+    ltx_before = {p.name: p.read_bytes() for p in (replica / "ltx").glob("*/*.ltx")}
+
+    def repair(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ltxkit", "repair", str(replica), "--rebuild-snapshot", *extra],
+                              capture_output=True, text=True)
+
+    dry = repair("--dry-run")
+    assert dry.returncode == 0 and stale.name in dry.stdout and damaged.name in dry.stdout, dry.stdout + dry.stderr
+    r = repair("--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = verify(str(replica), "--format", "json")
+    assert v.returncode == 0, v.stdout
+    ltx_after = {p.name: p.read_bytes() for p in (replica / "ltx").glob("*/*.ltx")}
+    assert {k: ltx_after.get(k) for k in ltx_before} == ltx_before  # every LTX file stayed, unchanged
+    moved = {p.name for p in (replica / "quarantine").rglob("*.json") if p.name != "manifest.json"}
+    assert moved == {stale.name, damaged.name}
+    out = replica.parent / "after.db"
+    assert H.restore(replica, out).returncode == 0  # Litestream restores what it restored before
+    assert H.logical_dump(out) == H.logical_dump(before)

@@ -174,13 +174,19 @@ def _holds(
     add: Callable[[Finding], None],
     label: str,
 ) -> bool:
+    # "record": a record that is itself wrong (it does not parse, or it is about another file),
+    # which repair may set aside: ltxkit's own proof, never the replica's data
     try:
         record = ledger.decode(storage.read_bytes(rkey))
-    except (ledger.LedgerError, OSError) as exc:
+    except ledger.LedgerError as exc:
+        add(Finding(Code.LEDGER_DAMAGED, label, f"{rkey}: {exc}", {"key": rkey, "record": rkey}))
+        return False
+    except OSError as exc:
         add(Finding(Code.LEDGER_DAMAGED, label, f"{rkey}: {exc}", {"key": rkey}))
         return False
     if record.file_checksum != decoded.file_checksum:
-        add(Finding(Code.LEDGER_MISMATCH, label, f"{rkey} is about another file than {f.key}", {"key": f.key}))
+        why = f"{rkey} is about another file than {f.key}"
+        add(Finding(Code.LEDGER_MISMATCH, label, why, {"key": f.key, "record": rkey}))
         return False
     if state.checksum() != record.after:
         add(
