@@ -116,8 +116,8 @@ def _refuse_target(files: list[ReplicaFile], exc: PlanError, txid: int | None) -
         above = _first_restore_point(files, (t for t in ends if t > txid))
         near = " and ".join(f"{t:016x}" for t in (below, above) if t is not None)
         message = (
-            f"cannot make a restore plan: TXID {txid:016x} is not a restore point (no file, or chain of "
-            f"files, ends there: compaction merged it into a larger file); the nearest are {near}"
+            f"cannot make a restore plan: TXID {txid:016x} is not a restore point (no restore plan ends "
+            f"there: compaction merged it into a larger file, or its file was set aside); the nearest are {near}"
         )
     raise TargetNotRestorable(exc.code, message + " (`ltxkit verify` shows the restorable window)") from exc
 

@@ -185,7 +185,8 @@ def replicate(
         return emit
 
     for warning in warnings:
-        emitter(Path(config or "."))(Event("warning", f"{config}: {warning}", {}))
+        # with several databases the line already names the config where a database goes
+        emitter(Path(config or "."))(Event("warning", warning if several else f"{config}: {warning}", {}))
     for target in targets:  # before any replica or state directory is made for it
         check_source(target.path, must_exist=once)
     replicators = [

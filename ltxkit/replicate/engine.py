@@ -195,7 +195,9 @@ class Replicator:
                 ok = self.sync()  # the last one, after the stop: what was committed before it is published
         finally:
             self.close()
-        self.emit(Event("stopped", "stopped", {"txid": self.saved.txid if self.saved else 0}))
+        txid = self.saved.txid if self.saved else 0
+        said = f"the replica is at TXID {txid:016x}" if txid else "nothing published"
+        self.emit(Event("stopped", said, {"txid": txid}))
         return ok
 
     def _signature(self) -> tuple[int, ...]:
