@@ -26,7 +26,7 @@ from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno, missing_among, missing_pages
 from ltxkit.format.spans import find_cuts, join_spans
 from ltxkit.pagesink import PageSink
-from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
+from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, plan_ending_at, restore_plan
 from ltxkit.replica.storage import OutputExists, Storage, atomic_output, open_storage, replaceable
 from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call, reaped, thread_pool
 
@@ -124,13 +124,7 @@ def _refuse_target(files: list[ReplicaFile], exc: PlanError, txid: int | None) -
 
 def _first_restore_point(files: list[ReplicaFile], txids: Iterable[int]) -> int | None:
     """The first of `txids` a restore can end at exactly (in the order given)."""
-    for txid in txids:
-        try:
-            if restore_plan(files, txid=txid)[-1].max_txid == txid:
-                return txid
-        except PlanError:
-            continue
-    return None
+    return next((txid for txid in txids if plan_ending_at(files, txid) is not None), None)
 
 
 def _exact_times(storage: Storage, files: list[ReplicaFile]) -> list[ReplicaFile]:

@@ -204,6 +204,16 @@ LEGACY_GENERATIONS_NOTE = (
 )
 
 
+def plan_ending_at(files: list[ReplicaFile], txid: int) -> list[ReplicaFile] | None:
+    """Litestream's plan for exactly `txid`, or None when no restore can end there (a TXID that
+    compaction merged into a larger file, or one past a gap): what makes `txid` a restore point."""
+    try:
+        plan = restore_plan(files, txid=txid)
+    except PlanError:
+        return None
+    return plan if plan[-1].max_txid == txid else None
+
+
 def restore_plan(
     files: list[ReplicaFile],
     *,

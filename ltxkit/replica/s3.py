@@ -139,16 +139,17 @@ def _options(location: str, query: str) -> dict[str, str]:
     """A URL's query options, each under its one spelling; an unknown one, or one given twice
     (two values, or both spellings), is refused rather than one of them quietly winning."""
     found: dict[str, str] = {}
+    unknown: list[str] = []
     for key, values in parse_qs(query).items():
         name = _OPTION_SPELLINGS.get(key, key)
         if name not in _OPTIONS:
-            continue
-        if len(values) > 1 or name in found:
+            unknown.append(key)
+        elif len(values) > 1 or name in found:
             raise UsageError(f"{location}: {name} is given more than once")
-        found[name] = values[0]
-    unknown = sorted(k for k in parse_qs(query) if _OPTION_SPELLINGS.get(k, k) not in _OPTIONS)
+        else:
+            found[name] = values[0]
     if unknown:
-        raise UsageError(f"{location}: unknown option(s) {', '.join(unknown)}")
+        raise UsageError(f"{location}: unknown option(s) {', '.join(sorted(unknown))}")
     return found
 
 
@@ -167,7 +168,7 @@ def _flag(location: str, query: dict[str, str], name: str) -> bool | None:
 def _with_scheme(endpoint: str) -> str:
     """An endpoint without `http://` or `https://` gets one as Litestream gives it: http for a
     local or private-network host, https for any other."""
-    if endpoint.startswith(("http://", "https://")) or "://" in endpoint:
+    if "://" in endpoint:  # a scheme already (one that is not http or https is refused later)
         return endpoint
     host = urlparse("//" + endpoint).hostname or ""
     local = (

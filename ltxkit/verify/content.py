@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ltxkit.replica.layout import PlanError, ReplicaFile, restore_plan
+from ltxkit.replica.layout import ReplicaFile, plan_ending_at
 from ltxkit.replica.storage import Storage
 
 Note = Callable[[str], None]  # a line of progress for a person watching
@@ -110,15 +110,6 @@ class ContentVerdict:
             "search_stopped_by": self.search_stopped.vanished if self.search_stopped else None,
             "restore_points_checked": [f"{p.txid:016x}" for p in self.probes],
         }
-
-
-def _plan_at(files: list[ReplicaFile], txid: int) -> list[ReplicaFile] | None:
-    """Litestream's plan for exactly `txid`, or None when no restore can end there."""
-    try:
-        plan = restore_plan(files, txid=txid)
-    except PlanError:
-        return None
-    return plan if plan[-1].max_txid == txid else None
 
 
 def check_point(storage: Storage, plan: list[ReplicaFile], db: Path, mode: CheckMode, *, jobs: int = 1) -> PointCheck:
@@ -202,7 +193,7 @@ def _bisect(
     def plan_of(i: int) -> list[ReplicaFile] | None:
         txid = candidates[i]
         if txid not in plans:
-            plan = _plan_at(files, txid)
+            plan = plan_ending_at(files, txid)
             if plan is None:
                 return None
             plans[txid] = plan

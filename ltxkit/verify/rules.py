@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from ltxkit.format.errors import Code
 from ltxkit.format.schema import Header, lock_pgno, missing_among, missing_pages
-from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, restore_plan
+from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFile, plan_ending_at, restore_plan
 from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary, Severity, WindowEnd
 
 
@@ -122,11 +122,8 @@ def _restores(plan: list[ReplicaFile], checks: dict[str, FileCheck]) -> bool:
 
 def _restore_point(files: list[ReplicaFile], checks: dict[str, FileCheck], txid: int) -> WindowEnd | None:
     """`txid` as a window end, when a restore can stop exactly there and gives a database."""
-    try:
-        plan = restore_plan(files, txid=txid)
-    except PlanError:
-        return None
-    if plan[-1].max_txid != txid or not _restores(plan, checks):
+    plan = plan_ending_at(files, txid)
+    if plan is None or not _restores(plan, checks):
         return None
     return WindowEnd(txid, plan[-1].created_ms, plan[-1].key)
 
