@@ -526,6 +526,7 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     manifest: list[dict[str, object]] = []
     moved: list[tuple[str, str]] = []
+    gone: set[str] = set()  # the keys in `moved`
     published: dict[str, int] = {}  # key -> size
     recorded = {e.key for e in storage.list(ledger.LEDGER_DIR + "/")}
     records = [_ledger_record(nf) for nf in plan.new_files] if recorded else []
@@ -535,15 +536,17 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
         for key, why in sorted(plan.quarantine.items()):
             dest = quarantine_key(stamp, key)
             step = f"moving {key} to quarantine"
-            if any(key == done for done, _ in moved):
+            if key in gone:
                 continue  # a wrong record whose file went first, taking it along
             moved.append((key, dest))  # first: a Ctrl-C inside the move still puts the file back
+            gone.add(key)
             storage.quarantine(key, dest)
             f = files.get(key)
             rkey = ledger.key(f.level, f.min_txid, f.max_txid) if f is not None else None
-            if rkey in recorded and rkey not in (k for k, _ in moved):  # a record vouches only for its file
+            if rkey in recorded and rkey not in gone:  # its record goes with it: it vouches only for its file
                 step = f"moving {rkey} to quarantine"
                 moved.append((rkey, quarantine_key(stamp, rkey)))
+                gone.add(rkey)
                 storage.quarantine(rkey, quarantine_key(stamp, rkey))
             manifest.append(
                 {
