@@ -129,9 +129,11 @@ def _check_endpoint(location: str, endpoint: str) -> None:
         raise UsageError(f"{location}: endpoint {endpoint!r} must be http://host[:port] or https://host[:port]")
 
 
-# Litestream reads each of these under two spellings; ltxkit's own URLs use the first
-_OPTION_SPELLINGS = {"forcePathStyle": "force-path-style", "skipVerify": "skip-verify"}
-_OPTIONS = ("endpoint", "region", "force-path-style", "skip-verify")
+#: a replica URL's query options, as ltxkit spells them (a config file's S3 fields use the same names)
+URL_OPTIONS = ("endpoint", "region", "force-path-style", "skip-verify")
+#: the flags among them, and Litestream's other spelling of each (it reads both)
+FLAG_SPELLINGS = {"force-path-style": "forcePathStyle", "skip-verify": "skipVerify"}
+_CANONICAL = {other: name for name, other in FLAG_SPELLINGS.items()}
 _TRUE, _FALSE = ("true", "1", "t", "yes"), ("false", "0", "f", "no")  # Litestream's words for a flag
 
 
@@ -141,8 +143,8 @@ def _options(location: str, query: str) -> dict[str, str]:
     found: dict[str, str] = {}
     unknown: list[str] = []
     for key, values in parse_qs(query).items():
-        name = _OPTION_SPELLINGS.get(key, key)
-        if name not in _OPTIONS:
+        name = _CANONICAL.get(key, key)
+        if name not in URL_OPTIONS:
             unknown.append(key)
         elif len(values) > 1 or name in found:
             raise UsageError(f"{location}: {name} is given more than once")

@@ -194,20 +194,22 @@ def _with_options(url: str, s3: dict[str, Any], where: str) -> str:
     options; the config's win over the URL's own, as in Litestream."""
     from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+    from ltxkit.replica.s3 import FLAG_SPELLINGS, URL_OPTIONS
+
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query))
-    for key in ("endpoint", "region", "force-path-style", "skip-verify"):
+    for key in URL_OPTIONS:
         value = s3.get(key)
         if value is None or value == "":
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
-        elif key in ("force-path-style", "skip-verify"):
+        elif key in FLAG_SPELLINGS:
             raise ConfigError(f"{where}.{key}: {value!r} is not true or false")
         elif key == "endpoint" and not str(value).startswith(("http://", "https://")):
             # in a URL's query Litestream adds the scheme; in its config it does not, and hangs
             raise ConfigError(f"{where}.endpoint: {value} needs its scheme (http://{value} or https://{value})")
-        query.pop({"force-path-style": "forcePathStyle", "skip-verify": "skipVerify"}.get(key, ""), None)
+        query.pop(FLAG_SPELLINGS.get(key, ""), None)  # the URL's own, under Litestream's other spelling
         query[key] = str(value)
     return urlunsplit(parts._replace(query=urlencode(query, safe=":/")))
 
