@@ -22,6 +22,7 @@ import pytest
 import harness as H
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.schema import FLAG_NO_CHECKSUM
+from ltxkit.replicate.engine import Options, Replicator
 
 pytestmark = pytest.mark.litestream
 
@@ -409,6 +410,83 @@ def test_second_replicator_on_the_same_database_refuses(app: tuple[Path, Path, H
         assert r.returncode == 2
         assert "already being replicated" in r.stderr and str(rep.proc.pid) in r.stderr  # type: ignore[union-attr]
         assert rep.stop() == 0
+
+
+def test_a_second_replicator_refused_on_its_database_makes_no_replica(app: tuple[Path, Path, H.Writer]) -> None:
+    """Refused because its database is already replicated, it must not leave an empty replica
+    (a directory with an empty `ltx/`) where the user pointed it."""
+    db, replica, _writer = app
+    elsewhere = replica.parent / "elsewhere"
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        r = H.run_once(db, elsewhere)
+        assert r.returncode == 2, r.stderr
+        assert "already being replicated" in r.stderr
+        assert not elsewhere.exists()
+        assert rep.stop() == 0
+
+
+def _in_process(db: Path, replica: Path, events: list[tuple[str, str]]) -> Replicator:
+    from ltxkit.replica.storage import open_storage
+
+    return Replicator(
+        db,
+        open_storage(str(replica), create=True),
+        options=Options(interval_s=0.05),
+        emit=lambda event: events.append((event.kind, event.message)),
+    )
+
+
+def test_a_replica_directory_made_again_under_a_replicator_is_not_shared_with_a_second_one(tmp_path: Path) -> None:
+    """The writer lock is a file in the replica's directory. Deleted and made again while a
+    replicator ran, the directory had a new, unheld lock: a second database's replicator took it
+    and wrote its TXIDs, and the first went on with a full file over them (a history of two
+    databases). Now the first stops, and the replica holds the second database alone."""
+    from ltxkit.replicate.engine import FatalError
+
+    first_db, second_db = H.make_db(tmp_path / "a.db", rows=3), H.make_db(tmp_path / "b.db", rows=7)
+    replica = tmp_path / "replica"
+    first_events: list[tuple[str, str]] = []
+    first = _in_process(first_db, replica, first_events)
+    try:
+        assert first.sync() and first.published_txid == 1
+        shutil.rmtree(replica)
+        replica.mkdir()
+        second = _in_process(second_db, replica, [])
+        try:
+            assert second.sync() and second.published_txid == 1
+            H.write_rows(first_db, 2)
+            with pytest.raises(FatalError, match=r"another ltxkit replicate \(pid \d+, database .*b\.db\) took the"):
+                first.sync()
+            H.write_rows(second_db, 2)
+            assert second.sync() and second.published_txid == 2
+        finally:
+            second.close()
+    finally:
+        first.close()
+    assert_replica_restores(replica, H.logical_dump(second_db), tmp_path)
+
+
+def test_a_replica_directory_made_again_is_claimed_again_by_its_replicator(tmp_path: Path) -> None:
+    """Nobody took the new directory's lock: the replicator takes it, says so, and goes on; a
+    second database is then refused as before."""
+    db = H.make_db(tmp_path / "a.db", rows=3)
+    replica = tmp_path / "replica"
+    events: list[tuple[str, str]] = []
+    rep = _in_process(db, replica, events)
+    try:
+        assert rep.sync()
+        shutil.rmtree(replica)
+        replica.mkdir()
+        H.write_rows(db, 2)
+        assert rep.sync()
+        assert any(kind == "warning" and "directory was made again" in msg for kind, msg in events), events
+        r = H.run_once(H.make_db(tmp_path / "b.db", rows=7), replica)
+        assert r.returncode == 2 and "already written by another ltxkit replicate" in r.stderr, r.stderr
+    finally:
+        rep.close()
+    assert_replica_restores(replica, H.logical_dump(db), tmp_path)
 
 
 def test_database_that_appears_later(tmp_path: Path) -> None:

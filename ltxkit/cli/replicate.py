@@ -120,6 +120,7 @@ def replicate(
     from ltxkit.replicate.hooks import Hooks
     from ltxkit.replicate.lifecycle import Policy
     from ltxkit.replicate.source import check_source
+    from ltxkit.replicate.state import refuse_if_replicated
 
     if log_format not in ("text", "json"):
         raise Fail(f"--log-format {log_format!r}: expected text or json", EXIT_USAGE)
@@ -189,6 +190,7 @@ def replicate(
         emitter(Path(config or "."))(Event("warning", warning if several else f"{config}: {warning}", {}))
     for target in targets:  # before any replica or state directory is made for it
         check_source(target.path, must_exist=once)
+        refuse_if_replicated(target.path)
     replicators = [
         Replicator(
             t.path,

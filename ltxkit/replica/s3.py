@@ -426,6 +426,9 @@ class S3Storage:
     def release_writer(self) -> None:
         pass
 
+    def keep_writer(self) -> bool:
+        return False  # nothing held (`claim_writer`)
+
     def publish(self, key: str, source: Path, *, created_ms: int) -> Entry:
         import obstore
 

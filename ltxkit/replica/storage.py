@@ -33,6 +33,14 @@ from ltxkit.errors import EXIT_USAGE, LtxkitError, UsageError
 from ltxkit.replica.keys import DIRECTORY, LTX_DIR, KeyLayout
 
 
+class WriterTaken(UsageError):
+    """Another ltxkit replicate holds the replica's writer lock (`holder`: its pid and database)."""
+
+    def __init__(self, message: str, holder: str) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class ReplicaNotFound(UsageError):
     """The replica location does not exist, cannot be listed, or is not a replica."""
 
@@ -105,11 +113,17 @@ class Storage(Protocol):
         ...
 
     def claim_writer(self, owner: str) -> None:
-        """Become the one replicator writing here, or UsageError naming the one that is (`owner`
+        """Become the one replicator writing here, or WriterTaken naming the one that is (`owner`
         says who we are: pid and database). Held until `release_writer` or the process ends."""
         ...
 
     def release_writer(self) -> None: ...
+
+    def keep_writer(self) -> bool:
+        """Still the one replicator writing here? True when the claim had to be made again (the
+        replica's lock went with its directory, deleted and made again while we ran); UsageError
+        naming the one that took it meanwhile (WriterTaken)."""
+        ...
 
     def exact_created_ns(self, key: str) -> int | None:
         """The creation time Litestream's timestamp restores use, when the listing's is only an
@@ -412,15 +426,34 @@ class LocalStorage:
         other's files with its own pages — a replica that restores neither."""
         fd, holder = hold_lock_file(os.path.join(self._root_str, WRITER_LOCK), owner)
         if fd < 0:
-            raise UsageError(
-                f"{self.label}: already written by another ltxkit replicate ({holder}); one database per replica"
+            raise WriterTaken(
+                f"{self.label}: already written by another ltxkit replicate ({holder}); one database per replica",
+                holder,
             )
-        self._writer_fd = fd
+        self._writer_fd, self._writer = fd, owner
 
     def release_writer(self) -> None:
         fd, self._writer_fd = self._writer_fd, -1
         if fd >= 0:
             os.close(fd)
+
+    def keep_writer(self) -> bool:
+        """The lock is a file in the replica's directory: a directory deleted and made again takes
+        it away, and a second replicator could claim the new one and write its database's TXIDs
+        between ours. Looked at before every sync (a stat and an fstat)."""
+        if self._writer_fd < 0:
+            return False
+        held = os.fstat(self._writer_fd)
+        try:
+            now = os.stat(os.path.join(self._root_str, WRITER_LOCK))
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                return False
+        except FileNotFoundError:
+            if not self._root.is_dir():
+                raise ReplicaNotFound(f"{self.label}: the replica directory is gone") from None
+        self.release_writer()
+        self.claim_writer(self._writer)
+        return True
 
     def remove_stale_staging(self) -> int:
         return remove_dead_staging(self._root_str)

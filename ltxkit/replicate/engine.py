@@ -40,7 +40,7 @@ from ltxkit.format.schema import lock_pgno
 from ltxkit.replica import ledger
 from ltxkit.replica.keys import SNAPSHOT_LEVEL
 from ltxkit.replica.layout import list_replica
-from ltxkit.replica.storage import Storage
+from ltxkit.replica.storage import Storage, WriterTaken
 from ltxkit.replicate import lifecycle, wal_position
 from ltxkit.replicate.hooks import Hooks
 from ltxkit.replicate.lifecycle import Policy
@@ -275,6 +275,7 @@ class Replicator:
     # ---- one sync -------------------------------------------------------------------------------
 
     def _sync(self) -> None:
+        self._keep_writer()
         if self.source is None and not self._open():
             return
         source = self.source
@@ -295,6 +296,20 @@ class Replicator:
         self._maybe_checkpoint()
         self._refresh_pin()
         self._maintain()
+
+    def _keep_writer(self) -> None:
+        """Still the replica's one writer? Its directory deleted and made again while we ran took
+        our lock with it: take the new one, or stop if another replicator took it first (its
+        database's TXIDs and ours would take turns in one replica)."""
+        try:
+            if self.storage.keep_writer():
+                message = f"{self.storage.label}: the replica's directory was made again while this replicator ran"
+                self.emit(Event("warning", message + "; holding its new lock", {}))
+        except WriterTaken as exc:  # (a directory still gone is a failed sync: retried, logged as an outage)
+            raise FatalError(
+                f"{self.storage.label}: another ltxkit replicate ({exc.holder}) took the replica after its directory "
+                "was deleted and made again while this one ran; stopping (one database per replica)"
+            ) from exc
 
     def _maintain(self) -> None:
         """Compaction, snapshots and retention when due (`lifecycle`); a failure is logged and

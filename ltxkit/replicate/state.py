@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ltxkit.errors import UsageError
 from ltxkit.format.checksum import crc64
+from ltxkit.live import ltxkit_replicator_pid
 from ltxkit.replica.storage import fsync_dir, hold_lock_file
 from ltxkit.replicate.pagemap import PageMap
 
@@ -26,6 +27,19 @@ MAGIC = b"ltxkit-replicate-state 1\n"
 
 class AlreadyRunning(UsageError):
     """Another `ltxkit replicate` holds this database."""
+
+    def __init__(self, db: Path, holder: str) -> None:
+        super().__init__(
+            f"{db}: already being replicated by another ltxkit replicate (pid {holder}); one replicator per database"
+        )
+
+
+def refuse_if_replicated(db: Path) -> None:
+    """AlreadyRunning when another ltxkit replicate holds `db` now. Asked before the replica is
+    made, so a refused start leaves no empty replica behind; `LocalState.lock` still decides."""
+    holder = ltxkit_replicator_pid(db)
+    if holder is not None:
+        raise AlreadyRunning(db, holder)
 
 
 @dataclass(slots=True)
@@ -73,10 +87,7 @@ class LocalState:
         self.dir.mkdir(exist_ok=True)
         fd, holder = hold_lock_file(self.dir / "lock", str(os.getpid()))
         if fd < 0:
-            raise AlreadyRunning(
-                f"{self.db}: already being replicated by another ltxkit replicate (pid {holder}); "
-                "one replicator per database"
-            )
+            raise AlreadyRunning(self.db, holder)
         self._lock_fd = fd
 
     def unlock(self) -> None:
