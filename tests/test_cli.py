@@ -232,6 +232,20 @@ def test_debug_shows_traceback(run_ltxkit: Run, tmp_path: Path) -> None:
     assert "Traceback" in r.stderr and "missing.db" in r.stderr
 
 
+def test_debug_shows_the_traceback_of_a_path_verify_could_not_check(run_ltxkit: Run, tmp_path: Path) -> None:
+    """verify goes on past a path it cannot check (the others are still checked), so that error
+    never reached the one place --debug printed tracebacks: --debug showed nothing more."""
+    missing = tmp_path / "missing"
+    plain = run_ltxkit("verify", missing)
+    debug = run_ltxkit("--debug", "verify", missing)
+    assert plain.returncode == debug.returncode == 2
+    assert "Traceback" not in plain.stderr
+    assert "Traceback" in debug.stderr and "VerifyUsageError" in debug.stderr
+    said = f"ltxkit: {missing}: no such file or directory"
+    assert debug.stderr.splitlines()[-1] == plain.stderr.splitlines()[-1] == said
+    assert debug.stdout == plain.stdout  # the report itself is the same
+
+
 def test_missing_database_is_exit_2(run_ltxkit: Run, tmp_path: Path) -> None:
     r = run_ltxkit("checksum", tmp_path / "missing.db")
     assert r.returncode == 2, r.stderr

@@ -127,14 +127,20 @@ def guarded(fn: F) -> F:
             raise
         except (Exception, KeyboardInterrupt) as exc:
             msg, code = one_line(exc)
-            if _state["debug"]:  # the traceback too, but the same exit code: --debug explains, never changes
-                import traceback
-
-                traceback.print_exc()
+            debug_traceback(exc)
             err.print(f"ltxkit: {msg}", markup=False)
             raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]  # functools.wraps keeps fn's signature; mypy sees only (*args)
+
+
+def debug_traceback(exc: BaseException) -> None:
+    """With --debug, `exc`'s traceback on stderr (before its one-line message): --debug explains,
+    it never changes what is reported or the exit code."""
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(exc)
 
 
 def _version(value: bool) -> None:

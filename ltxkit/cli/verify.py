@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from ltxkit.cli.common import JSON_HELP, MAX_JOBS, Fail, err, guarded, local_output, out, progress_bar, wants_json
+from ltxkit.cli.common import (
+    JSON_HELP,
+    MAX_JOBS,
+    Fail,
+    debug_traceback,
+    err,
+    guarded,
+    local_output,
+    out,
+    progress_bar,
+    wants_json,
+)
 from ltxkit.errors import EXIT_DEFECTS, EXIT_OK, EXIT_USAGE
 
 
@@ -152,7 +163,8 @@ def verify(
             sys.stdout.write(text)
     if output is not None:  # the report went to a file: say the verdict here, for the CI log
         err.print(f"ltxkit verify: {report.summary(severity)} (report in {output})", markup=False, highlight=False)
-    for why in report.unusable:
+    for why, error in zip(report.unusable, report.unusable_errors, strict=True):
+        debug_traceback(error)
         err.print(f"ltxkit: {why}", markup=False, highlight=False)
     if report.unusable:
         raise typer.Exit(EXIT_USAGE)

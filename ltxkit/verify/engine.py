@@ -425,6 +425,7 @@ def verify_paths(
             _verify_path(raw, part, replica, quick=quick, progress=progress, jobs=jobs)
         except UsageError as exc:  # missing, not a replica, a store that fails: the other paths are still checked
             part.unusable.append(str(exc))
+            part.unusable_errors.append(exc)
         return part
 
     started = time.perf_counter()
@@ -441,6 +442,7 @@ def verify_paths(
         report.files += part.files
         report.replicas += part.replicas
         report.unusable += part.unusable
+        report.unusable_errors += part.unusable_errors
     report.seconds = time.perf_counter() - started
     return report
 

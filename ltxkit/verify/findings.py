@@ -211,6 +211,8 @@ class Report:
     files: list[FileCheck] = field(default_factory=list)  # loose files given on the command line
     replicas: list[ReplicaSummary] = field(default_factory=list)
     unusable: list[str] = field(default_factory=list)  # paths that could not be checked at all, and why
+    # the errors behind `unusable`, in its order: not reported, only shown as tracebacks by --debug
+    unusable_errors: list[BaseException] = field(default_factory=list, repr=False)
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     seconds: float = 0.0
     mode: Mode = Mode.FULL
