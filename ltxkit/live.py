@@ -4,8 +4,9 @@ A repair planned while Litestream keeps uploading is published over files it nev
 replica can end up unrestorable seconds later. Nothing proves a replicator is stopped, so repair
 looks for every sign it can see and refuses on any of them:
 
-- `ltxkit replicate` holds an exclusive flock on `.<db>-ltxkit/lock` beside the database while
-  it runs (`ltxkit.replicate.state`): knowable when `--from-db` names the database;
+- `ltxkit replicate` holds an exclusive flock on `.ltxkit-writer.lock` in a local replica, and on
+  `.<db>-ltxkit/lock` beside the database (`ltxkit.replicate.state`), while it runs: the second
+  is knowable when `--from-db` names the database;
 - Litestream keeps its local copy of each sync in `.<db>-litestream/` beside the database: a
   change there during the watch means it is running (a stopped one left it as it was);
 - and always: new or changed files in the replica during a short watch (`watch_s`). An idle
@@ -15,7 +16,6 @@ looks for every sign it can see and refuses on any of them:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from pathlib import Path
@@ -30,24 +30,6 @@ WATCH_ENV = "LTXKIT_REPAIR_WATCH"  # seconds; the `--watch` option's environment
 
 class ReplicatorRunning(UsageError):
     """A replicator is (or may be) writing to the replica: repair cannot run now (exit 2)."""
-
-
-def ltxkit_replicator_pid(db: Path) -> str | None:
-    """The pid of the `ltxkit replicate` holding `db`'s lock, or None when nobody holds it."""
-    lock = db.parent / f".{db.name}-ltxkit" / "lock"
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
 
 
 def litestream_state_age(db: Path) -> float | None:
@@ -68,9 +50,14 @@ def _snapshot(storage: Storage) -> set[tuple[str, int, int]]:
 
 def refuse_if_replicating(storage: Storage, db: Path | None, *, watch_s: float) -> None:
     """Raise ReplicatorRunning naming the sign seen; return when none is. Takes `watch_s`."""
+    from ltxkit.replicate.state import replicator_pid
+
     stop = "stop it first, then run repair again"
+    writer = storage.writer()
+    if writer is not None:
+        raise ReplicatorRunning(f"{storage.label}: ltxkit replicate ({writer}) is writing this replica; {stop}")
     if db is not None:
-        pid = ltxkit_replicator_pid(db)
+        pid = replicator_pid(db)
         if pid is not None:
             raise ReplicatorRunning(f"{db}: ltxkit replicate (pid {pid}) is replicating this database; {stop}")
     if watch_s <= 0:

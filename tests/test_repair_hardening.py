@@ -96,6 +96,37 @@ def test_repair_refuses_while_ltxkit_replicate_holds_the_database(tmp_path: Path
     assert r.returncode == 0 and "nothing to repair" in r.stdout, r.stderr
 
 
+@pytest.mark.parametrize("how", ["no-from-db", "from-db-through-a-link"])
+def test_repair_refuses_while_ltxkit_replicate_writes_the_replica(tmp_path: Path, how: str) -> None:
+    """Without --from-db, repair looked only for new files during its watch, and an idle
+    replicator writes none: repair set files aside under it. Through a symbolic link to the
+    database, --from-db looked for the link's lock, not the database's."""
+    db = H.make_db(tmp_path / "app.db", rows=40)
+    replica = tmp_path / "replica"
+    link = tmp_path / "link.db"
+    link.symlink_to(db)
+    args = ["--from-db", link] if how == "from-db-through-a-link" else []
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        rep.wait_for(lambda: any(e["event"] == "ready" for e in rep.events()))
+        before = H.tree_digest(replica)
+        r = ltxkit("repair", replica, "--rebuild-snapshot", *args, "--yes", "--watch", "0")
+        assert r.returncode == 2, r.stdout + r.stderr
+        [line] = r.stderr.splitlines()
+        assert f"ltxkit replicate (pid {rep.proc.pid}" in line and "stop it first" in line, line
+        assert "repair plan" not in r.stdout and not (replica / "quarantine").exists()
+        assert H.tree_digest(replica) == before
+        # the link is the same database: a second replicator through it is refused too
+        second = subprocess.run(
+            [sys.executable, "-m", "ltxkit", "replicate", str(link), str(tmp_path / "other"), "--once"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )
+        assert second.returncode == 2 and "already being replicated" in second.stderr, second.stderr
+        assert not (tmp_path / "other").exists() and not (tmp_path / ".link.db-ltxkit").exists()
+        rep.stop()
+
+
 @pytest.mark.parametrize("from_db", [True, False], ids=["from-db", "chain"])
 def test_repair_refuses_while_litestream_replicates(tmp_path: Path, from_db: bool) -> None:
     """The issue's case: with `litestream replicate` running and the application writing, repair

@@ -426,6 +426,9 @@ class S3Storage:
     def release_writer(self) -> None:
         pass
 
+    def writer(self) -> str | None:
+        return None  # nothing held (`claim_writer`): repair watches the replica instead
+
     def keep_writer(self) -> bool:
         return False  # nothing held (`claim_writer`)
 

@@ -119,6 +119,11 @@ class Storage(Protocol):
 
     def release_writer(self) -> None: ...
 
+    def writer(self) -> str | None:
+        """The ltxkit replicate writing here now, as it named itself (pid and database); None when
+        none is, or where no lock can be seen (an object store)."""
+        ...
+
     def keep_writer(self) -> bool:
         """Still the one replicator writing here? True when the claim had to be made again (the
         replica's lock went with its directory, deleted and made again while we ran); UsageError
@@ -437,6 +442,11 @@ class LocalStorage:
         if fd >= 0:
             os.close(fd)
 
+    def writer(self) -> str | None:
+        if self._writer_fd >= 0:
+            return self._writer
+        return lock_holder(os.path.join(self._root_str, WRITER_LOCK))
+
     def keep_writer(self) -> bool:
         """The lock is a file in the replica's directory: a directory deleted and made again takes
         it away, and a second replicator could claim the new one and write its database's TXIDs
@@ -530,6 +540,24 @@ class LocalStorage:
         os.rename(src, dst)
         fsync_dir(dst.parent)
         fsync_dir(src.parent)
+
+
+def lock_holder(path: str | Path) -> str | None:
+    """What the process holding `path` (`hold_lock_file`) wrote into it; None when nobody holds it
+    (or it does not exist). Looks without taking it: a shared flock tried and let go at once."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def hold_lock_file(path: str | Path, owner: str) -> tuple[int, str]:

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from ltxkit.errors import UsageError
 from ltxkit.format.checksum import crc64
-from ltxkit.live import ltxkit_replicator_pid
-from ltxkit.replica.storage import fsync_dir, hold_lock_file
+from ltxkit.replica.storage import fsync_dir, hold_lock_file, lock_holder
 from ltxkit.replicate.pagemap import PageMap
 
 MAGIC = b"ltxkit-replicate-state 1\n"
@@ -34,10 +33,22 @@ class AlreadyRunning(UsageError):
         )
 
 
+def state_dir(db: Path) -> Path:
+    """`.<name>-ltxkit/` beside the database file itself: a symbolic link to it is the same
+    database (SQLite uses the target's WAL), so it must find the same state and the same lock."""
+    real = db.resolve()
+    return real.parent / f".{real.name}-ltxkit"
+
+
+def replicator_pid(db: Path) -> str | None:
+    """The pid of the `ltxkit replicate` holding `db` now; None when none is."""
+    return lock_holder(state_dir(db) / "lock")
+
+
 def refuse_if_replicated(db: Path) -> None:
     """AlreadyRunning when another ltxkit replicate holds `db` now. Asked before the replica is
     made, so a refused start leaves no empty replica behind; `LocalState.lock` still decides."""
-    holder = ltxkit_replicator_pid(db)
+    holder = replicator_pid(db)
     if holder is not None:
         raise AlreadyRunning(db, holder)
 
@@ -78,7 +89,7 @@ class Saved:
 class LocalState:
     def __init__(self, db: Path) -> None:
         self.db = db
-        self.dir = db.parent / f".{db.name}-ltxkit"
+        self.dir = state_dir(db)
         self.path = self.dir / "state"
         self._lock_fd = -1
 
