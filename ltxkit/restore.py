@@ -27,7 +27,7 @@ from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno, missing_among, 
 from ltxkit.format.spans import find_cuts, join_spans
 from ltxkit.pagesink import PageSink
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, plan_ending_at, restore_plan
-from ltxkit.replica.storage import OutputExists, Storage, atomic_output, open_storage, replaceable
+from ltxkit.replica.storage import OutputExists, Storage, atomic_output, replaceable
 from ltxkit.workers import Forked, WorkerDied, can_fork, fork_call, reaped, thread_pool
 
 Progress = Callable[[int, int], None]  # (bytes of LTX read so far, pages written so far)
@@ -145,9 +145,9 @@ WHOLE_READ_MAX_BYTES = 1 << 20
 SETTLE_AFTER_BYTES = 16 << 20  # written since the last background sync: start another (`PageSink.settle`)
 
 
-def _decode_span_in_child(url: str, key: str, header: Header, start: int, end: int, fd: int) -> SpanResult:
-    """`_decode_span_into` in a forked child, which opens its own storage from the URL."""
-    return _decode_span_into(open_storage(url), key, header, start, end, fd)
+def _decode_span_in_child(storage: Storage, key: str, header: Header, start: int, end: int, fd: int) -> SpanResult:
+    """`_decode_span_into` in a forked child (a fork-safe storage: its copy of the parent's)."""
+    return _decode_span_into(storage, key, header, start, end, fd)
 
 
 def _decode_span_into(
@@ -201,7 +201,7 @@ def _restore_file_in_spans(
         others: list[Forked] = []
         with reaped(others):  # every child done writing before anyone goes on, whatever happened here
             for start, end in bounds[1:]:  # forked after `fd` was opened: the children write through it
-                others.append(fork_call(_decode_span_in_child, storage.url, f.key, ends.header, start, end, fd))
+                others.append(fork_call(_decode_span_in_child, storage, f.key, ends.header, start, end, fd))
             scale = len(bounds)  # the caller's own span stands for all of them in progress reports
             report = None if progress is None else lambda b, p: progress(b * scale, p * scale)
             results = [_decode_span_into(storage, f.key, ends.header, *bounds[0], fd, report)]

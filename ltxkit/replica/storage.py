@@ -20,6 +20,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import posixpath
 import shutil
 import stat
 import tempfile
@@ -69,7 +70,7 @@ def _file_tag(st: os.stat_result) -> str:
 class Storage(Protocol):
     """What a replica backend provides (see the module docstring)."""
 
-    url: str  # reopens this storage anywhere: `open_storage(url)`
+    url: str  # names the replica (the replicator's state records it); an object store's reopens it
     concurrency: int  # reads worth running at once (1: local, read when needed)
     fork_safe: bool  # may worker processes be forked once it was used (False: a client with threads)
     label: str  # how the user named it: for messages and reports, never a path to open
@@ -577,15 +578,68 @@ def hold_lock_file(path: str | Path, owner: str) -> tuple[int, str]:
 
 
 def local_path(location: str) -> Path:
-    """The directory a local location names: a plain path, or a `file:///path` URL."""
+    """The directory a local location names: a plain path, or a `file:///path` URL read as
+    Litestream reads it (`file_url_path`)."""
     if "://" not in location:
         return Path(location)
     url = urlparse(location)
     if url.scheme != "file":
         raise ReplicaNotFound(f"{location}: unsupported replica URL (use a directory, file:// or s3://)")
-    if url.netloc not in ("", "localhost") or not url.path:
+    return Path(file_url_path(location))
+
+
+def _decoded_elsewhere(location: str, path: Path) -> str:
+    """Where a `file://` URL that names no directory names one when decoded, a word on why it is
+    not read that way (`file_url_path`)."""
+    if path == Path(location) or not location.startswith("file://"):
+        return ""
+    decoded = Path(unquote(urlparse(location).path, errors="surrogateescape"))
+    if decoded == path or not decoded.is_dir():
+        return ""
+    return (
+        f" ({path}: a file:// URL is read as Litestream reads it, not decoded; "
+        f"for the directory {decoded}, give that path instead of a URL)"
+    )
+
+
+# Go's net/url, for a URL's path: what needs no escape, and what a valid escaped path may hold
+_GO_PATH_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~$&+,/:;=@")
+_GO_PATH_VALID = _GO_PATH_SAFE | frozenset(b"!'()*[]%")
+
+
+def file_url_path(location: str) -> str:
+    """The directory Litestream's file replica uses for a `file://` URL. Go parses the URL and
+    writes its path back escaped, and Litestream uses that text as the path, without decoding
+    it: `file:///b/my%20rep` is the directory `my%20rep`, and so is `file:///b/my rep`. Read
+    any other way, one URL would name two replicas, one written by each tool."""
+    rest = location[len("file://") :].split("?", 1)[0]  # Litestream drops the query
+    host, slash, raw = rest.partition("/")
+    if host or not slash or "#" in rest:
         raise ReplicaNotFound(f"{location}: a file:// URL names a path on this machine (file:///path)")
-    return Path(unquote(url.path, errors="surrogateescape"))
+    raw = "/" + raw
+    decoded = _go_unescape(location, raw)  # Go refuses a URL with a bad escape in it
+    if all(ord(c) < 128 and ord(c) in _GO_PATH_VALID for c in raw):
+        escaped = raw
+    else:  # Go escapes what needs it, after decoding what was escaped already
+        escaped = "".join(chr(b) if b in _GO_PATH_SAFE else f"%{b:02X}" for b in decoded)
+    return "/" + posixpath.normpath(escaped).lstrip("/")  # Go's path.Clean: one leading slash
+
+
+def _go_unescape(location: str, raw: str) -> bytes:
+    data = raw.encode("utf-8", "surrogateescape")
+    out = bytearray()
+    i = 0
+    while i < len(data):
+        if data[i] == 0x25:  # %
+            pair = data[i + 1 : i + 3]
+            if len(pair) < 2 or not all(c in b"0123456789abcdefABCDEF" for c in pair):
+                raise ReplicaNotFound(f"{location}: invalid URL escape {data[i : i + 3].decode(errors='replace')!r}")
+            out.append(int(pair, 16))
+            i += 3
+        else:
+            out.append(data[i])
+            i += 1
+    return bytes(out)
 
 
 def open_storage(location: str, *, create: bool = False, credentials: dict[str, str] | None = None) -> Storage:
@@ -609,7 +663,8 @@ def open_storage(location: str, *, create: bool = False, credentials: dict[str, 
         except OSError as exc:
             raise ReplicaNotFound(f"{location}: cannot create the replica: {exc.strerror}") from exc
     if not path.is_dir():
-        raise ReplicaNotFound(f"{location}: {'not a directory' if path.exists() else 'no such directory'}")
+        what = "not a directory" if path.exists() else "no such directory"
+        raise ReplicaNotFound(f"{location}: {what}{_decoded_elsewhere(location, path)}")
     if not (path / LTX_DIR).is_dir():
         if (path / "generations").is_dir():
             raise ReplicaNotFound(

@@ -36,7 +36,7 @@ from ltxkit.replica.layout import (
     list_replica,
     restore_plan,
 )
-from ltxkit.replica.storage import Storage, open_storage
+from ltxkit.replica.storage import ReplicaNotFound, Storage, local_path, open_storage
 from ltxkit.verify import files as file_checks
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
@@ -68,9 +68,9 @@ WHOLE_GET_MAX_BYTES = 1 << 20  # remote files up to this size are fetched in one
 LARGE_AT_ONCE = 2  # remote files above it read at the same time (each streams with read-ahead)
 
 
-def _check_one_in_worker(url: str, label: str, f: ReplicaFile, quick: bool, page_sums: bool) -> FileCheck:
-    """`_check_one` in a worker process, which opens its own storage from the URL."""
-    return _check_one(open_storage(url), label, f, quick, page_sums=page_sums)
+def _check_one_in_worker(storage: Storage, label: str, f: ReplicaFile, quick: bool, page_sums: bool) -> FileCheck:
+    """`_check_one` in a worker process (a fork-safe storage, handed over pickled)."""
+    return _check_one(storage, label, f, quick, page_sums=page_sums)
 
 
 def _check_one(
@@ -133,7 +133,7 @@ def _check_files(
     else:
         with fork_pool(min(jobs, len(rest))) as pool:
             futures = [
-                pool.submit(_check_one_in_worker, storage.url, label, f, quick, page_sums)
+                pool.submit(_check_one_in_worker, storage, label, f, quick, page_sums)
                 for f in sorted(rest, key=lambda f: -f.size)
             ]
             for fut in concurrent.futures.as_completed(futures):
@@ -493,7 +493,10 @@ def total_bytes(paths: list[str]) -> int:
     """Bytes verify will read (for a progress bar)."""
     total = 0
     for raw in paths:
-        p = Path(raw.split("://", 1)[1]) if raw.startswith("file://") else Path(raw)
+        try:
+            p = local_path(raw)
+        except ReplicaNotFound:  # an object store's, or a URL the check itself will refuse
+            continue
         if p.is_file():
             total += p.stat().st_size
         elif p.is_dir():
