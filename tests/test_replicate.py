@@ -22,6 +22,7 @@ import pytest
 import harness as H
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.schema import FLAG_NO_CHECKSUM
+from ltxkit.replica.storage import open_storage
 from ltxkit.replicate.engine import Options, Replicator
 
 pytestmark = pytest.mark.litestream
@@ -428,8 +429,6 @@ def test_a_second_replicator_refused_on_its_database_makes_no_replica(app: tuple
 
 
 def _in_process(db: Path, replica: Path, events: list[tuple[str, str]]) -> Replicator:
-    from ltxkit.replica.storage import open_storage
-
     return Replicator(
         db,
         open_storage(str(replica), create=True),
@@ -487,6 +486,54 @@ def test_a_replica_directory_made_again_is_claimed_again_by_its_replicator(tmp_p
     finally:
         rep.close()
     assert_replica_restores(replica, H.logical_dump(db), tmp_path)
+
+
+def test_a_wal_checkpointed_whole_is_not_checkpointed_again_until_it_grows(tmp_path: Path) -> None:
+    """After one large commit every sync found the WAL still past --min-checkpoint-pages (it
+    stays that long until a writer starts it again) and checkpointed again: a dozen identical
+    PASSIVE checkpoints 20 ms apart, each taking the write lock."""
+    db = H.make_db(tmp_path / "app.db", rows=3)
+    events: list[tuple[str, str]] = []
+    rep = Replicator(
+        db,
+        open_storage(str(tmp_path / "replica"), create=True),
+        options=Options(interval_s=0.05, min_checkpoint_pages=20),
+        emit=lambda event: events.append((event.kind, event.message)),
+    )
+
+    def checkpoints() -> list[str]:
+        return [message for kind, message in events if kind == "checkpoint"]
+
+    try:
+        assert rep.sync()
+        H.write_rows(db, 60, per_txn=60, size=2000)  # one commit of about 60 pages
+        for _ in range(5):
+            assert rep.sync()
+        [once] = checkpoints()
+        assert once.startswith("checkpoint PASSIVE") and once.split(": ")[1].split(" of ")[0] != "0", once
+        H.write_rows(db, 60, per_txn=60, size=2000)  # the WAL grows again: due again, once
+        for _ in range(5):
+            assert rep.sync()
+        assert len(checkpoints()) == 2, checkpoints()
+    finally:
+        rep.close()
+    assert_replica_restores(tmp_path / "replica", H.logical_dump(db), tmp_path)
+
+
+def test_a_once_run_that_fails_does_not_promise_a_retry(tmp_path: Path) -> None:
+    """`--once` makes one sync: its failure said "will retry" and the run then exited 1."""
+    db = H.make_db(tmp_path / "app.db", rows=3)
+    H.write_rows(db, 2)  # in the WAL: the first sync must take the write lock to pin it
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        r = H.run_once(db, tmp_path / "replica")
+    finally:
+        holder.close()
+    assert r.returncode == 1, r.stderr
+    failed = [line for line in r.stderr.splitlines() if "sync failed" in line]
+    assert failed and all("will retry" not in line for line in failed), r.stderr
+    assert "database is locked" in failed[0], failed
 
 
 def test_database_that_appears_later(tmp_path: Path) -> None:
@@ -741,6 +788,24 @@ def test_metrics_endpoint_answers_while_replicating(app: tuple[Path, Path, H.Wri
     assert any(k.startswith("ltxkit_compaction_count_total") for k in values)
     for name in ("ltxkit_lag_seconds", "ltxkit_wal_size", "ltxkit_db_size", "ltxkit_last_sync_timestamp_seconds"):
         assert f"{name}{{{label}}}" in values, name
+
+    # started again on an idle database: the replica's TXID is there before any new commit
+    writer.close()
+    latest = H.max_txid(replica)
+    again = H.LtxkitReplicator(db, replica, args=["--metrics-addr", f"127.0.0.1:{port}"])
+    with again:
+        again.start()
+        again.wait_for(lambda: any(e["event"] == "ready" for e in again.events()))
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        assert again.stop() == 0
+    assert f"ltxkit_txid{{{label}}} {float(latest)}" in text.splitlines(), text
+    bad = subprocess.run(
+        [sys.executable, "-m", "ltxkit", "replicate", str(db), str(replica), "--once", "--metrics-addr", "nonsense"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr.splitlines() == [
+        "ltxkit: --metrics-addr nonsense: expected HOST:PORT, e.g. 127.0.0.1:9090"
+    ], bad.stderr
 
 
 def test_two_databases_from_one_litestream_config(tmp_path: Path) -> None:

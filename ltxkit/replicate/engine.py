@@ -145,7 +145,9 @@ class Replicator:
         self._published: dict[str, tuple[str, int, int]] = {}
         self._last_sweep = time.monotonic()
         self._waiting = False
+        self._retries = True  # a failed sync is tried again (not in a `--once` run: said so when it fails)
         self._last_checkpoint = time.monotonic()
+        self._checkpointed: tuple[tuple[int, int] | None, int] | None = None  # WAL (salts, end) checkpointed whole
         self.policy = policy  # compaction, snapshots, retention (None: L0 files only)
         self._ran: dict[str, float] = {}  # maintenance task -> when it last ran (monotonic)
 
@@ -162,6 +164,7 @@ class Replicator:
         checkpoint interval) and a failed sync is retried every interval.
         """
         self.emit(Event("started", f"replicating {self.db} to {self.storage.label}", {"db": str(self.db)}))
+        self._retries = not once
         try:
             ok = self.sync()
             if ok and self.source is not None:
@@ -249,7 +252,7 @@ class Replicator:
         outage = self._outage
         if outage is None:
             self._outage = _Outage(why, now, now)
-            self.emit(Event("error", f"sync failed, will retry: {why}", {}))
+            self.emit(Event("error", f"sync failed{', will retry' if self._retries else ''}: {why}", {}))
             return
         outage.failed += 1
         if _shape(outage.error) != _shape(why):  # another error: said at once
@@ -733,6 +736,11 @@ class Replicator:
         source, pos, saved = self.source, self.position, self.saved
         if source is None or pos is None or pos.salts is None or saved is None:
             return
+        if self._checkpointed == (pos.salts, pos.end):
+            # all of this WAL is in the database already: until a writer adds to it or starts it
+            # again, another checkpoint would only take the write lock again (after one large
+            # commit, each of the quick looks that follow did, 20 ms apart)
+            return
         frame_size = saved.pages.page_size + 24
         frames = (pos.end - WAL_HEADER_SIZE) // frame_size
         due = frames >= self.options.min_checkpoint_pages or (
@@ -760,6 +768,7 @@ class Replicator:
             return
         if log == done and not busy:
             pos.any_generation = True
+            self._checkpointed = (pos.salts, pos.end)
         self.emit(
             Event(
                 "checkpoint",

@@ -40,8 +40,11 @@ class Metrics:
         self.db_size = Gauge("ltxkit_db_size", "Size of the database file in bytes", labels, registry=r)
 
     def serve(self, addr: str) -> None:
-        host, _, port = addr.rpartition(":")
-        start_http_server(int(port), addr=host or "127.0.0.1", registry=self.registry)
+        """Serve at HOST:PORT (`:PORT`: 127.0.0.1); ValueError naming what is wrong with `addr`."""
+        host, colon, port = addr.rpartition(":")
+        if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9090")
+        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
 
     def observe(self, db: str, event: Event) -> None:
         """Count what `event`, from the replicator of database `db`, says happened."""
@@ -59,6 +62,8 @@ class Metrics:
             self.bytes.labels(db, "0").inc(f["bytes"])
             self.txid.labels(db).set(int(f["max_txid"], 16))
             self.lag.labels(db).set(f["lag_ms"] / 1000)
+        elif kind == "ready":  # the replica's TXID from the start, not from the first new commit
+            self.txid.labels(db).set(f["txid"])
         elif kind in ("compacted", "snapshot"):
             level = f["key"].split("/")[-2]
             self.compactions.labels(db, level).inc()
