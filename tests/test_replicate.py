@@ -895,6 +895,8 @@ def test_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
         ("dbs:\n  - path: /x\n", "replica needs a `url:`"),
         ("sync-interval: soon\ndbs:\n  - path: /x\n    replica: {url: /y}\n", "is not a duration"),
         ("dbs: [unclosed\n", "not valid YAML"),
+        # Litestream 0.5 refuses it too; ltxkit replicated to the first and never wrote the second
+        ("dbs:\n  - path: /x\n    replicas: [{url: /y}, {url: /z}]\n", "2 replicas for one database"),
     ]:
         cfg.write_text(text)
         r = ltxkit("replicate", "--config", str(cfg), "--once")

@@ -132,8 +132,12 @@ def load(data: Any, source: str, *, base: Options, policy: Policy | None) -> Con
         _unknown(where, db, _DB_KEYS, cfg.warnings)
         replica = db.get("replica")
         if replica is None and isinstance(db.get("replicas"), list) and db["replicas"]:
-            if len(db["replicas"]) > 1:
-                cfg.warnings.append(f"{where}replicas: ltxkit replicates to one replica; using the first")
+            if len(db["replicas"]) > 1:  # as Litestream 0.5 refuses it: one replica per database
+                raise ConfigError(
+                    f"{source}: {where}replicas: {len(db['replicas'])} replicas for one database; Litestream 0.5 "
+                    "and ltxkit replicate to one (Litestream: multiple replicas on a single database are no "
+                    "longer supported)"
+                )
             replica = db["replicas"][0]
         if not isinstance(replica, dict):
             raise ConfigError(f"{source}: {where}replica needs a `url:` (or `path:`)")
