@@ -65,3 +65,25 @@ def test_a_latest_restore_point_that_does_not_restore_is_not_in_the_window(tmp_p
     r = verify(str(tmp_path), "--format", "json")
     assert json.loads(r.stdout)["replicas"][0]["window"]["latest_txid"] is None
     assert "restorable window: none" in verify(str(tmp_path)).stdout
+
+
+def test_a_gap_in_the_chain_leaves_the_points_below_it_in_the_window(tmp_path: Path) -> None:
+    """A deleted middle L0 file: no latest plan can be made, but every point below the gap still
+    restores (`ltxkit restore --txid` and Litestream agree). The window said "none", and the
+    message of a failed restore sends the user to that window."""
+    build(tmp_path)
+    (tmp_path / "ltx" / "0" / f"{5:016x}-{5:016x}.ltx").unlink()
+    r = verify(str(tmp_path), "--format", "json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert "txid-gap" in {f["code"] for f in doc["findings"]}
+    window = doc["replicas"][0]["window"]
+    assert (window["earliest_txid"], window["latest_txid"]) == (f"{1:016x}", f"{4:016x}")
+    assert window["latest_time"] == "2023-11-14T22:13:20.004Z"
+    text = verify(str(tmp_path)).stdout
+    assert f"restorable window: TXID {1:016x} (2023-11-14T22:13:20.001Z) to TXID {4:016x}" in text
+    restored = subprocess.run(
+        [sys.executable, "-m", "ltxkit", "restore", str(tmp_path), "--txid", "4", "-o", str(tmp_path / "4.db"), "-q"],
+        capture_output=True, text=True,
+    )
+    assert restored.returncode == 0, restored.stderr

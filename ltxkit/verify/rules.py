@@ -145,11 +145,24 @@ def restorable_window(
     that restores. The oldest: every restore starts from a file that begins at TXID 1, so the
     smallest such file's end whose own plan restores. (None, None) when no point is found."""
     last = latest[-1]
-    end = WindowEnd(last.max_txid, last.created_ms, last.key) if latest_restores else None
-    if end is None:
-        damaged = [f.min_txid for f in latest if checks[f.key].broken or checks[f.key].header is None]
-        below = min(damaged, default=last.max_txid)
-        end = _first_point(files, checks, sorted({f.max_txid for f in files if f.max_txid < below}, reverse=True))
+    if latest_restores:
+        return _window_ending(files, checks, WindowEnd(last.max_txid, last.created_ms, last.key))
+    damaged = [f.min_txid for f in latest if checks[f.key].broken or checks[f.key].header is None]
+    return window_below(files, checks, min(damaged, default=last.max_txid) - 1)
+
+
+def window_below(
+    files: list[ReplicaFile], checks: dict[str, FileCheck], top: int
+) -> tuple[WindowEnd | None, WindowEnd | None]:
+    """`restorable_window` of the restore points at or below TXID `top`: where the latest one
+    cannot be planned at all (a gap in the chain above `top`), the earlier ones may still restore."""
+    below = sorted({f.max_txid for f in files if f.max_txid <= top}, reverse=True)
+    return _window_ending(files, checks, _first_point(files, checks, below))
+
+
+def _window_ending(
+    files: list[ReplicaFile], checks: dict[str, FileCheck], end: WindowEnd | None
+) -> tuple[WindowEnd | None, WindowEnd | None]:
     if end is None:
         return None, None
     starts = sorted({f.max_txid for f in files if f.min_txid == 1 and f.max_txid <= end.txid})
@@ -160,13 +173,16 @@ def restorable_window(
 def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: ReplicaSummary, label: str) -> None:
     add = summary.findings.append
     files = listing.files
+    reaches: object = None  # where the chain stops, when the latest plan cannot be made
     try:
         plan = restore_plan(files)
     except PlanError as exc:
         add(Finding(exc.code, label, exc.message, dict(exc.context)))
-        plan = None
+        plan, reaches = None, exc.context.get("have")
     check_gaps(listing, summary, label, plan_ok=plan is not None)
     if plan is None:
+        if isinstance(reaches, int):  # a gap: the chain below it may still restore
+            summary.window_start, summary.window_end = window_below(files, checks, reaches)
         return
     summary.plan = [f.key for f in plan]
     summary.latest_txid = plan[-1].max_txid
