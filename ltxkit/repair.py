@@ -138,14 +138,19 @@ def _condemned(summary: ReplicaSummary) -> dict[str, list[Finding]]:
 
 
 def _wrong_records(summary: ReplicaSummary) -> dict[str, list[Finding]]:
-    """Ledger records that do not parse or are about another file than the one beside them (a
-    Litestream that wrote over ltxkit's TXIDs leaves those): they would keep verify failing, and
-    they are ltxkit's proof, not the replica's data. The file they were about stays."""
+    """Ledger records that do not parse, are about another file than the one beside them (a
+    Litestream that wrote over ltxkit's TXIDs leaves those), or are of files the replica lost:
+    they would keep verify failing (and the last kind would stop a replicator from recording the
+    file it publishes next under that name), and they are ltxkit's proof, not the replica's data.
+    The files they were about stay."""
     out: dict[str, list[Finding]] = {}
     for f in summary.findings:
-        record = f.context.get("record")
-        if f.severity == Severity.ERROR and isinstance(record, str):
-            out.setdefault(record, []).append(f)
+        if f.severity != Severity.ERROR:
+            continue
+        records = f.context.get("records", [f.context.get("record")])  # several: `ledger-ahead`
+        for record in records if isinstance(records, list) else []:
+            if isinstance(record, str):
+                out.setdefault(record, []).append(f)
     return out
 
 

@@ -50,6 +50,7 @@ REPLICA_WHERE: dict[str, dict[str, set[str]]] = {
     "replicas/ledger-mismatch": {"ledger-mismatch": {"."}},
     "replicas/ledger-damaged": {"ledger-damaged": {"."}},
     "replicas/ledger-gap": {"ledger-gap": {"."}},
+    "replicas/ledger-ahead": {"ledger-ahead": {"."}},
     "replicas/no-snapshot": {"no-snapshot": {"."}, "unrestorable": {"."}},
     # which side of a page-size split is "wrong" is a policy; it must be one of the files
     "replicas/page-size-mismatch": {"page-size-mismatch": {_l0(1, 1), _l0(2, 2), _l0(3, 3)}},

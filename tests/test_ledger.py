@@ -152,3 +152,44 @@ def test_repair_sets_aside_records_about_other_files_and_keeps_every_ltx_file(re
     out = replica.parent / "after.db"
     assert H.restore(replica, out).returncode == 0  # Litestream restores what it restored before
     assert H.logical_dump(out) == H.logical_dump(before)
+
+
+def test_a_lost_newest_file_is_ledger_ahead_and_the_replicator_sets_its_record_aside(replica: Path) -> None:
+    """The newest file deleted (by hand, or a bucket's lifecycle rule): verify said "ok", and the
+    replicator, publishing that TXID again, could not write its record beside the old one, so
+    the replica failed verify with `ledger-mismatch` on every run after."""
+    db = replica.parent / "app.db"
+    newest = sorted((replica / "ltx" / "0").glob("*.ltx"))[-1]
+    newest.unlink()
+    r = verify(str(replica), "--format", "json")
+    assert r.returncode == 1, r.stdout
+    [finding] = json.loads(r.stdout)["findings"]
+    assert finding["code"] == "ledger-ahead" and f"{newest.stem}.json" in finding["message"], finding
+    H.write_rows(db, 2)
+    again = H.run_once(db, replica, "--levels", "none")
+    assert again.returncode == 0, again.stderr
+    assert f"ledger/0/{newest.stem}.json was a record of an earlier file by this name" in again.stderr
+    [aside] = list((replica / "quarantine").glob(f"*/ledger/0/{newest.stem}.json"))
+    assert json.loads((aside.parent.parent.parent / "manifest.json").read_text())["files"][0]["codes"] == [
+        "ledger-ahead"
+    ]
+    r = verify(str(replica), "--format", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["findings"] == [], r.stdout
+    assert json.loads(r.stdout)["replicas"][0]["proven"] is True
+
+
+def test_repair_sets_aside_the_records_of_lost_files(tmp_path: Path) -> None:
+    import shutil
+
+    rep = tmp_path / "replica"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "fixtures/corrupt/replicas/ledger-ahead", rep)
+    r = subprocess.run(
+        [sys.executable, "-m", "ltxkit", "repair", str(rep), "--rebuild-snapshot", "--yes", "--watch", "0"],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(p.relative_to(rep).parts[2:] for p in rep.glob("quarantine/*/ledger/*/*.json")) == [
+        ("ledger", "0", f"{4:016x}-{4:016x}.json"),
+        ("ledger", "9", f"{1:016x}-{4:016x}.json"),
+    ]
+    assert verify(str(rep)).returncode == 0

@@ -67,6 +67,8 @@ class Code(StrEnum):
     LEDGER_MISMATCH = "ledger-mismatch"
     LEDGER_GAP = "ledger-gap"
     LEDGER_DAMAGED = "ledger-damaged"
+    # records of files newer than any the replica holds: files it published are gone
+    LEDGER_AHEAD = "ledger-ahead"
 
 
 #: Findings that are worth knowing but do not make a replica fail verify (unless --fail-on warning).

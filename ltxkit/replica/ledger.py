@@ -16,6 +16,7 @@ recorded has its latest restore point *proven*.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 
 from ltxkit.format.checksum import crc64
@@ -50,6 +51,15 @@ def put(storage: Storage, record: Record) -> None:
 
 def key(level: int, min_txid: int, max_txid: int) -> str:
     return f"{LEDGER_DIR}/{level}/{format_filename(min_txid, max_txid).removesuffix('.ltx')}.json"
+
+
+_KEY = re.compile(r"^" + re.escape(LEDGER_DIR) + r"/\d+/[0-9a-f]{16}-([0-9a-f]{16})\.json$")
+
+
+def max_txid_of(record_key: str) -> int | None:
+    """The last TXID of the file a record key (`key`) names; None for a key that is not one."""
+    found = _KEY.match(record_key)
+    return int(found.group(1), 16) if found else None
 
 
 def _body(record: Record) -> dict[str, object]:

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +37,10 @@ from ltxkit.errors import LtxkitError
 from ltxkit.format.checksum import fold_page_checksums, page_checksum
 from ltxkit.format.decoder import parse_header
 from ltxkit.format.encoder import LTXWriter
-from ltxkit.format.errors import LTXError
+from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import lock_pgno
 from ltxkit.replica import ledger
-from ltxkit.replica.keys import SNAPSHOT_LEVEL
+from ltxkit.replica.keys import SNAPSHOT_LEVEL, quarantine_key
 from ltxkit.replica.layout import list_replica
 from ltxkit.replica.storage import Storage, WriterTaken
 from ltxkit.replicate import lifecycle, wal_position
@@ -720,9 +722,25 @@ class Replicator:
     def _record(self, record: ledger.Record) -> None:
         """The ledger record of a published file; failing to write it costs the proof, not data."""
         try:
-            ledger.put(self.storage, record)
+            try:
+                ledger.put(self.storage, record)
+            except FileExistsError:
+                # the file was just published create-only, so the record there is of a file by
+                # that name the replica lost (`ledger-ahead`): set aside, never deleted
+                self._set_aside_record(ledger.key(record.level, record.min_txid, record.max_txid))
+                ledger.put(self.storage, record)
         except (LtxkitError, OSError) as exc:
             self.emit(Event("warning", f"ledger record not written: {exc}", {}))
+
+    def _set_aside_record(self, rkey: str) -> None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        dest = quarantine_key(stamp, rkey)
+        self.storage.quarantine(rkey, dest)
+        why = "a record of an earlier file by this name, which the replica no longer held when this one was published"
+        entry = {"original_path": rkey, "quarantine_path": dest, "codes": [str(Code.LEDGER_AHEAD)], "reasons": [why]}
+        doc = {"tool": "ltxkit replicate", "files": [entry]}
+        self.storage.put_bytes(quarantine_key(stamp, "manifest.json"), json.dumps(doc, indent=2).encode())
+        self.emit(Event("warning", f"{rkey} was {why}: moved to {dest}", {"key": rkey}))
 
     def _save(self, saved: Saved | None) -> None:
         if saved is None:

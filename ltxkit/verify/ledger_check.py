@@ -19,7 +19,9 @@ checksums alone, without writing a database:
 A replica without a ledger (Litestream's) is not touched by this check. Files without a record
 are one `ledger-gap` warning (a replicator killed between a file and its record, or files
 Litestream wrote after a hand-over); a record that disagrees is `ledger-mismatch`; a record that
-does not parse is `ledger-damaged`.
+does not parse is `ledger-damaged`; records of files newer than the replica's newest file are
+`ledger-ahead`: a file is published before its record, and no retention deletes the newest TXID,
+so files the replica had are gone (deleted by hand, or by a bucket's lifecycle rule).
 """
 
 from __future__ import annotations
@@ -117,6 +119,7 @@ def check_ledger(
     if not recorded:
         return
     add = summary.findings.append
+    _ahead(files, recorded, add, label)
     usable = [f for f in files if not checks[f.key].broken and checks[f.key].header is not None]
     reached: dict[int, PageMap] = {}  # TXID -> the state there, while still of use
     trusted: set[int] = set()  # TXIDs whose kept state a record confirmed
@@ -163,6 +166,28 @@ def check_ledger(
         )
     summary.proven = not unproven and not unrecorded and bool(proven_points)
     summary.proven_points = len(proven_points - disproven)
+
+
+def _ahead(files: list[ReplicaFile], recorded: set[str], add: Callable[[Finding], None], label: str) -> None:
+    """Records of files newer than every file listed. The ledger is listed before the files, so a
+    replicator publishing meanwhile cannot put a record here whose file the listing missed."""
+    newest = max((f.max_txid for f in files), default=0)
+    ahead = sorted(
+        (txid, rkey) for rkey in recorded if (txid := ledger.max_txid_of(rkey)) is not None and txid > newest
+    )
+    if not ahead:
+        return
+    top, first = ahead[-1][0], ahead[0][1]
+    more = f" and {len(ahead) - 1} more" if len(ahead) > 1 else ""
+    add(
+        Finding(
+            Code.LEDGER_AHEAD,
+            label,
+            f"{first}{more}: the ledger records files published up to TXID {top:016x}, and the replica ends "
+            f"at {newest:016x}: files it published are gone (their commits are in no restore point)",
+            {"record": first, "records": [rkey for _txid, rkey in ahead], "txid": top},
+        )
+    )
 
 
 def _holds(
