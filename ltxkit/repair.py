@@ -47,6 +47,7 @@ from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock
 from ltxkit.replica import ledger
 from ltxkit.replica.keys import QUARANTINE_DIR, quarantine_key
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
+from ltxkit.replica.page_form import newest_uses_lz4_frames
 from ltxkit.replica.storage import Storage
 from ltxkit.restore import RestoreError, restore_into
 from ltxkit.snapshot import verify_file
@@ -104,6 +105,7 @@ class RepairPlan:
     lost: tuple[int, int] | None = None  # TXIDs that can no longer be restored (from the chain)
     comparison: str = ""  # from a database: how it was compared with the replica
     staging: Path | None = None
+    lz4_frames: bool = False  # the new files' pages are LZ4 frames, as the replica's (`replica.page_form`)
 
     @property
     def needed(self) -> bool:
@@ -197,6 +199,7 @@ def plan_repair(
         plan.quarantine.setdefault(key, []).extend(why)
     listing = summary.listing
     keep = [f for f in listing.files if f.key not in plan.quarantine]
+    plan.lz4_frames = newest_uses_lz4_frames(storage, keep or listing.files)
     now = int(time.time() * 1000) if now_ms is None else now_ms
     staging = storage.make_staging()
     plan.staging = staging
@@ -220,12 +223,17 @@ def plan_repair(
 
 
 def _write_staged(
-    storage: Storage, staging: Path, view_pages: Callable[[], Iterator[tuple[int, bytes]]], header: Header, level: int
+    plan: RepairPlan,
+    storage: Storage,
+    staging: Path,
+    view_pages: Callable[[], Iterator[tuple[int, bytes]]],
+    header: Header,
+    level: int,
 ) -> NewFile:
     name = f"L{level}-{format_filename(header.min_txid, header.max_txid)}"
     path = staging / name
     with path.open("xb") as fh:
-        writer = LTXWriter(fh, header)
+        writer = LTXWriter(fh, header, lz4_frames=plan.lz4_frames)
         for pgno, page in view_pages():
             writer.write_page(pgno, page)
         writer.close()
@@ -420,7 +428,7 @@ def _stage_full_state(
 
     # no checksum tracking: Litestream 0.5.x cannot restore a plan ending in a tracked file
     snap = Header.snapshot(view.page_size, view.commit, txid, now, checksums=False)
-    plan.new_files.append(_write_staged(storage, staging, pages, snap, SNAPSHOT_LEVEL))
+    plan.new_files.append(_write_staged(plan, storage, staging, pages, snap, SNAPSHOT_LEVEL))
     # Level 0 gets a single-TXID file, as Litestream names its own: on restart Litestream adopts the
     # replica's newest L0 file as its position and checks it against the live WAL. The file claims
     # to start at the WAL header with salts that differ from the live WAL's, so Litestream sees a
@@ -437,7 +445,7 @@ def _stage_full_state(
         wal_salt1=(salt1 ^ 0x5A5A5A5A) or 1,
         wal_salt2=(salt2 ^ 0xA5A5A5A5) or 1,
     )
-    plan.new_files.append(_write_staged(storage, staging, pages, l0, 0))
+    plan.new_files.append(_write_staged(plan, storage, staging, pages, l0, 0))
     # Levels 1..8 (level 1 always) get a full-page file that carries them up to the same TXID, so
     # Litestream's next compaction into each level starts contiguously above the repair.
     for level in sorted({1} | {f.level for f in keep if 0 < f.level < SNAPSHOT_LEVEL}):
@@ -450,7 +458,7 @@ def _stage_full_state(
             max_txid=txid,
             timestamp=now,
         )
-        plan.new_files.append(_write_staged(storage, staging, pages, hdr, level))
+        plan.new_files.append(_write_staged(plan, storage, staging, pages, hdr, level))
 
 
 class _FileView:
@@ -509,7 +517,7 @@ def _plan_from_chain(plan: RepairPlan, storage: Storage, keep: list[ReplicaFile]
     if key in existing and tracked:  # the snapshot ending the plan tracks checksums: Litestream cannot restore it
         plan.quarantine.setdefault(key, []).extend(tracked)
     if key not in existing or tracked:
-        plan.new_files.append(_write_staged(storage, staging, view.pages, snap, SNAPSHOT_LEVEL))
+        plan.new_files.append(_write_staged(plan, storage, staging, view.pages, snap, SNAPSHOT_LEVEL))
     db.unlink()
 
 

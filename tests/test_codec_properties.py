@@ -35,6 +35,7 @@ from ltxkit.format import (
     read_page_index,
 )
 from ltxkit.format.decoder import DecodedFile, page_number_rules, page_numbers_sound, read_ends, read_page
+from ltxkit.format.lz4frame import MAGIC
 from ltxkit.format.schema import HEADER_SIZE, PAGE_FLAG_LZ4_FRAME, PAGE_FLAG_SIZE
 from ltxkit.format.spans import find_cuts, join_spans
 from tests.conftest import examples
@@ -280,6 +281,24 @@ def test_legacy_round_trip(file, data):
     assert decoded.pages == pages
     chunk = data.draw(st.sampled_from([1, 7, 1000]), label="chunk")
     assert list(LTXReader(io.BytesIO(good), chunk_size=chunk).pages()) == pages
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ltx_files(max_pages=8), st.sampled_from([1, 7, 1000]))
+def test_the_encoder_writes_the_legacy_form_the_decoder_reads(file, chunk):
+    """`lz4_frames`: what ltxkit adds to a replica Litestream 0.5.15 wrote (`replica.page_form`).
+    Every page frame has flags 0 and no size prefix, and it decodes to the same file."""
+    header, pages, post = file
+    data = encode_file(header, pages, post, lz4_frames=True)
+    decoded = _decode_everything(data, header.page_size)
+    assert decoded.header == header and decoded.pages == pages
+    block = _decode_everything(encode_file(header, pages, post), header.page_size)
+    assert decoded.trailer.post_apply_checksum == block.trailer.post_apply_checksum
+    assert list(LTXReader(io.BytesIO(data), chunk_size=chunk).pages()) == pages
+    pos = HEADER_SIZE
+    for entry in decoded.index:  # each frame: the 6-byte page header with flags 0, then an LZ4 frame
+        assert entry.offset == pos and data[pos + 4 : pos + 6] == b"\x00\x00" and data[pos + 6 : pos + 10] == MAGIC
+        pos += entry.size
 
 
 # ---- damage -----------------------------------------------------------------------------------

@@ -109,3 +109,50 @@ def test_upgraded_replica_verifies_and_restores(upgraded_replica, tmp_path: Path
     assert "quick_check of the latest restore point" in r.stdout
     for txid in (None, old_max - 1, old_max, old_max + 1):
         _restores_match(rep, tmp_path, run_ltxkit, txid)
+
+
+def _legacy_chain(tmp: Path) -> tuple[H.Replica, object]:
+    with H.using_litestream(H.release_bin(LEGACY)):
+        return H._once_chain(tmp, "kept", 4096, increments=4, rows_per_increment=10)
+
+
+def test_a_repaired_legacy_replica_is_restored_by_the_litestream_that_wrote_it(tmp_path: Path, run_ltxkit) -> None:
+    """Repair's new snapshot had LZ4-block pages, which 0.5.15 cannot decode ("no flags allowed,
+    reserved for future use"): it said "start Litestream again", and that Litestream's restore
+    failed. The files repair adds now take the replica's form."""
+    rep, stack = _legacy_chain(tmp_path)
+    with stack:
+        victim = sorted((rep.replica_dir / "ltx" / "0").glob("*.ltx"))[3]
+        data = bytearray(victim.read_bytes())
+        data[150] ^= 0xFF
+        victim.write_bytes(bytes(data))
+        before = set(rep.replica_dir.glob("ltx/*/*.ltx"))
+        r = run_ltxkit("repair", rep.replica_dir, "--rebuild-snapshot", "--yes", "--watch", "0")
+        assert r.returncode == 0, r.stdout + r.stderr
+        new = set(rep.replica_dir.glob("ltx/*/*.ltx")) - before
+        assert new and {first_page_flags(p) for p in new} == {0}
+        with H.using_litestream(H.release_bin(LEGACY)):
+            theirs = H.restore(rep.replica_dir, tmp_path / "theirs.db")
+        assert theirs.returncode == 0, theirs.stderr
+        ours = tmp_path / "ours.db"
+        assert run_ltxkit("restore", rep.replica_dir, "-o", ours, "-q").returncode == 0
+        assert ours.read_bytes() == (tmp_path / "theirs.db").read_bytes()
+
+
+def test_ltxkit_replicate_continues_a_legacy_replica_in_its_own_form(tmp_path: Path, run_ltxkit) -> None:
+    """0.5.15 wrote the replica; ltxkit replicates into it for a while; 0.5.15 takes it back and
+    continues, and its restore gives the source's rows. With block-form files from ltxkit, that
+    Litestream failed every sync ("ltx file corrupted: decode page 0: no flags allowed")."""
+    rep, stack = _legacy_chain(tmp_path)
+    with stack:
+        H.write_rows(rep.db_path, 10, per_txn=10)
+    r = run_ltxkit("replicate", rep.db_path, rep.replica_dir, "--once")
+    assert r.returncode == 0, r.stderr
+    assert "stores its pages as LZ4 frames" in r.stderr
+    assert {first_page_flags(p) for p in rep.replica_dir.glob("ltx/*/*.ltx")} == {0}
+    with H.using_litestream(H.release_bin(LEGACY)):
+        H.write_rows(rep.db_path, 10, per_txn=10)
+        H.replicate_once(rep.db_path, rep.replica_dir)  # raises when 0.5.15 fails
+        out = tmp_path / "theirs.db"
+        assert H.restore(rep.replica_dir, out).returncode == 0
+    assert H.logical_dump(out) == H.logical_dump(rep.db_path)

@@ -14,11 +14,13 @@ from typing import BinaryIO
 import lz4.block
 
 from ltxkit.format.checksum import CHECKSUM_FLAG, crc64, page_checksum
+from ltxkit.format.lz4frame import compress_page
 from ltxkit.format.schema import (
-    FRAME_PREFIX_SIZE,
     FRAME_PREFIX_STRUCT,
+    PAGE_FLAG_LZ4_FRAME,
     PAGE_FLAG_SIZE,
     PAGE_HEADER_SIZE,
+    PAGE_HEADER_STRUCT,
     TERMINATOR,
     Header,
     IndexEntry,
@@ -40,9 +42,14 @@ class LTXWriter:
 
     With checksum tracking on (no FLAG_NO_CHECKSUM), a snapshot's post-apply checksum is computed
     from its pages; an increment's must be passed to `close()` (it depends on the whole database).
+
+    Pages are LZ4 blocks behind a size prefix (Litestream 0.5.16 and later), or with `lz4_frames`
+    LZ4 frames with no prefix: the only form Litestream 0.5.15 and older read, for a replica that
+    holds it already (`page_form`). The file checksum covers the same bytes either way: each page
+    header (and size prefix) and the page uncompressed.
     """
 
-    def __init__(self, stream: BinaryIO, header: Header) -> None:
+    def __init__(self, stream: BinaryIO, header: Header, *, lz4_frames: bool = False) -> None:
         problems = header.problems()
         if problems:
             raise EncodeError("invalid header: " + "; ".join(problems))
@@ -57,6 +64,7 @@ class LTXWriter:
         self._crc = crc64(raw)
         self._out.write(raw)
         self._n = len(raw)
+        self._frames = lz4_frames
         self.trailer: Trailer | None = None
 
     @property
@@ -81,12 +89,16 @@ class LTXWriter:
                 raise EncodeError(f"nonsequential page numbers in snapshot: {prev},{pgno}")
         elif pgno <= prev:
             raise EncodeError(f"out-of-order page numbers: {prev},{pgno}")
-        payload = _compress(data, store_size=False)
-        prefix = FRAME_PREFIX_STRUCT.pack(pgno, PAGE_FLAG_SIZE, len(payload))
+        if self._frames:
+            payload = compress_page(data)
+            prefix = PAGE_HEADER_STRUCT.pack(pgno, PAGE_FLAG_LZ4_FRAME)
+        else:
+            payload = _compress(data, store_size=False)
+            prefix = FRAME_PREFIX_STRUCT.pack(pgno, PAGE_FLAG_SIZE, len(payload))
         self._crc = crc64(data, crc64(prefix, self._crc))
         self._out.write(prefix)
         self._out.write(payload)
-        size = FRAME_PREFIX_SIZE + len(payload)
+        size = len(prefix) + len(payload)
         self._index.append(IndexEntry(pgno, self._n, size))
         self._n += size
         self._prev = pgno
@@ -124,10 +136,16 @@ class LTXWriter:
 assert len(TERMINATOR) == PAGE_HEADER_SIZE
 
 
-def encode_file(header: Header, pages: Iterable[tuple[int, bytes]], post_apply_checksum: int | None = None) -> bytes:
+def encode_file(
+    header: Header,
+    pages: Iterable[tuple[int, bytes]],
+    post_apply_checksum: int | None = None,
+    *,
+    lz4_frames: bool = False,
+) -> bytes:
     """Encode a whole file in memory (tests, small files)."""
     out = io.BytesIO()
-    writer = LTXWriter(out, header)
+    writer = LTXWriter(out, header, lz4_frames=lz4_frames)
     for pgno, data in pages:
         writer.write_page(pgno, data)
     writer.close(post_apply_checksum)

@@ -3,8 +3,9 @@
 Litestream 0.5.0–0.5.15 are built on that release: a page frame there is the 6-byte page header
 with flags 0, followed directly by an LZ4 frame (magic, descriptor, data blocks, end mark, and
 usually a content checksum) and no size prefix. Since 0.5.16 pages are LZ4 *blocks* behind a
-size prefix (flag 0x1), which is the only form ltxkit writes. Litestream 0.5.17 still restores
-the old form, so a replica upgraded in place holds both, and ltxkit must read both as strictly.
+size prefix (flag 0x1), the form ltxkit writes unless a replica already holds the old one
+(`compress_page`: 0.5.15 and older read nothing else). Litestream 0.5.17 still restores the old
+form, so a replica upgraded in place holds both, and ltxkit must read both as strictly.
 
 An LZ4 frame does not say its length up front: `frame_length` walks its block headers to find
 where it ends, without decompressing, so the decoder knows how many bytes to buffer and where the
@@ -86,3 +87,11 @@ def decompress_page(frame: bytes | bytearray | memoryview, page_size: int) -> by
     if len(page) != page_size:
         raise ValueError(f"LZ4 frame decodes to {len(page)} bytes, not {page_size}")
     return page
+
+
+def compress_page(page: bytes) -> bytes:
+    """One page as the LZ4 frame superfly/ltx v0.5.1 writes: 64 KiB blocks, no content size
+    (its writer stores none); the content checksum, which its reader checks when present, is on."""
+    return lz4.frame.compress(
+        page, block_size=lz4.frame.BLOCKSIZE_MAX64KB, content_checksum=True, store_size=False, block_linked=False
+    )

@@ -363,3 +363,13 @@ def parse_filename(name: str) -> tuple[int, int] | None:
     if m is None:
         return None
     return int(m.group(1), 16), int(m.group(2), 16)
+
+
+def pages_are_lz4_frames(head: bytes) -> bool:
+    """Does the file beginning with `head` (its header and first page header) store its pages as
+    LZ4 frames (flags 0: Litestream 0.5.15 and older) rather than size-prefixed blocks? False for
+    a file with no pages, or fewer bytes than that."""
+    if len(head) < HEADER_SIZE + PAGE_HEADER_SIZE:
+        return False
+    pgno, flags = PAGE_HEADER_STRUCT.unpack_from(head, HEADER_SIZE)
+    return pgno != 0 and flags == PAGE_FLAG_LZ4_FRAME

@@ -38,7 +38,7 @@ from ltxkit.format.checksum import fold_page_checksums, page_checksum
 from ltxkit.format.decoder import parse_header
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code, LTXError
-from ltxkit.format.schema import lock_pgno
+from ltxkit.format.schema import HEADER_SIZE, PAGE_HEADER_SIZE, lock_pgno, pages_are_lz4_frames
 from ltxkit.replica import ledger
 from ltxkit.replica.keys import SNAPSHOT_LEVEL, quarantine_key
 from ltxkit.replica.layout import list_replica
@@ -133,6 +133,7 @@ class Replicator:
         self.position: Position | None = None  # where `saved` stands in the WAL (None: unknown)
         self.next_txid = 0
         self.replica_page_size = 0  # of the replica's files, once it has any
+        self.lz4_frames = False  # the replica's pages are LZ4 frames: ours too (`ltxkit.replica.page_form`)
         self._full_next = False  # the last built file failed its proof: next time, a full file
         # the highest TXID this process published or tried to (a failed publish may still have
         # landed): a newer file in the replica is another replicator's (see `_open`)
@@ -406,11 +407,25 @@ class Replicator:
         latest = max(listing.files, key=lambda f: (f.max_txid, -f.level), default=None)
         self.next_txid = (latest.max_txid if latest else 0) + 1
         self.replica_page_size = 0
+        lz4_frames = False
         if latest is not None:
+            head = self.storage.read_range(latest.key, 0, HEADER_SIZE + PAGE_HEADER_SIZE)
             try:
-                self.replica_page_size = parse_header(self.storage.read_range(latest.key, 0, 100)).page_size
+                self.replica_page_size = parse_header(head[:HEADER_SIZE]).page_size
             except LTXError:
                 self.replica_page_size = 0  # verify's business; a proof never leans on it
+            lz4_frames = pages_are_lz4_frames(head)
+        if lz4_frames and not self.lz4_frames:
+            self.emit(
+                Event(
+                    "warning",
+                    f"{latest.key if latest else ''} stores its pages as LZ4 frames (Litestream 0.5.15 or older "
+                    "wrote it): the files published here take that form too, so that Litestream can still restore "
+                    "and continue the replica",
+                    {},
+                )
+            )
+        self.lz4_frames = lz4_frames
         saved, why = self.state.load()
         if latest is not None:
             self._refuse_past_own(latest.key, latest.max_txid)
@@ -671,7 +686,9 @@ class Replicator:
         header = intent.header(timestamp=now_ms, wal=wal_range)
         self._own_txid = max(self._own_txid, intent.txid)
         try:
-            size, file_checksum, tag = build_and_publish(storage, key, header, write, check, created_ms=now_ms)
+            size, file_checksum, tag = build_and_publish(
+                storage, key, header, write, check, created_ms=now_ms, lz4_frames=self.lz4_frames
+            )
         except TakenByAnother:
             raise self._another_replicator(f"published {key} first, the file this one was publishing") from None
         self._remember(key, tag, size, file_checksum)

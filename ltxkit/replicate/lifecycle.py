@@ -37,6 +37,7 @@ from ltxkit.format.schema import HEADER_SIZE, Header, lock_pgno
 from ltxkit.replica import ledger
 from ltxkit.replica.keys import SNAPSHOT_LEVEL
 from ltxkit.replica.layout import PlanError, ReplicaFile, list_replica, restore_plan
+from ltxkit.replica.page_form import lz4_frames_at
 from ltxkit.replica.storage import Storage
 from ltxkit.replicate.pagemap import PageMap
 from ltxkit.replicate.proof import Intent, ProofError, prove, prove_pages
@@ -127,7 +128,10 @@ def compact(storage: Storage, level: int) -> tuple[str, int] | None:
                 if missing:
                     raise ProofError("proof-snapshot-hole", f"a compaction from TXID 1 lacks page {missing[0]}")
 
-        size, file_checksum, _ = build_and_publish(storage, key, header, write, check, created_ms=header.timestamp)
+        frames = lz4_frames_at(storage, inputs[-1].key)  # the form of the file it continues
+        size, file_checksum, _ = build_and_publish(
+            storage, key, header, write, check, created_ms=header.timestamp, lz4_frames=frames
+        )
     head, tail = _recorded(storage, inputs[0]), _recorded(storage, inputs[-1])
     if head is not None and tail is not None:  # the merge reaches what its last input reached
         ledger.put(
@@ -172,7 +176,10 @@ def snapshot(storage: Storage, state: PageMap, txid: int) -> tuple[str, int] | N
             with open(path, "rb") as fh:
                 prove(fh, intent, None)
 
-        size, file_checksum, _ = build_and_publish(storage, key, header, pages, check, created_ms=header.timestamp)
+        frames = lz4_frames_at(storage, plan[-1].key)
+        size, file_checksum, _ = build_and_publish(
+            storage, key, header, pages, check, created_ms=header.timestamp, lz4_frames=frames
+        )
         ledger.put(
             storage,
             ledger.Record(SNAPSHOT_LEVEL, 1, txid, page_size, commit, len(sums), file_checksum, None, state.checksum()),

@@ -44,13 +44,15 @@ def build_and_publish(
     check: Callable[[Path], None],
     *,
     created_ms: int,
+    lz4_frames: bool = False,
 ) -> Published:
-    """Publish the file `write` builds under `key` once `check(path)` returned."""
+    """Publish the file `write` builds under `key` once `check(path)` returned; its pages are LZ4
+    frames with `lz4_frames` (`ltxkit.replica.page_form`)."""
     staging = storage.make_staging()
     try:
         path = staging / key.rsplit("/", 1)[-1]
         with open(path, "xb") as fh:
-            writer = LTXWriter(fh, header)
+            writer = LTXWriter(fh, header, lz4_frames=lz4_frames)
             write(writer)
             trailer = writer.close()
             fh.flush()
