@@ -44,7 +44,8 @@ EXIT_TABLE: tuple[tuple[int, str, str], ...] = (
         "bad arguments (a `--txid` or `--timestamp` no restore ends at), missing paths, not a replica, an "
         "existing output without `--force`, a link or device "
         "as output, S3 credentials / bucket / endpoint, a file that is not a SQLite database, a database not "
-        "in WAL mode or still locked after the wait, a running replicator, a second replicator, a repair "
+        "in WAL mode or still locked after the wait (a `replicate --once` sync it fails: 1), a running "
+        "replicator, a second replicator, a repair "
         "declined at its prompt",
     ),
     (EXIT_INTERRUPTED, "interrupted", "Ctrl-C (except `replicate`, for which Ctrl-C is the normal stop)"),
