@@ -660,25 +660,41 @@ def _back_out(
     now lie, if any did."""
     left: list[str] = []
     aside = None
+    silent = False  # the store stopped answering: every step after would wait out its timeout too
     for key in published:
         dest = quarantine_key(stamp, f"backed-out/{key}")
+        if silent:
+            left.append(f"{key} (published by this repair) may still be in place: not tried")
+            continue
         try:
             storage.quarantine(key, dest)
             aside = quarantine_key(stamp, "backed-out")
         except FileNotFoundError:
             continue  # its publish never happened
-        except (OSError, LtxkitError):
+        except (OSError, LtxkitError) as exc:
+            silent = silent or _unanswered(exc)
             left.append(f"{key} (published by this repair) is still in place")
     for key, dest in reversed(moved):
+        if silent:
+            left.append(f"{key} may still be at {dest}: not tried")
+            continue
         try:
             storage.quarantine(dest, key)
         except FileNotFoundError:
             continue  # its move never began
         except FileExistsError:  # the move stopped before the original went: its copy goes instead
             _drop_copy(storage, dest, key)
-        except (OSError, LtxkitError):
+        except (OSError, LtxkitError) as exc:
+            silent = silent or _unanswered(exc)
             left.append(f"{key} is still at {dest}")
+    if silent:
+        left.append("the store stopped answering, so no step after that was tried")
     return left, aside
+
+
+def _unanswered(exc: BaseException) -> bool:
+    """Did the store not answer at all (a timeout, no connection), rather than refuse one step?"""
+    return bool(getattr(exc, "unreachable", False))
 
 
 def _drop_copy(storage: Storage, copy: str, original: str) -> None:

@@ -275,3 +275,36 @@ def test_a_back_out_the_store_refuses_in_part_still_undoes_the_rest_and_says_wha
     assert "half-repaired" in err.message and "put " in err.message  # the failed publish, not the undo
     # the undo went on past the step that failed: the moved originals are back
     assert {k: v for k, v in H.tree_digest(rep.replica_dir).items() if k in before} == before
+
+
+class _SilentStore(_FailingStore):
+    """As `_FailingStore`, but the store stops answering: every back-out step times out."""
+
+    def __init__(self, inner: LocalStorage, fail_publish_at: int) -> None:
+        super().__init__(inner, fail_publish_at)
+        self.undo_tries = 0
+
+    def quarantine(self, key: str, new_key: str) -> None:
+        if self.failed:
+            self.undo_tries += 1
+            raise S3Error(f"s3://bucket/app: copy {key}: timed out: did not answer (gave up after 60.0 s)",
+                          unreachable=True)
+        self.inner.quarantine(key, new_key)
+
+
+def test_a_back_out_stops_at_the_first_step_the_store_does_not_answer(tmp_path: Path) -> None:
+    """Against a server that hung mid-repair each back-out step waited out its timeout (60 s and
+    retries): Ctrl-C took three minutes to end. The first unanswered step ends the back-out, and
+    the message says what was not tried."""
+    rep = H.make_truncated_shape(tmp_path)
+    storage = LocalStorage(rep.replica_dir)
+    plan = plan_repair(storage, from_db=Path(rep.db_path))
+    assert len(plan.quarantine) + 1 >= 2  # more than one step to undo
+    silent = _SilentStore(storage, fail_publish_at=2)
+    with pytest.raises(RepairError) as info:
+        apply_repair(silent, plan)  # type: ignore[arg-type]
+    err = info.value
+    assert silent.undo_tries == 1
+    assert not err.backed_out and "half-repaired" in err.message
+    assert "the store stopped answering, so no step after that was tried" in err.message
+    assert "not tried" in err.message

@@ -289,3 +289,17 @@ def test_a_store_that_does_not_answer_is_said_to_have_timed_out() -> None:
     refused = _transport_problem(_client_error("http://127.0.0.1:9"))
     assert refused is not None and refused.startswith("cannot connect to http://127.0.0.1:9: connection refused")
     assert _transport_problem("Generic S3 error: some other failure") is None
+
+
+def test_a_store_that_cannot_be_reached_is_an_unreachable_s3_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What repair's back-out tells apart: a store that does not answer (no step after it is
+    tried: each would wait out its timeout) from one that refuses a step (the rest still go)."""
+    from ltxkit.replica.s3 import S3Error, S3Storage
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    storage = S3Storage("s3://bucket/app?endpoint=http://127.0.0.1:9")
+    with pytest.raises(S3Error) as info:
+        storage.read_bytes("0000/x.ltx")
+    assert info.value.unreachable and not info.value.refused
+    assert "cannot connect to http://127.0.0.1:9" in str(info.value)

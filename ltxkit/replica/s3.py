@@ -51,11 +51,13 @@ _AHEAD_DEPTH = 3  # chunks of a large object fetched ahead of the reader
 
 class S3Error(UsageError):
     """The object store could not be reached or refused the request. `refused`: it answered, and
-    no retry will change its answer (credentials, a missing bucket)."""
+    no retry will change its answer (credentials, a missing bucket). `unreachable`: it did not
+    answer (a timeout, a refused connection), after the client's own retries."""
 
-    def __init__(self, message: str, *, refused: bool = False) -> None:
+    def __init__(self, message: str, *, refused: bool = False, unreachable: bool = False) -> None:
         super().__init__(message)
         self.refused = refused
+        self.unreachable = unreachable
 
 
 # S3 error codes no retry changes, as a person would say them
@@ -298,7 +300,8 @@ class S3Storage:
             return S3Error(f"{self.label}: {what}: access denied ({why})", refused=True)
         if isinstance(exc, Exception):  # obstore's GenericError and friends: connection, bucket, timeouts
             if type(exc).__module__.startswith("obstore") or isinstance(exc, OSError):
-                return S3Error(f"{self.label}: {what}: {_transport_problem(str(exc)) or _first_line(exc)}")
+                problem = _transport_problem(str(exc))
+                return S3Error(f"{self.label}: {what}: {problem or _first_line(exc)}", unreachable=problem is not None)
             return None
         if type(exc).__name__ == "PanicException":  # a Rust panic (pyo3's) is not an Exception
             return S3Error(f"{self.label}: {what}: the S3 client failed ({_first_line(exc)})")
