@@ -43,7 +43,7 @@ from ltxkit.format.checksum import CHECKSUM_FLAG, database_checksum, fold_page_c
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code
-from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno
+from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno, parse_filename
 from ltxkit.replica import ledger
 from ltxkit.replica.keys import QUARANTINE_DIR, quarantine_key
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
@@ -392,6 +392,10 @@ def _compare_source(
     elif missing:
         whys.append(f"it lacks the replica's table(s) {', '.join(sorted(missing)[:6])}")
     if pages.unrelated:
+        proof = None if whys else _replicated_from(db, storage, before.listing.files)
+        if proof is not None:  # a small database that grew since: most of its pages changed
+            plan.comparison += f"; most pages changed since, but {proof}"
+            return
         whys.append(f"only {pages.identical:,} of the {pages.shared:,} pages both have are identical")
     if not whys:
         return
@@ -403,6 +407,35 @@ def _compare_source(
         )
     by = "its pages" if not missing and replica.application_id == live.application_id else "its schema"
     plan.comparison += f"; NOT the replica's database by {by} ({why}), used because of --force-source"
+
+
+def _replicated_from(db: Path, storage: Storage, files: list[ReplicaFile]) -> str | None:
+    """Proof, from a replicator's own state beside `db`, that the replica was made from it: where
+    the pages of a small database that grew since its newest good restore point are mostly new,
+    the page comparison takes the right database for another one. Litestream keeps a local copy
+    of each file it uploads (`.<db>-litestream/ltx/<level>/`): one with the name and the file
+    checksum of a replica file is proof. So is ltxkit replicate's saved state naming this replica
+    and a file it holds."""
+    by_range = {(f.level, f.min_txid, f.max_txid): f for f in files}
+    local = db.parent / f".{db.name}-litestream" / "ltx"
+    for path in sorted(local.glob("*/*.ltx"), reverse=True)[:64]:
+        txids = parse_filename(path.name)
+        f = by_range.get((int(path.parent.name), *txids)) if txids and path.parent.name.isdigit() else None
+        if f is None or f.size < 8:
+            continue
+        try:
+            with path.open("rb") as fh:
+                fh.seek(-8, os.SEEK_END)
+                if fh.read(8) == storage.read_range(f.key, f.size - 8, 8):
+                    return f"Litestream's local copy of {f.key} beside it is the replica's file"
+        except OSError:
+            continue
+    from ltxkit.replicate.state import LocalState
+
+    saved, _why = LocalState(db).load()
+    if saved is not None and saved.replica == storage.url and any(f.key == saved.key for f in files):
+        return f"ltxkit replicate's state beside it names this replica and its file {saved.key}"
+    return None
 
 
 def _replica_page_size(summary: ReplicaSummary) -> int | None:

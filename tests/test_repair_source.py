@@ -77,3 +77,39 @@ def test_a_database_unchanged_since_the_restore_point_is_identical(tmp_path: Pat
     line = " ".join(source_line(r.stdout).split())
     assert "restore point TXID 0000000000000004" in line
     assert "pages: identical (the database checksum equals the restore point's)" in line
+
+
+@pytest.mark.litestream
+@pytest.mark.parametrize("replicator", ["litestream", "ltxkit"])
+def test_the_real_source_that_changed_most_pages_is_known_by_its_replicators_state(
+    tmp_path: Path, replicator: str
+) -> None:
+    """A small database that grew since its newest good restore point has mostly new pages: the
+    comparison refused the right database ("does not look like this replica's database") and sent
+    the user to --force-source, which turns the check off. Its replicator's own state beside it
+    (Litestream's local copies of its files, ltxkit's saved state) says which replica it feeds."""
+    db = H.make_db(tmp_path / "app.db", rows=4, row_bytes=3000)
+    replica = tmp_path / "replica"
+    for _ in range(4):
+        H.write_rows(db, 1, size=3000)
+        if replicator == "litestream":
+            H.replicate_once(db, replica)
+        else:
+            assert H.run_once(db, replica, "--levels", "none").returncode == 0
+    victim = sorted((replica / "ltx" / "0").glob("*.ltx"))[2]
+    data = bytearray(victim.read_bytes())
+    data[150] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    H.execute(db, "UPDATE t SET v = randomblob(3000)")  # nearly every page of the small database changes
+    before = H.tree_digest(replica)
+    r = ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", db, "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    line = " ".join(source_line(r.stdout).split())
+    said = "Litestream's local copy of" if replicator == "litestream" else "ltxkit replicate's state beside it"
+    assert "most pages changed since, but " + said in line, line
+    assert H.tree_digest(replica) == before
+    # a copy of the database is not the database its replicator's state is beside
+    other = tmp_path / "copy.db"
+    other.write_bytes(db.read_bytes())
+    r = ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", other, "--dry-run")
+    assert r.returncode == 1 and "does not look like this replica's database" in r.stderr, r.stdout + r.stderr

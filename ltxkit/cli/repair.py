@@ -52,7 +52,9 @@ def repair(
     TXID in the replica. The database must pass integrity_check, have the replica's page size,
     and look like the replica's source: compared with the replica's newest restore point that
     restores, it must have the same application id and every table, and at least half of the
-    pages both have must be identical (the plan's "source check" line shows the counts of
+    pages both have must be identical, or its replicator's state beside it (Litestream's local
+    copies, ltxkit replicate's saved state) must name this replica (the plan's "source check"
+    line shows the counts of
     identical, changed, added and removed pages, or "identical" when the checksums match;
     --force-source overrides a mismatch, loudly). Without --from-db, the snapshot is rebuilt
     from the newest healthy snapshot and the healthy files after it (up to the last restore
