@@ -156,3 +156,16 @@ def test_ltxkit_replicate_continues_a_legacy_replica_in_its_own_form(tmp_path: P
         out = tmp_path / "theirs.db"
         assert H.restore(rep.replica_dir, out).returncode == 0
     assert H.logical_dump(out) == H.logical_dump(rep.db_path)
+    # its compactions and snapshots too
+    lifecycle = ["--levels", "100ms", "--snapshot-interval", "300ms"]
+    running = H.LtxkitReplicator(rep.db_path, rep.replica_dir, args=lifecycle)
+    with running:
+        running.start()
+        H.write_rows(rep.db_path, 10, per_txn=10)
+        running.wait_for(lambda: {"compacted", "snapshot"} <= {e["event"] for e in running.events()})
+        assert running.stop() == 0
+    assert {first_page_flags(p) for p in rep.replica_dir.glob("ltx/*/*.ltx")} == {0}
+    with H.using_litestream(H.release_bin(LEGACY)):
+        out = tmp_path / "theirs-after-compaction.db"
+        assert H.restore(rep.replica_dir, out).returncode == 0
+    assert H.logical_dump(out) == H.logical_dump(rep.db_path)
