@@ -23,6 +23,16 @@ def build(root: Path) -> None:
             write_ltx(root, 9, 1, 3, dict(db.pages), db.commit)
 
 
+def failing_window(root: Path, code: str) -> dict[str, str | None]:
+    """verify of a replica that fails with `code`: the window it still reports."""
+    r = verify(str(root), "--format", "json")
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert code in {f["code"] for f in doc["findings"]}
+    window: dict[str, str | None] = doc["replicas"][0]["window"]
+    return window
+
+
 def test_window_opens_at_the_oldest_snapshot_that_restores(tmp_path: Path) -> None:
     build(tmp_path)
     r = verify(str(tmp_path), "--format", "json")
@@ -50,11 +60,7 @@ def test_a_latest_restore_point_that_does_not_restore_is_not_in_the_window(tmp_p
     newest = tmp_path / "ltx" / "0" / f"{6:016x}-{6:016x}.ltx"
     data = newest.read_bytes()
     newest.write_bytes(data[:10] + bytes([data[10] ^ 0xFF]) + data[11:])  # inside the header
-    r = verify(str(tmp_path), "--format", "json")
-    assert r.returncode == 1
-    doc = json.loads(r.stdout)
-    assert "unrestorable" in {f["code"] for f in doc["findings"]}
-    window = doc["replicas"][0]["window"]
+    window = failing_window(tmp_path, "unrestorable")
     assert (window["earliest_txid"], window["latest_txid"]) == (f"{1:016x}", f"{5:016x}")
     assert window["latest_time"] == "2023-11-14T22:13:20.005Z"
     # no restore point restores at all: no window, not one that names damaged points
@@ -73,11 +79,7 @@ def test_a_gap_in_the_chain_leaves_the_points_below_it_in_the_window(tmp_path: P
     message of a failed restore sends the user to that window."""
     build(tmp_path)
     (tmp_path / "ltx" / "0" / f"{5:016x}-{5:016x}.ltx").unlink()
-    r = verify(str(tmp_path), "--format", "json")
-    assert r.returncode == 1
-    doc = json.loads(r.stdout)
-    assert "txid-gap" in {f["code"] for f in doc["findings"]}
-    window = doc["replicas"][0]["window"]
+    window = failing_window(tmp_path, "txid-gap")
     assert (window["earliest_txid"], window["latest_txid"]) == (f"{1:016x}", f"{4:016x}")
     assert window["latest_time"] == "2023-11-14T22:13:20.004Z"
     text = verify(str(tmp_path)).stdout
