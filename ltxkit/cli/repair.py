@@ -54,9 +54,8 @@ def repair(
     restores, it must have the same application id and every table, and at least half of the
     pages both have must be identical, or its replicator's state beside it (Litestream's local
     copies, ltxkit replicate's saved state) must name this replica (the plan's "source check"
-    line shows the counts of
-    identical, changed, added and removed pages, or "identical" when the checksums match;
-    --force-source overrides a mismatch, loudly). Without --from-db, the snapshot is rebuilt
+    line shows the counts of identical, changed, added and removed pages, or "identical" when
+    the checksums match; --force-source overrides a mismatch, loudly). Without --from-db, the snapshot is rebuilt
     from the newest healthy snapshot and the healthy files after it (up to the last restore
     point that passes the content check), and the TXIDs that can no longer be restored are named.
     Damaged files, and files that would keep verify failing, move to REPLICA/quarantine/<time>/
