@@ -147,7 +147,7 @@ def replicate_story(ltxkit: list[str], litestream: str) -> None:
     writer = H.Writer(db)
     rep = H.LtxkitReplicator(db, replica, interval="200ms")
     shown = pasteable(rep.command())
-    console.print(f"[dim]$[/dim] [bold]{escape(shown)}[/bold]  [dim](in the background)[/dim]", soft_wrap=True)
+    console.print(f"[dim]$[/dim] [bold]{escape(shown)} &[/bold]  [dim]# in the background[/dim]", soft_wrap=True)
     try:
         rep.start()
         writer.run_for(1.5)

@@ -218,8 +218,11 @@ def test_litestream_03_backups_are_named_never_silently_ignored(
     legacy = tmp_path / "legacy"
     (legacy / "generations" / "0123456789abcdef" / "snapshots").mkdir(parents=True)
     (legacy / "generations" / "0123456789abcdef" / "snapshots" / "00000000.snapshot.lz4").write_bytes(b"x")
-    r = run_ltxkit("restore", legacy, "-o", tmp_path / "a.db")
-    assert r.returncode == 2 and "a Litestream 0.3 replica (generations/, no ltx/)" in r.stderr, r.stderr
+    commands = [("restore", legacy, "-o", tmp_path / "a.db"), ("verify", legacy)]
+    commands.append(("repair", legacy, "--rebuild-snapshot", "--dry-run"))
+    for args in commands:
+        r = run_ltxkit(*args)  # verify of the directory said only "not a replica ... holds no .ltx files"
+        assert r.returncode == 2 and "a Litestream 0.3 replica (generations/, no ltx/)" in r.stderr, (args, r.stderr)
 
     mixed = tmp_path / "mixed"
     shutil.copytree(real_replica.replica_dir, mixed)

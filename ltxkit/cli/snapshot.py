@@ -90,8 +90,9 @@ def checksum(
 ) -> None:
     """Print a database's LTX checksum (what a snapshot's post-apply checksum would be).
 
-    Reads one consistent state (WAL included) without changing any file: the database, its
-    -wal and -shm stay byte-identical.
+    Reads one consistent state (WAL included) without changing the database or its -wal: both
+    stay byte-identical. The -shm (SQLite's index of the WAL, never part of the data) may be
+    rewritten, as any reader of the database may rewrite it.
     """
     from ltxkit.sqlite import consistent_view
     from ltxkit.workers import default_jobs

@@ -577,6 +577,14 @@ def hold_lock_file(path: str | Path, owner: str) -> tuple[int, str]:
     return fd, ""
 
 
+def legacy_replica_message(location: str) -> str:
+    """What a directory holding only Litestream 0.3's `generations/` is, said where it is refused."""
+    return (
+        f"{location}: a Litestream 0.3 replica (generations/, no {LTX_DIR}/), which ltxkit does not read; "
+        "`litestream restore` 0.5 restores it"
+    )
+
+
 def local_path(location: str) -> Path:
     """The directory a local location names: a plain path, or a `file:///path` URL read as
     Litestream reads it (`file_url_path`)."""
@@ -667,9 +675,6 @@ def open_storage(location: str, *, create: bool = False, credentials: dict[str, 
         raise ReplicaNotFound(f"{location}: {what}{_decoded_elsewhere(location, path)}")
     if not (path / LTX_DIR).is_dir():
         if (path / "generations").is_dir():
-            raise ReplicaNotFound(
-                f"{location}: a Litestream 0.3 replica (generations/, no {LTX_DIR}/), which ltxkit does not "
-                "read; `litestream restore` 0.5 restores it"
-            )
+            raise ReplicaNotFound(legacy_replica_message(location))
         raise ReplicaNotFound(f"{location}: not a replica (no {LTX_DIR}/ directory)")
     return LocalStorage(path)

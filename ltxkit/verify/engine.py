@@ -36,7 +36,7 @@ from ltxkit.replica.layout import (
     list_replica,
     restore_plan,
 )
-from ltxkit.replica.storage import ReplicaNotFound, Storage, local_path, open_storage
+from ltxkit.replica.storage import ReplicaNotFound, Storage, legacy_replica_message, local_path, open_storage
 from ltxkit.verify import files as file_checks
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
@@ -473,6 +473,8 @@ def _verify_path(
             report.replicas.append(replica(open_storage(raw), str(path)))
         else:
             ltx_files = sorted(p for p in path.iterdir() if p.suffix == ".ltx" and p.is_file())
+            if not ltx_files and (path / "generations").is_dir():
+                raise VerifyUsageError(legacy_replica_message(str(path)))
             if not ltx_files:
                 raise VerifyUsageError(f"{path}: not a replica (no {LTX_DIR}/ directory) and holds no .ltx files")
             for p in ltx_files:
