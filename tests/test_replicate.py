@@ -163,6 +163,10 @@ def test_a_damaged_build_is_never_published_and_the_next_sync_heals(
         r = H.run_once(db, replica, "--log-format", "json")  # a new process proves its own file
         assert r.returncode == 0, r.stderr
     assert '"event": "published"' in r.stderr
+    # TXIDs are 16 hex digits on every line (`ready` and `stopped` gave integers)
+    lines = [json.loads(line) for line in r.stderr.splitlines()]
+    txids = [line["txid"] for line in lines if line["event"] in ("ready", "stopped")]
+    assert len(txids) == 2 and all(isinstance(t, str) and len(t) == 16 and int(t, 16) > 0 for t in txids), txids
     assert_replica_restores(replica, H.logical_dump(db), db.parent)
 
 

@@ -172,7 +172,7 @@ class Replicator:
             ok = self.sync()
             if ok and self.source is not None:
                 txid = self.saved.txid if self.saved else 0
-                self.emit(Event("ready", f"replica at TXID {txid:016x}; following the database", {"txid": txid}))
+                self.emit(Event("ready", f"replica at TXID {txid:016x}; following the database", {"txid": f"{txid:016x}"}))
             if not once:
                 interval = self.options.interval_s
                 last, seen = time.monotonic(), self._signature()
@@ -203,7 +203,7 @@ class Replicator:
             self.close()
         txid = self.saved.txid if self.saved else 0
         said = f"the replica is at TXID {txid:016x}" if txid else "nothing published"
-        self.emit(Event("stopped", said, {"txid": txid}))
+        self.emit(Event("stopped", said, {"txid": f"{txid:016x}"}))
         return ok
 
     def _signature(self) -> tuple[int, ...]:
@@ -443,7 +443,7 @@ class Replicator:
                     Event(
                         "warning",
                         f"continuing the replica above TXID {latest.max_txid:016x} with a full file ({why})",
-                        {"txid": latest.max_txid},
+                        {"txid": f"{latest.max_txid:016x}"},
                     )
                 )
         return True

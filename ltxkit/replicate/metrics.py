@@ -63,7 +63,7 @@ class Metrics:
             self.txid.labels(db).set(int(f["max_txid"], 16))
             self.lag.labels(db).set(f["lag_ms"] / 1000)
         elif kind == "ready":  # the replica's TXID from the start, not from the first new commit
-            self.txid.labels(db).set(f["txid"])
+            self.txid.labels(db).set(int(f["txid"], 16))
         elif kind in ("compacted", "snapshot"):
             level = f["key"].split("/")[-2]
             self.compactions.labels(db, level).inc()
