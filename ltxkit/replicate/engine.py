@@ -172,7 +172,9 @@ class Replicator:
             ok = self.sync()
             if ok and self.source is not None:
                 txid = self.saved.txid if self.saved else 0
-                self.emit(Event("ready", f"replica at TXID {txid:016x}; following the database", {"txid": f"{txid:016x}"}))
+                self.emit(
+                    Event("ready", f"replica at TXID {txid:016x}; following the database", {"txid": f"{txid:016x}"})
+                )
             if not once:
                 interval = self.options.interval_s
                 last, seen = time.monotonic(), self._signature()
