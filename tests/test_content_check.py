@@ -65,7 +65,11 @@ def test_verify_names_the_first_bad_and_last_good_txid(stale: H.DamagedReplica, 
     assert finding["first_bad_txid"] == f"{FIRST_BAD:016x}"
     assert finding["first_bad_file"] == f"ltx/0/{format_filename(FIRST_BAD, FIRST_BAD)}"
     assert any("never used" in line or "out of order" in line for line in finding["sqlite"])
+    assert all("\n" not in line for line in finding["sqlite"])  # a line each (SQLite gave one row of many)
     content = doc["replicas"][0]["content"]
+    assert content["sqlite"] == finding["sqlite"]
+    # the window a user picks restore points from ends at the last good one, not the failing latest
+    assert doc["replicas"][0]["window"]["latest_txid"] == f"{FIRST_BAD - 1:016x}"
     assert content["ok"] is False and content["last_good_txid"] == finding["last_good_txid"]
     assert content["restore_points_checked"][0] == f"{stale.max_txid:016x}"
     assert tree(stale.replica_dir) == before  # verify never writes

@@ -70,11 +70,15 @@ class PointCheck:
             return f"restore failed: {self.restore_error}"
         if not self.problems:
             return "ok"
-        # SQLite may put several complaints in one row, under a "*** in database main ***" banner
-        lines = [ln for row in self.problems for ln in row.splitlines() if ln and not ln.startswith("***")]
-        lines = lines or self.problems
+        lines = [ln for ln in self.lines if not ln.startswith("***")] or self.lines
         more = f" (+{len(lines) - SAID_LINES} more)" if len(lines) > SAID_LINES else ""
         return "; ".join(lines[:SAID_LINES]) + more
+
+    @property
+    def lines(self) -> list[str]:
+        """What SQLite said, a line each: it may put several complaints in one row, under a
+        "*** in database main ***" banner."""
+        return [ln for row in self.problems for ln in row.splitlines() if ln]
 
 
 @dataclass(slots=True)
@@ -102,7 +106,7 @@ class ContentVerdict:
             "check": self.mode.pragma,
             "txid": f"{self.latest.txid:016x}",
             "ok": self.ok,
-            "sqlite": self.latest.problems[:20],
+            "sqlite": self.latest.lines[:20],
             "restore_error": self.latest.restore_error,
             "last_good_txid": f"{self.last_good.txid:016x}" if self.last_good else None,
             "first_bad_txid": f"{self.first_bad.txid:016x}" if self.first_bad else None,

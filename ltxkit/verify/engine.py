@@ -57,6 +57,7 @@ from ltxkit.verify.rules import (
     check_overlaps,
     check_page_sizes,
     plan_has_errors,
+    window_through,
 )
 from ltxkit.workers import can_fork, fork_pool, map_on_daemons, thread_pool
 
@@ -303,7 +304,6 @@ def check_replica(
     for level in range(SNAPSHOT_LEVEL):
         check_chain([f for f in usable if f.level == level], checks, add, label)
     check_latest(listing, checks, summary, label)
-    _exact_window_times(storage, summary)
     if summary.plan and not quick and not plan_has_errors(summary, checks):
         check_ledger(storage, listing.files, checks, summary, label, recorded)
     if not (content or deep):
@@ -314,6 +314,7 @@ def check_replica(
         summary.content_skipped = "the latest restore reads files with errors"
     else:
         _check_content(storage, listing, summary, label, CheckMode.FULL if deep else CheckMode.QUICK, jobs, note)
+    _exact_window_times(storage, summary)  # once the content check has had its say on the window
     return summary
 
 
@@ -354,9 +355,11 @@ def _check_content(
     if latest.restore_error is not None:
         summary.findings.append(Finding(Code.UNRESTORABLE, label, latest.restore_error, {"txid": latest.txid}))
         return
-    ctx: dict[str, Any] = {"txid": latest.txid, "check": mode.pragma, "sqlite": latest.problems[:20]}
-    message = f"the latest restore point (TXID {latest.txid:016x}) fails {mode.pragma}: {latest.said}"
     good, bad, stopped = verdict.last_good, verdict.first_bad, verdict.search_stopped
+    window = (summary.window_start, summary.window_end)
+    summary.window_start, summary.window_end = window_through(listing.files, window, good.txid if good else None)
+    ctx: dict[str, Any] = {"txid": latest.txid, "check": mode.pragma, "sqlite": latest.lines[:20]}
+    message = f"the latest restore point (TXID {latest.txid:016x}) fails {mode.pragma}: {latest.said}"
     if good is not None:
         ctx["last_good_txid"] = good.txid
         which = "a good restore point" if stopped else "last good restore point"

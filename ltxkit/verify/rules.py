@@ -160,6 +160,22 @@ def window_below(
     return _window_ending(files, checks, _first_point(files, checks, below))
 
 
+def window_through(
+    files: list[ReplicaFile], window: tuple[WindowEnd | None, WindowEnd | None], good_txid: int | None
+) -> tuple[WindowEnd | None, WindowEnd | None]:
+    """The window once SQLite's check failed the latest restore point: it ends at the newest point
+    the check saw pass (`good_txid`; None: none passed, and there is no window)."""
+    start, end = window
+    if good_txid is None or start is None or start.txid > good_txid:
+        return None, None
+    if end is not None and end.txid <= good_txid:
+        return start, end
+    plan = plan_ending_at(files, good_txid)
+    if plan is None:
+        return None, None
+    return start, WindowEnd(good_txid, plan[-1].created_ms, plan[-1].key)
+
+
 def _window_ending(
     files: list[ReplicaFile], checks: dict[str, FileCheck], end: WindowEnd | None
 ) -> tuple[WindowEnd | None, WindowEnd | None]:
