@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ltxkit.errors import LtxkitError, UsageError
+from ltxkit.errors import UsageError
 from ltxkit.format.decoder import LTXReader
 from ltxkit.format.errors import LTXError
 from ltxkit.format.schema import Header, IndexEntry, Trailer
@@ -30,7 +30,7 @@ class Inspection:
 
     path: Path | str  # a local file, or an s3:// object's URL
     size: int
-    header: Header
+    header: Header | None  # None: not even the header decodes (the one defect says why)
     trailer: Trailer | None = None
     index: list[IndexEntry] = field(default_factory=list)
     defects: list[LTXError] = field(default_factory=list)  # the semantic ones, then a fatal one last
@@ -44,9 +44,9 @@ class Inspection:
         doc: dict[str, Any] = {
             "path": str(self.path),
             "size": self.size,
-            "header": self.header.to_json(),
-            "timestamp_iso": iso_ms(self.header.timestamp),
-            "is_snapshot": self.header.is_snapshot,
+            "header": self.header.to_json() if self.header else None,
+            "timestamp_iso": iso_ms(self.header.timestamp) if self.header else None,
+            "is_snapshot": self.header.is_snapshot if self.header else None,
             "trailer": self.trailer.to_json() if self.trailer else None,
             "page_count": len(self.index),
             "ok": self.ok,
@@ -65,9 +65,8 @@ def inspect_file(path: Path | str, *, page: int | None = None) -> Inspection:
     """Decode `path` strictly, collecting every defect; keep page `page` if asked.
 
     `path` is a local file or one object of a bucket (`s3://bucket/path/file.ltx?endpoint=...`,
-    the query options of a replica URL). Raises `UsageError` when there is no file to read and
-    `LTXError` when not even its header can be read (nothing else could be shown); every later
-    defect is in the result.
+    the query options of a replica URL). Raises `UsageError` when there is no file to read; every
+    defect is in the result, down to a header that does not decode (then `header` is None).
     """
     if isinstance(path, str) and path.startswith("s3://"):
         return _inspect_object(path, page)
@@ -94,7 +93,7 @@ def _inspect_stream(stream: BinaryIO, path: Path | str, size: int, page: int | N
     try:
         reader = LTXReader(stream, on_defect=defects.append)
     except LTXError as exc:
-        raise LtxkitError(f"{path}: {exc}") from exc
+        return Inspection(path, size, None, defects=[exc])
     found = Inspection(path, size, reader.header, defects=defects)
     try:
         for pgno, data in reader.pages():

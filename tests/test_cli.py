@@ -164,6 +164,12 @@ def test_inspect_damaged_fixtures(run_ltxkit: Run) -> None:
     doc = json.loads(as_json.stdout)
     assert doc["ok"] is False and doc["page_count"] == 3
     assert [(d["code"], d["offset"]) for d in doc["defects"]] == [("page-order", 140), ("page-beyond-commit", 180)]
+    # a header that does not decode is a document too: JSON consumers got an empty stdout
+    bad = run_ltxkit("inspect", FILES / "bad-magic.ltx", "--json")
+    assert bad.returncode == 1 and bad.stderr == ""
+    doc = json.loads(bad.stdout)
+    assert doc["ok"] is False and doc["header"] is None and doc["page_count"] == 0
+    assert [(d["code"], d["offset"]) for d in doc["defects"]] == [("bad-magic", 0)]
 
 
 def test_inspect_unreadable_inputs(run_ltxkit: Run, tmp_path: Path) -> None:

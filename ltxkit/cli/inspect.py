@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ltxkit.cli.common import FORMAT_HELP, JSON_HELP, Fail, TextOrJson, guarded, out, wants_json
-from ltxkit.errors import EXIT_DEFECTS, EXIT_USAGE
+from ltxkit.errors import EXIT_DEFECTS, EXIT_USAGE, LtxkitError
 
 
 @guarded
@@ -35,6 +35,8 @@ def inspect(
     found = inspect_file(file if file.startswith("s3://") else Path(file), page=page)
     if wants_json(fmt, as_json):
         out.print_json(json.dumps(found.to_json(pages=pages)))
+    elif found.header is None:  # nothing to show but why: one line, as for any defect that stops a read
+        raise LtxkitError(f"{file}: {found.defects[0]}")
     else:
         header, trailer = found.header, found.trailer
         t = Table(title=str(file), show_header=False, title_justify="left")
