@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,27 @@ def test_timestamps_compare_to_the_nanosecond_and_a_later_one_is_refused_by_both
     r = run_ltxkit("restore", real_replica.replica_dir, "-o", tmp_path / "o-later.db", "--timestamp", later)
     assert r.returncode == 2 and "no restore point is that recent" in r.stderr, r.stderr
     assert not (tmp_path / "o-later.db").exists()
+
+
+def test_the_window_opens_at_the_earliest_time_both_tools_restore(
+    real_replica: H.Replica, tmp_path: Path, run_ltxkit
+) -> None:
+    """The window's earliest time was the creation time of the oldest restore point's own plan:
+    Litestream's first L9 snapshot, made after the L0 file it covers, so a few ms late; and a
+    restore at a file's own creation time leaves the file out. It is now the first millisecond
+    at which a `--timestamp` restore succeeds, with either tool."""
+    doc = json.loads(run_ltxkit("verify", real_replica.replica_dir, "--format", "json", "--structure-only").stdout)
+    earliest = doc["replicas"][0]["window"]["earliest_time"]
+    assert earliest is not None
+    at = datetime.strptime(earliest, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    before = (at - timedelta(milliseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    for when, restores in ((earliest, True), (before, False)):
+        ours, theirs = tmp_path / f"o-{restores}.db", tmp_path / f"t-{restores}.db"
+        r = run_ltxkit("restore", real_replica.replica_dir, "-o", ours, "--timestamp", when, "--quiet")
+        ls = H.restore(real_replica.replica_dir, theirs, timestamp=when)
+        assert (r.returncode == 0, ls.returncode == 0) == (restores, restores), (when, r.stderr, ls.stderr)
+        if restores:
+            assert sha(ours) == sha(theirs)
 
 
 def test_litestream_03_backups_are_named_never_silently_ignored(

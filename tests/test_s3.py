@@ -471,9 +471,11 @@ def test_the_window_on_s3_gives_the_times_restore_compares(litestream_replica: t
     assert r.returncode == 0, r.stdout + r.stderr
     window = json.loads(r.stdout)["replicas"][0]["window"]
     by_end = {e.key.rsplit("/", 1)[1][17:33]: e.key for e in storage.list("0000/")}  # max TXID -> key
-    for end in ("earliest", "latest"):
+    for end, after in (("earliest", 1), ("latest", 0)):  # the window opens the first ms after its file
         exact = storage.exact_created_ns(by_end[window[f"{end}_txid"]])
-        assert exact is not None and window[f"{end}_time"] == iso_ms(exact // 1_000_000), (end, window)
+        assert exact is not None and window[f"{end}_time"] == iso_ms(exact // 1_000_000 + after), (end, window)
+    # the earliest time restores, and a millisecond before it does not (with Litestream alike)
+    assert ltxkit("restore", url, "-o", str(_db.parent / "w1.db"), "--timestamp", window["earliest_time"]).returncode == 0
 
 
 def test_verify_checks_one_object_as_it_checks_one_file(

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from ltxkit.format.errors import WARNING_CODES, Code
 from ltxkit.format.schema import Header, Trailer
 from ltxkit.inspect import iso_ms
-from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing
+from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile
 from ltxkit.verify.content import ContentVerdict
 
 
@@ -99,6 +99,17 @@ class WindowEnd:
     txid: int
     ms: int
     key: str
+
+    @classmethod
+    def at(cls, txid: int, f: ReplicaFile) -> WindowEnd:
+        """`txid`, whose plan ends with `f`, at `f`'s creation time (to the millisecond)."""
+        return cls(txid, f.created_ms, f.key)
+
+    @classmethod
+    def after(cls, txid: int, f: ReplicaFile) -> WindowEnd:
+        """`txid` at the first millisecond a `--timestamp` restore takes `f` in: as Litestream, a
+        restore reads the files created strictly before its time."""
+        return cls(txid, f.created_ns // 1_000_000 + 1, f.key)
 
 
 @dataclass(slots=True)

@@ -125,7 +125,7 @@ def _restore_point(files: list[ReplicaFile], checks: dict[str, FileCheck], txid:
     plan = plan_ending_at(files, txid)
     if plan is None or not _restores(plan, checks):
         return None
-    return WindowEnd(txid, plan[-1].created_ms, plan[-1].key)
+    return WindowEnd.at(txid, plan[-1])
 
 
 def _first_point(files: list[ReplicaFile], checks: dict[str, FileCheck], txids: list[int]) -> WindowEnd | None:
@@ -146,7 +146,7 @@ def restorable_window(
     smallest such file's end whose own plan restores. (None, None) when no point is found."""
     last = latest[-1]
     if latest_restores:
-        return _window_ending(files, checks, WindowEnd(last.max_txid, last.created_ms, last.key))
+        return _window_ending(files, checks, WindowEnd.at(last.max_txid, last))
     damaged = [f.min_txid for f in latest if checks[f.key].broken or checks[f.key].header is None]
     return window_below(files, checks, min(damaged, default=last.max_txid) - 1)
 
@@ -173,7 +173,7 @@ def window_through(
     plan = plan_ending_at(files, good_txid)
     if plan is None:
         return None, None
-    return start, WindowEnd(good_txid, plan[-1].created_ms, plan[-1].key)
+    return start, WindowEnd.at(good_txid, plan[-1])
 
 
 def _window_ending(
@@ -183,7 +183,25 @@ def _window_ending(
         return None, None
     starts = sorted({f.max_txid for f in files if f.min_txid == 1 and f.max_txid <= end.txid})
     start = _first_point(files, checks, starts)
-    return (start, end) if start is not None else (None, None)
+    return (_earliest_time(files, checks, start, end.txid), end) if start is not None else (None, None)
+
+
+def _earliest_time(files: list[ReplicaFile], checks: dict[str, FileCheck], start: WindowEnd, top: int) -> WindowEnd:
+    """`start` at the earliest time a `--timestamp` restore succeeds: the first millisecond after
+    the creation of a file that starts at TXID 1 (every restore begins with one, created strictly
+    before its time) whose restore restores. The oldest point's own plan may begin with a later
+    file (Litestream's first snapshot, taken after the L0 file it covers, or a snapshot a repair
+    made), and a restore at a file's own creation time leaves the file out."""
+    firsts = sorted((f for f in files if f.min_txid == 1 and f.max_txid <= top), key=lambda f: f.created_ns)
+    for f in firsts[:MAX_WINDOW_PROBES]:
+        earliest = WindowEnd.after(start.txid, f)
+        try:
+            plan = restore_plan(files, timestamp_ns=earliest.ms * 1_000_000)
+        except PlanError:
+            continue
+        if _restores(plan, checks):
+            return earliest
+    return WindowEnd(start.txid, start.ms + 1, start.key)  # the first millisecond after its own file
 
 
 def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: ReplicaSummary, label: str) -> None:
