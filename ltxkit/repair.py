@@ -35,7 +35,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ltxkit.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, LtxkitError, Terminated
@@ -45,7 +44,7 @@ from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code
 from ltxkit.format.schema import FLAG_NO_CHECKSUM, Header, format_filename, lock_pgno, parse_filename
 from ltxkit.replica import ledger
-from ltxkit.replica.keys import QUARANTINE_DIR, quarantine_key
+from ltxkit.replica.keys import QUARANTINE_DIR, quarantine_entry, quarantine_key, quarantine_stamp
 from ltxkit.replica.layout import SNAPSHOT_LEVEL, PlanError, ReplicaFile, restore_plan
 from ltxkit.replica.page_form import newest_uses_lz4_frames
 from ltxkit.replica.storage import Storage
@@ -569,7 +568,7 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
             "the replica changed while repair was planning (is Litestream running?); nothing was "
             "changed. Stop replication, then run repair again."
         )
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = quarantine_stamp()
     manifest: list[dict[str, object]] = []
     moved: list[tuple[str, str]] = []
     gone: set[str] = set()  # the keys in `moved`
@@ -594,15 +593,7 @@ def apply_repair(storage: Storage, plan: RepairPlan) -> RepairResult:
                 moved.append((rkey, quarantine_key(stamp, rkey)))
                 gone.add(rkey)
                 storage.quarantine(rkey, quarantine_key(stamp, rkey))
-            manifest.append(
-                {
-                    "original_path": key,
-                    "quarantine_path": dest,
-                    "codes": sorted({str(f.code) for f in why}),
-                    "reasons": [f.message for f in why],
-                    "moved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                }
-            )
+            manifest.append(quarantine_entry(key, dest, sorted({str(f.code) for f in why}), [f.message for f in why]))
         for nf in plan.new_files:
             step = f"publishing {nf.key}"
             published[nf.key] = -1  # first, as above: backed out even if interrupted inside publish

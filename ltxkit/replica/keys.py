@@ -9,6 +9,7 @@ listing must cover, so neither spelling is repeated anywhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ltxkit.format.schema import format_filename, parse_filename
 
@@ -66,3 +67,15 @@ OBJECT_STORE = KeyLayout("object-store", "{:04x}", "")
 def quarantine_key(stamp: str, key: str) -> str:
     """Where repair moves `key` (the original key kept, so the manifest and a person can map back)."""
     return f"{QUARANTINE_DIR}/{stamp}/{key}"
+
+
+def quarantine_stamp() -> str:
+    """The folder of one quarantine (a repair's, or a replicator setting a record aside): now, in
+    UTC to the microsecond, so two never share one."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def quarantine_entry(key: str, dest: str, codes: list[str], reasons: list[str]) -> dict[str, object]:
+    """One file's entry in a quarantine's `manifest.json`: where it was, where it is, and why."""
+    moved_at = datetime.now(UTC).isoformat(timespec="seconds")
+    return {"original_path": key, "quarantine_path": dest, "codes": codes, "reasons": reasons, "moved_at": moved_at}

@@ -29,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from ltxkit.format.encoder import LTXWriter
 from ltxkit.format.errors import Code, LTXError
 from ltxkit.format.schema import HEADER_SIZE, PAGE_HEADER_SIZE, lock_pgno, pages_are_lz4_frames
 from ltxkit.replica import ledger
-from ltxkit.replica.keys import SNAPSHOT_LEVEL, quarantine_key
+from ltxkit.replica.keys import SNAPSHOT_LEVEL, quarantine_entry, quarantine_key, quarantine_stamp
 from ltxkit.replica.layout import list_replica
 from ltxkit.replica.storage import Storage, WriterTaken
 from ltxkit.replicate import lifecycle, wal_position
@@ -752,12 +751,11 @@ class Replicator:
             self.emit(Event("warning", f"ledger record not written: {exc}", {}))
 
     def _set_aside_record(self, rkey: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        stamp = quarantine_stamp()
         dest = quarantine_key(stamp, rkey)
         self.storage.quarantine(rkey, dest)
         why = "a record of an earlier file by this name, which the replica no longer held when this one was published"
-        entry = {"original_path": rkey, "quarantine_path": dest, "codes": [str(Code.LEDGER_AHEAD)], "reasons": [why]}
-        doc = {"tool": "ltxkit replicate", "files": [entry]}
+        doc = {"tool": "ltxkit replicate", "files": [quarantine_entry(rkey, dest, [str(Code.LEDGER_AHEAD)], [why])]}
         self.storage.put_bytes(quarantine_key(stamp, "manifest.json"), json.dumps(doc, indent=2).encode())
         self.emit(Event("warning", f"{rkey} was {why}: moved to {dest}", {"key": rkey}))
 

@@ -48,6 +48,7 @@ from ltxkit.verify.findings import (
     ReplicaSummary,
     Report,
     Severity,
+    first_ms_after,
     join_label,
 )
 from ltxkit.verify.ledger_check import check_ledger, ledger_keys
@@ -322,14 +323,15 @@ def _exact_window_times(storage: Storage, summary: ReplicaSummary) -> None:
     """The window's times as `restore --timestamp` compares them: on an object store a listing
     gives upload times in whole seconds, and a window drawn from them named times that restore
     refused (too early) or that restored an older point (too late). Two HEADs, one per end."""
-    for name, after in (("window_start", 1), ("window_end", 0)):  # the start: the first ms after its file
+    for name in ("window_start", "window_end"):
         end = getattr(summary, name)
         if end is None:
             continue
         with contextlib.suppress(FileNotFoundError):  # deleted meanwhile: the listing's time stays
             ns = storage.exact_created_ns(end.key)
-            if ns is not None:
-                setattr(summary, name, dataclasses.replace(end, ms=ns // 1_000_000 + after))
+            if ns is not None:  # the start: the first millisecond a restore reads its file
+                ms = first_ms_after(ns) if name == "window_start" else ns // 1_000_000
+                setattr(summary, name, dataclasses.replace(end, ms=ms))
 
 
 def _check_content(

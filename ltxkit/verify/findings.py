@@ -107,9 +107,14 @@ class WindowEnd:
 
     @classmethod
     def after(cls, txid: int, f: ReplicaFile) -> WindowEnd:
-        """`txid` at the first millisecond a `--timestamp` restore takes `f` in: as Litestream, a
-        restore reads the files created strictly before its time."""
-        return cls(txid, f.created_ns // 1_000_000 + 1, f.key)
+        """`txid` at the first millisecond a `--timestamp` restore takes `f` in."""
+        return cls(txid, first_ms_after(f.created_ns), f.key)
+
+
+def first_ms_after(created_ns: int) -> int:
+    """The first millisecond at which a `--timestamp` restore reads a file created at
+    `created_ns`: as Litestream's, a restore reads the files created strictly before its time."""
+    return created_ns // 1_000_000 + 1
 
 
 @dataclass(slots=True)
