@@ -211,6 +211,7 @@ def test_errors_are_one_line_without_traceback(run_ltxkit: Run, tmp_path: Path) 
         (("checksum", tmp_path / "missing.db"), None, str(tmp_path / "missing.db")),
         (("repair", tmp_path / "r"), 2, "--rebuild-snapshot"),
         (("verify", FILES / "valid-snapshot.ltx", "--quick", "--deep"), 2, "--quick"),
+        (("verify", FILES / "valid-snapshot.ltx", "--quick", "--structure-only"), 2, "--structure-only"),
         (("restore", tmp_path / "nope", "-o", tmp_path / "o3.db"), 2, f"{tmp_path / 'nope'}: no such directory"),
         (("restore", "file://", "-o", tmp_path / "o4.db"), 2, "file://: a file:// URL names a path"),
         (("replicate", wal_db, "file://", "--once"), 2, "file://: a file:// URL names a path"),  # not the cwd

@@ -115,6 +115,8 @@ def verify(
         raise Fail("--quick and --deep cannot be used together", EXIT_USAGE)
     if structure_only and deep:
         raise Fail("--structure-only and --deep cannot be used together", EXIT_USAGE)
+    if quick and structure_only:  # one reads no page, the other decodes every page: say which
+        raise Fail("--quick and --structure-only cannot be used together (--quick reads no page at all)", EXIT_USAGE)
     content = not (quick or structure_only)
     if recursive:
         from ltxkit.replica.discover import find_replicas
