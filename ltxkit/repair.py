@@ -520,7 +520,9 @@ def _plan_from_chain(plan: RepairPlan, storage: Storage, keep: list[ReplicaFile]
         chain = restore_plan(keep)
     except PlanError as exc:
         if exc.code != Code.TXID_GAP:
-            raise RepairError(f"nothing healthy to rebuild from: {exc.message}") from exc
+            raise RepairError(
+                f"nothing healthy to rebuild from: {exc.message}; use --from-db with the live database"
+            ) from exc
         have = exc.context["have"]
         assert isinstance(have, int)  # a TXID_GAP plan error always says how far the chain got
         chain = restore_plan(keep, txid=have)

@@ -75,6 +75,36 @@ def test_verify_warns_about_stale_staging_and_repair_removes_it(tmp_path: Path) 
     assert json.loads(ltxkit("verify", replica, "--format", "json").stdout)["findings"] == []
 
 
+def test_a_replica_holding_only_stale_staging_is_rebuilt_from_the_database(tmp_path: Path) -> None:
+    """A replicator killed before its first publish leaves an empty replica and its staging. With
+    nothing to rebuild from, repair says to give the database and changes nothing; given it, repair
+    removes the staging and publishes a snapshot that Litestream restores."""
+    replica = tmp_path / "replica"
+    (replica / "ltx").mkdir(parents=True)
+    stale = replica / f".ltxkit-staging-{dead_pid()}-abc123"
+    stale.mkdir()
+    (stale / "L9-0000000000000001-0000000000000001.ltx").write_bytes(b"x" * 100)
+    db = tmp_path / "app.db"
+    H.make_db(db, rows=50)
+    before = H.tree_digest(replica)
+
+    v = ltxkit("verify", replica)
+    assert v.returncode == 1 and "--from-db" in v.stdout  # the warning says what removes the staging
+
+    r = ltxkit("repair", replica, "--rebuild-snapshot", "--yes", "--watch", "0")
+    assert r.returncode == 1
+    assert r.stderr.strip().endswith("use --from-db with the live database"), r.stderr
+    assert H.tree_digest(replica) == before  # a refused repair changes nothing
+
+    r = ltxkit("repair", replica, "--rebuild-snapshot", "--from-db", db, "--yes", "--watch", "0")
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists()
+    out = tmp_path / "restored.db"
+    restored = H.restore(replica, out)
+    assert restored.returncode == 0, restored.stderr
+    assert H.logical_dump(out) == H.logical_dump(db)
+
+
 # ---- (5) a running replicator -------------------------------------------------------------------
 
 

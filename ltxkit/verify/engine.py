@@ -273,7 +273,8 @@ def check_replica(
                 Code.STALE_STAGING,
                 join_label(label, name),
                 "a staging directory left by an interrupted ltxkit repair or replicator (its process is "
-                "gone); nothing reads it. `ltxkit repair REPLICA --rebuild-snapshot` removes it",
+                "gone); nothing reads it. `ltxkit repair REPLICA --rebuild-snapshot` removes it (with "
+                "--from-db DB when nothing in the replica restores)",
             )
         )
     for entry in listing.not_files:
