@@ -188,8 +188,12 @@ def test_timestamps_compare_to_the_nanosecond_and_a_later_one_is_refused_by_both
 ) -> None:
     """Litestream compares a restore time with each file's creation time in nanoseconds, and
     refuses a time after the newest file ("timestamp does not exist"); ltxkit cut both to
-    milliseconds and restored the latest state."""
+    milliseconds and restored the latest state. ltxkit now accepts one millisecond more than
+    Litestream, the only times that reach the newest file (see `restore_plan`)."""
     files = sorted(real_replica.files(), key=lambda f: os.stat(f.path).st_mtime_ns)
+    newest = max(os.stat(f.path).st_mtime_ns for f in files)
+    latest = tmp_path / "o-latest.db"
+    assert run_ltxkit("restore", real_replica.replica_dir, "-o", latest, "--quiet").returncode == 0
     for i, f in enumerate(files[:: max(1, len(files) // 4)]):
         ns = os.stat(f.path).st_mtime_ns + 400_000  # 0.4 ms after this file was created
         seconds, frac = divmod(ns, 1_000_000_000)
@@ -197,17 +201,28 @@ def test_timestamps_compare_to_the_nanosecond_and_a_later_one_is_refused_by_both
         ours, theirs = tmp_path / f"o{i}.db", tmp_path / f"t{i}.db"
         r = run_ltxkit("restore", real_replica.replica_dir, "-o", ours, "--timestamp", ts, "--quiet")
         ls = H.restore(real_replica.replica_dir, theirs, timestamp=ts)
+        if ns > newest:  # after the newest file, within its millisecond
+            assert ls.returncode != 0 and "timestamp does not exist" in ls.stderr, ls.stderr
+            assert r.returncode == 0 and sha(ours) == sha(latest), (ts, r.stderr)
+            continue
         assert (r.returncode == 0) == (ls.returncode == 0), (ts, r.stderr, ls.stderr)
         if r.returncode == 0:
             assert sha(ours) == sha(theirs), ts
-    newest = max(os.stat(f.path).st_mtime_ns for f in files)
-    seconds, frac = divmod(newest + 1_000_000, 1_000_000_000)
-    later = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
-    ls = H.restore(real_replica.replica_dir, tmp_path / "t-later.db", timestamp=later)
-    assert ls.returncode != 0 and "timestamp does not exist" in ls.stderr, ls.stderr
-    r = run_ltxkit("restore", real_replica.replica_dir, "-o", tmp_path / "o-later.db", "--timestamp", later)
-    assert r.returncode == 2 and "no restore point is that recent" in r.stderr, r.stderr
-    assert not (tmp_path / "o-later.db").exists()
+    # the first millisecond after the newest file: Litestream refuses it (no time reaches its newest
+    # file); ltxkit restores the latest state there, as documented, and refuses a nanosecond more
+    first = (newest // 1_000_000 + 1) * 1_000_000
+    for when, ours_restores in ((first, True), (first + 1, False)):
+        seconds, frac = divmod(when, 1_000_000_000)
+        later = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
+        ls = H.restore(real_replica.replica_dir, tmp_path / f"t-later-{when}.db", timestamp=later)
+        assert ls.returncode != 0 and "timestamp does not exist" in ls.stderr, ls.stderr
+        out = tmp_path / f"o-later-{when}.db"
+        r = run_ltxkit("restore", real_replica.replica_dir, "-o", out, "--timestamp", later, "--quiet")
+        if ours_restores:
+            assert r.returncode == 0 and sha(out) == sha(latest), r.stderr
+        else:
+            assert r.returncode == 2 and "no restore point is that recent" in r.stderr, r.stderr
+            assert not out.exists()
 
 
 def test_the_window_opens_at_the_earliest_time_both_tools_restore(

@@ -60,15 +60,20 @@ def test_rfc3339_times_are_read_in_integers_not_floats() -> None:
 
 def test_timestamp_compares_nanoseconds_and_refuses_a_time_after_the_newest_file() -> None:
     """As Litestream (CalcRestoreTarget, CalcRestorePlan): 0.4 ms after a file's creation takes
-    it in; a time after the newest file's is refused ("timestamp does not exist")."""
+    it in. A time after the newest file's is refused ("timestamp does not exist"), except, unlike
+    Litestream, up to the first millisecond after it: the one time that restores the latest state."""
     files = [rf(0, 1, 1, 1000), rf(0, 2, 2, 2000), rf(0, 3, 3, 3000)]
     assert names(restore_plan(files, timestamp_ns=2000 * MS + 400_000)) == [(0, 1, 1), (0, 2, 2)]
     assert names(restore_plan(files, timestamp_ns=2000 * MS)) == [(0, 1, 1)]  # created at the time: not before it
     assert names(restore_plan(files, timestamp_ns=3000 * MS)) == [(0, 1, 1), (0, 2, 2)]
+    assert names(restore_plan(files, timestamp_ns=3000 * MS + 1)) == [(0, 1, 1), (0, 2, 2), (0, 3, 3)]
+    assert names(restore_plan(files, timestamp_ns=3001 * MS)) == [(0, 1, 1), (0, 2, 2), (0, 3, 3)]
     with pytest.raises(PlanError) as info:
-        restore_plan(files, timestamp_ns=3000 * MS + 1)
+        restore_plan(files, timestamp_ns=3001 * MS + 1)
     assert info.value.code == Code.UNRESTORABLE and "no restore point is that recent" in info.value.message
-    assert "1970-01-01T00:00:03Z" in info.value.message
+    assert "created at 1970-01-01T00:00:03Z, and 1970-01-01T00:00:03.001Z restores the latest state" in (
+        info.value.message
+    )
 
 
 def test_gap_refuses_latest_restore_like_litestream() -> None:

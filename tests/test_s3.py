@@ -471,12 +471,18 @@ def test_the_window_on_s3_gives_the_times_restore_compares(litestream_replica: t
     assert r.returncode == 0, r.stdout + r.stderr
     window = json.loads(r.stdout)["replicas"][0]["window"]
     by_end = {e.key.rsplit("/", 1)[1][17:33]: e.key for e in storage.list("0000/")}  # max TXID -> key
-    for end, after in (("earliest", 1), ("latest", 0)):  # the window opens the first ms after its file
+    for end in ("earliest", "latest"):  # each end: the first ms a restore reads its file
         exact = storage.exact_created_ns(by_end[window[f"{end}_txid"]])
-        assert exact is not None and window[f"{end}_time"] == iso_ms(exact // 1_000_000 + after), (end, window)
-    # the earliest time restores
+        assert exact is not None and window[f"{end}_time"] == iso_ms(exact // 1_000_000 + 1), (end, window)
+    # the earliest time restores; the latest time restores the latest state (it named the newest
+    # file's own time, which restored the point before it)
     restored = ltxkit("restore", url, "-o", str(_db.parent / "w1.db"), "--timestamp", window["earliest_time"])
     assert restored.returncode == 0, restored.stderr
+    latest, at_end = _db.parent / "w-latest.db", _db.parent / "w-end.db"
+    assert ltxkit("restore", url, "-o", str(latest), "-q").returncode == 0
+    restored = ltxkit("restore", url, "-o", str(at_end), "-q", "--timestamp", window["latest_time"])
+    assert restored.returncode == 0, restored.stderr
+    assert at_end.read_bytes() == latest.read_bytes()
 
 
 def test_verify_checks_one_object_as_it_checks_one_file(

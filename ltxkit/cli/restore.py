@@ -56,7 +56,8 @@ def restore(
         typer.Option(
             "--timestamp",
             help="Restore the state as of this RFC 3339 time, zone included (Z or +hh:mm), to the "
-            "nanosecond. As Litestream, a time before the first file or after the newest is refused.",
+            "nanosecond. As Litestream, a time before the first file or after the newest is refused; "
+            "ltxkit also takes the millisecond just after the newest file, which restores the latest state.",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output database.")] = False,

@@ -146,6 +146,12 @@ def _extend_chain(plan: list[ReplicaFile], candidates: list[ReplicaFile], curren
             return current
 
 
+def first_ms_after(created_ns: int) -> int:
+    """The first millisecond at which a `--timestamp` restore reads a file created at
+    `created_ns`: as Litestream's, a restore reads the files created strictly before its time."""
+    return created_ns // 1_000_000 + 1
+
+
 def _earliest_time(files: list[ReplicaFile]) -> str:
     """ ": the earliest restorable time is ...", from the files a restore can start with."""
     starts = [f.created_ns for f in files if f.level == SNAPSHOT_LEVEL or f.min_txid == 1]
@@ -231,6 +237,10 @@ def restore_plan(
     created 0.4 ms before the target is in the plan. `listed_newest_ns`: the newest time the
     replica's listing shows, where it is not the files' creation times (an object store lists
     upload times, whole seconds): a target up to it is not "too recent", as for Litestream.
+
+    Unlike Litestream, a target up to the first millisecond after the newest file is not too
+    recent either: a restore reads the files created strictly before its time, so with
+    Litestream's bound no time reaches the newest file, and the latest state has no time at all.
     """
 
     def eligible(f: ReplicaFile) -> bool:
@@ -240,11 +250,12 @@ def restore_plan(
 
     if timestamp_ns is not None and files:
         newest = max(files, key=lambda f: f.created_ns)
-        if timestamp_ns > max(newest.created_ns, listed_newest_ns or 0):
+        latest_ns = first_ms_after(newest.created_ns) * 1_000_000
+        if timestamp_ns > max(latest_ns, listed_newest_ns or 0):
             raise PlanError(
                 Code.UNRESTORABLE,
                 f"no restore point is that recent: the newest file ({newest.key}) was created at "
-                f"{_rfc3339(newest.created_ns)}",
+                f"{_rfc3339(newest.created_ns)}, and {_rfc3339(latest_ns)} restores the latest state",
                 key=newest.key,
             )
 

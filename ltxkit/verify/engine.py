@@ -32,6 +32,7 @@ from ltxkit.replica.layout import (
     SNAPSHOT_LEVEL,
     Listing,
     ReplicaFile,
+    first_ms_after,
     holds_legacy_generations,
     list_replica,
     restore_plan,
@@ -48,7 +49,6 @@ from ltxkit.verify.findings import (
     ReplicaSummary,
     Report,
     Severity,
-    first_ms_after,
     join_label,
 )
 from ltxkit.verify.ledger_check import check_ledger, ledger_keys
@@ -330,9 +330,8 @@ def _exact_window_times(storage: Storage, summary: ReplicaSummary) -> None:
             continue
         with contextlib.suppress(FileNotFoundError):  # deleted meanwhile: the listing's time stays
             ns = storage.exact_created_ns(end.key)
-            if ns is not None:  # the start: the first millisecond a restore reads its file
-                ms = first_ms_after(ns) if name == "window_start" else ns // 1_000_000
-                setattr(summary, name, dataclasses.replace(end, ms=ms))
+            if ns is not None:  # the first millisecond a restore reads its file
+                setattr(summary, name, dataclasses.replace(end, ms=first_ms_after(ns)))
 
 
 def _check_content(

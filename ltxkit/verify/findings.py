@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from ltxkit.format.errors import WARNING_CODES, Code
 from ltxkit.format.schema import Header, Trailer
 from ltxkit.inspect import iso_ms
-from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile
+from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, ReplicaFile, first_ms_after
 from ltxkit.verify.content import ContentVerdict
 
 
@@ -93,28 +93,18 @@ class FileCheck:
 
 @dataclass(frozen=True, slots=True)
 class WindowEnd:
-    """One end of the restorable window: a restore point, its time (the creation time of the file
-    that ends its plan, which `restore --timestamp` compares) and that file's key."""
+    """One end of the restorable window: a restore point, the first millisecond at which a
+    `restore --timestamp` reaches it (just after the creation time of the file that ends its
+    plan: a restore reads the files created strictly before its time) and that file's key."""
 
     txid: int
     ms: int
     key: str
 
     @classmethod
-    def at(cls, txid: int, f: ReplicaFile) -> WindowEnd:
-        """`txid`, whose plan ends with `f`, at `f`'s creation time (to the millisecond)."""
-        return cls(txid, f.created_ms, f.key)
-
-    @classmethod
     def after(cls, txid: int, f: ReplicaFile) -> WindowEnd:
-        """`txid` at the first millisecond a `--timestamp` restore takes `f` in."""
+        """`txid`, whose plan ends with `f`, at the first millisecond a restore takes `f` in."""
         return cls(txid, first_ms_after(f.created_ns), f.key)
-
-
-def first_ms_after(created_ns: int) -> int:
-    """The first millisecond at which a `--timestamp` restore reads a file created at
-    `created_ns`: as Litestream's, a restore reads the files created strictly before its time."""
-    return created_ns // 1_000_000 + 1
 
 
 @dataclass(slots=True)

@@ -125,7 +125,7 @@ def _restore_point(files: list[ReplicaFile], checks: dict[str, FileCheck], txid:
     plan = plan_ending_at(files, txid)
     if plan is None or not _restores(plan, checks):
         return None
-    return WindowEnd.at(txid, plan[-1])
+    return WindowEnd.after(txid, plan[-1])
 
 
 def _first_point(files: list[ReplicaFile], checks: dict[str, FileCheck], txids: list[int]) -> WindowEnd | None:
@@ -146,7 +146,7 @@ def restorable_window(
     smallest such file's end whose own plan restores. (None, None) when no point is found."""
     last = latest[-1]
     if latest_restores:
-        return _window_ending(files, checks, WindowEnd.at(last.max_txid, last))
+        return _window_ending(files, checks, WindowEnd.after(last.max_txid, last))
     damaged = [f.min_txid for f in latest if checks[f.key].broken or checks[f.key].header is None]
     return window_below(files, checks, min(damaged, default=last.max_txid) - 1)
 
@@ -173,7 +173,7 @@ def window_through(
     plan = plan_ending_at(files, good_txid)
     if plan is None:
         return None, None
-    return start, WindowEnd.at(good_txid, plan[-1])
+    return start, WindowEnd.after(good_txid, plan[-1])
 
 
 def _window_ending(
@@ -201,7 +201,7 @@ def _earliest_time(files: list[ReplicaFile], checks: dict[str, FileCheck], start
             continue
         if _restores(plan, checks):
             return earliest
-    return WindowEnd(start.txid, start.ms + 1, start.key)  # the first millisecond after its own file
+    return start  # already the first millisecond after its own plan's last file
 
 
 def check_latest(listing: Listing, checks: dict[str, FileCheck], summary: ReplicaSummary, label: str) -> None:
