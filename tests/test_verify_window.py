@@ -50,7 +50,8 @@ def test_window_opens_at_the_oldest_snapshot_that_restores(tmp_path: Path) -> No
     # millisecond earlier the point before it (the latest end was the newest file's own time,
     # which restored TXID 5, and no time restored TXID 6)
     restored = {}
-    for name, when in (("latest", None), ("at-end", "2023-11-14T22:13:20.007Z"), ("before", "2023-11-14T22:13:20.006Z")):
+    times = (("latest", None), ("at-end", "2023-11-14T22:13:20.007Z"), ("before", "2023-11-14T22:13:20.006Z"))
+    for name, when in times:
         out = tmp_path.parent / f"{tmp_path.name}-{name}.db"
         args = ["restore", str(tmp_path), "-o", str(out), "-q"] + (["--timestamp", when] if when else [])
         r = subprocess.run([sys.executable, "-m", "ltxkit", *args], capture_output=True, text=True)
