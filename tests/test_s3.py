@@ -322,6 +322,51 @@ def test_fleet_of_20_replicas_with_one_broken(seaweed: SeaweedFS, tmp_path: Path
     assert junit.returncode == 1 and junit.stdout.count("<testsuite ") == 20
 
 
+def test_a_fleet_finds_replicas_whose_names_a_url_would_misread(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    """Replicas found below a prefix were named by their raw keys: `#` ended the path (the endpoint
+    went with it, and the keys were sent to AWS), `?` began a second query, `%41` became `A`."""
+    chain = tmp_path / "chain"
+    db = Db(sound=True)
+    write_ltx(chain, 0, 1, 1, db.write(list(range(1, 9))), db.commit)
+    write_ltx(chain, 0, 2, 2, db.write([3, 4]), db.commit)
+    names = ["h#x", "q?x", "p+x", "sp ace/x%41"]
+    for name in names:
+        storage = open_storage(seaweed.url("odd"), create=True)
+        for p in sorted((chain / "ltx" / "0").glob("*.ltx")):
+            storage.put_bytes(f"{name}/0000/{p.name}", p.read_bytes())
+    r = ltxkit("verify", seaweed.url("odd"), "--recursive", "--structure-only", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    found = [replica["path"] for replica in json.loads(r.stdout)["replicas"]]
+    assert len(found) == len(names)
+    for path in found:  # each URL names its folder, on the same endpoint
+        storage = open_storage(path)
+        assert path.endswith(f"?endpoint={seaweed.endpoint}") and storage.root.rsplit("/", 1)[0] in (
+            "odd", "odd/sp ace"
+        )
+    assert sorted(open_storage(path).root for path in found) == sorted(f"odd/{n}" for n in names)
+
+
+def test_force_path_style_false_with_an_ip_endpoint_reads_what_litestream_wrote(
+    seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    """`force-path-style=false` with an endpoint: ltxkit's requests named no bucket and wrote into
+    a bucket named after the path's first folder, and read nothing of Litestream's replica. With an
+    IP address endpoint the AWS SDK stays path-style, and so does ltxkit now."""
+    db = H.make_db(tmp_path / "app.db", rows=30)
+    url = seaweed.url("vhost/app") + "&force-path-style=false"
+    litestream_once(db, url)
+    r = ltxkit("verify", url, "--structure-only")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ours, theirs = tmp_path / "lk.db", tmp_path / "ls.db"
+    assert ltxkit("restore", url, "-o", str(ours), "-q").returncode == 0
+    assert litestream_restore(url, theirs).returncode == 0
+    assert ours.read_bytes() == theirs.read_bytes()
+    H.write_rows(db, 5)
+    assert H.run_once(db, url).returncode == 0  # ltxkit continues it where Litestream reads
+    assert litestream_restore(url, tmp_path / "ls2.db").returncode == 0
+    assert H.logical_dump(tmp_path / "ls2.db") == H.logical_dump(db)
+
+
 def test_recursive_on_a_directory_and_nothing_found(tmp_path: Path) -> None:
     for name in ("a", "b/c"):
         (tmp_path / "fleet" / name / "ltx" / "0").mkdir(parents=True)

@@ -184,9 +184,67 @@ def test_s3_url_options_are_read_as_litestream_reads_them(monkeypatch: pytest.Mo
         ("s3://bucket/app?endpoint=http://a:1&endpoint=http://b:1", "endpoint is given more than once"),
         ("s3://bucket/app?storage-class=GLACIER", "unknown option(s) storage-class"),
         ("s3://re plicas/app", "'re plicas' is not a bucket name"),
+        # parse_qs drops an option without a value: `&bogus` and `?endpoint=$UNSET` passed silently,
+        # the latter sending the keys to AWS
+        ("s3://bucket/app?endpoint=http://h:9&bogus", "unknown option(s) bogus"),
+        ("s3://bucket/app?bogus=", "unknown option(s) bogus"),
+        ("s3://bucket/app?endpoint=", "endpoint has no value"),
+        ("s3://bucket/app?endpoint=http://h:9&forcePathStyle", "force-path-style has no value"),
     ]:
         with pytest.raises(UsageError, match=re.escape(needle)):
             S3Storage(url)
+
+
+def test_force_path_style_false_sends_requests_where_litestream_sends_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an endpoint and `force-path-style=false`, the S3 client took the server's address as
+    the bucket's own host: its requests named no bucket, and the path's first folder became one
+    (a replicator wrote into another bucket). As the AWS SDK: `bucket.host` for a host name, and
+    path-style after all for an IP address (tests/test_s3.py shows that one against Litestream)."""
+    from ltxkit.replica.s3 import S3Error, S3Storage
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
+    storage = S3Storage("s3://replicas/app?endpoint=http://localhost:1&force-path-style=false")
+    with pytest.raises(S3Error) as info:
+        storage.has_any("")
+    assert "replicas.localhost:1" in str(info.value), info.value
+    assert "force-path-style=false" in storage.url  # the URL the user gave, not the host it made
+
+
+def test_credentials_files_are_read_as_the_aws_tools_read_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `%` in a secret and a section given twice gave "internal error" (Python's INI defaults);
+    a profile kept in ~/.aws/config, which Litestream finds, was "no credentials"; a file that is
+    no INI file was a three-line internal error."""
+    from ltxkit.replica.s3 import S3Error, _credentials
+
+    for prefix in ("AWS", "LITESTREAM"):
+        monkeypatch.delenv(f"{prefix}_ACCESS_KEY_ID", raising=False)
+        monkeypatch.delenv(f"{prefix}_SECRET_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    creds, config = tmp_path / "credentials", tmp_path / "config"
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    url = "s3://bucket/app"
+
+    creds.write_text("[default]\naws_access_key_id = k\naws_secret_access_key = abc%def\n")
+    assert _credentials(url) == {"access_key_id": "k", "secret_access_key": "abc%def"}
+    creds.write_text("[default]\naws_access_key_id = k\n[default]\naws_secret_access_key = s\n")
+    assert _credentials(url) == {"access_key_id": "k", "secret_access_key": "s"}
+
+    creds.unlink()
+    config.write_text("[profile prof]\naws_access_key_id = pk\naws_secret_access_key = ps\n")
+    monkeypatch.setenv("AWS_PROFILE", "prof")
+    assert _credentials(url) == {"access_key_id": "pk", "secret_access_key": "ps"}
+    creds.write_text("[prof]\naws_access_key_id = ck\naws_secret_access_key = cs\n")
+    assert _credentials(url)["access_key_id"] == "ck"  # the credentials file first, as the SDK reads them
+
+    creds.write_text("aws_access_key_id = k\n")
+    with pytest.raises(S3Error) as info:
+        _credentials(url)
+    message = str(info.value)
+    assert message.startswith(f"{url}: {creds}: cannot read it as an AWS credentials file") and "\n" not in message
 
 
 def test_a_profile_asked_for_by_name_and_missing_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +259,7 @@ def test_a_profile_asked_for_by_name_and_missing_is_named(tmp_path: Path, monkey
     monkeypatch.setenv("AWS_PROFILE", "work")
     S3Storage("s3://bucket/app")  # found
     monkeypatch.setenv("AWS_PROFILE", "nosuch")
-    with pytest.raises(S3Error, match=f"AWS_PROFILE names 'nosuch', which {re.escape(str(creds))} does not hold"):
+    with pytest.raises(S3Error, match=f"AWS_PROFILE names 'nosuch', which neither {re.escape(str(creds))} nor "):
         S3Storage("s3://bucket/app")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import quote, urlparse, urlunparse
 
 from ltxkit.replica.keys import LTX_DIR
 from ltxkit.replica.storage import ReplicaNotFound, local_path
@@ -45,4 +45,8 @@ def _s3_replicas(location: str) -> list[str]:
             roots.add(m.group(1) or "")
     url = urlparse(location)
     base = url.path.rstrip("/")
-    return sorted(urlunparse(url._replace(path=f"{base}/{r}".rstrip("/") if r else base)) for r in roots)
+    # a key is raw text and a URL's path is percent-decoded: `#`, `?` or `%` in a folder's name
+    # would end the path (and drop the endpoint) or decode to another folder
+    return sorted(
+        urlunparse(url._replace(path=f"{base}/{quote(r, safe='/')}".rstrip("/") if r else base)) for r in roots
+    )

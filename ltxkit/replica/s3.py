@@ -20,6 +20,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import io
+import ipaddress
 import os
 import posixpath
 import re
@@ -73,7 +74,10 @@ _S3_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _BUCKET = re.compile(r"[A-Za-z0-9._-]+")  # wider than AWS's rules: other stores allow more
 
 
-def _credentials() -> dict[str, str]:
+def _credentials(location: str) -> dict[str, str]:
+    """Static keys, looked for where the AWS SDK (Litestream's client) looks: the environment
+    (`AWS_*`, then Litestream's own `LITESTREAM_*`), then the profile `AWS_PROFILE` names
+    (`default` without it) in the shared credentials file, then in the shared config file."""
     env = os.environ
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
         creds = {"access_key_id": env["AWS_ACCESS_KEY_ID"], "secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
@@ -85,20 +89,40 @@ def _credentials() -> dict[str, str]:
             "access_key_id": env["LITESTREAM_ACCESS_KEY_ID"],
             "secret_access_key": env["LITESTREAM_SECRET_ACCESS_KEY"],
         }
-    path = Path(env.get("AWS_SHARED_CREDENTIALS_FILE", Path.home() / ".aws" / "credentials"))
     profile = env.get("AWS_PROFILE", "default")
-    parser = configparser.ConfigParser()
-    if parser.read(path) and parser.has_section(profile):
-        section = parser[profile]
-        if section.get("aws_access_key_id") and section.get("aws_secret_access_key"):
-            creds = {
-                "access_key_id": section["aws_access_key_id"],
-                "secret_access_key": section["aws_secret_access_key"],
-            }
-            if section.get("aws_session_token"):
-                creds["session_token"] = section["aws_session_token"]
-            return creds
+    in_config = profile if profile == "default" else f"profile {profile}"  # the config file's spelling
+    for path, section in ((_credentials_file(), profile), (_config_file(), in_config)):
+        found = _profile_keys(location, path, section)
+        if found:
+            return found
     return {}
+
+
+def _credentials_file() -> Path:
+    return Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or Path.home() / ".aws" / "credentials")
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("AWS_CONFIG_FILE") or Path.home() / ".aws" / "config")
+
+
+def _profile_keys(location: str, path: Path, section: str) -> dict[str, str]:
+    """The keys one section of an AWS INI file holds (none: no file, no such section, or not
+    both keys). Read as the AWS tools read it: a `%` is a character, not an interpolation, and a
+    section given twice is one section. A file that is not INI at all is an error naming it."""
+    parser = configparser.RawConfigParser(strict=False)
+    try:
+        if not parser.read(path, encoding="utf-8") or not parser.has_section(section):
+            return {}
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise S3Error(f"{location}: {path}: cannot read it as an AWS credentials file ({_first_line(exc)})") from None
+    keys = parser[section]
+    if not (keys.get("aws_access_key_id") and keys.get("aws_secret_access_key")):
+        return {}
+    creds = {"access_key_id": keys["aws_access_key_id"], "secret_access_key": keys["aws_secret_access_key"]}
+    if keys.get("aws_session_token"):
+        creds["session_token"] = keys["aws_session_token"]
+    return creds
 
 
 def _listing(prefix: str) -> str:
@@ -111,8 +135,10 @@ def _no_credentials() -> str:
     """Why no credentials were found: a profile that was asked for by name is named."""
     profile = os.environ.get("AWS_PROFILE")
     if profile:
-        path = os.environ.get("AWS_SHARED_CREDENTIALS_FILE", str(Path.home() / ".aws" / "credentials"))
-        return f"no credentials: AWS_PROFILE names {profile!r}, which {path} does not hold with both keys"
+        return (
+            f"no credentials: AWS_PROFILE names {profile!r}, which neither {_credentials_file()} "
+            f"nor {_config_file()} holds with both keys"
+        )
     return (
         "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
         "or LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY, or AWS_PROFILE)"
@@ -144,12 +170,14 @@ def _options(location: str, query: str) -> dict[str, str]:
     (two values, or both spellings), is refused rather than one of them quietly winning."""
     found: dict[str, str] = {}
     unknown: list[str] = []
-    for key, values in parse_qs(query).items():
+    for key, values in parse_qs(query, keep_blank_values=True).items():
         name = _CANONICAL.get(key, key)
         if name not in URL_OPTIONS:
             unknown.append(key)
         elif len(values) > 1 or name in found:
             raise UsageError(f"{location}: {name} is given more than once")
+        elif not values[0]:  # `?endpoint=$UNSET`: Litestream would send the keys to AWS instead
+            raise UsageError(f"{location}: {name} has no value")
         else:
             found[name] = values[0]
     if unknown:
@@ -167,6 +195,27 @@ def _flag(location: str, query: dict[str, str], name: str) -> bool | None:
     if value.lower() in _FALSE:
         return False
     raise UsageError(f"{location}: {name}={value} is not true or false")
+
+
+def _virtual_host(endpoint: str, bucket: str) -> tuple[str, bool]:
+    """Where a virtual-hosted request goes with a custom endpoint, as the AWS SDK (Litestream's
+    client) decides it: `scheme://bucket.host:port`, or, for an IP address host or a bucket
+    name that cannot be a host name, the path-style endpoint after all (the bool: path-style).
+    The S3 client takes a custom endpoint as the bucket's own host: given the server's bare
+    address, its requests named no bucket, and the first folder of the path became one."""
+    url = urlsplit(endpoint)
+    host = url.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return endpoint, True
+    except ValueError:
+        pass
+    label = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+    # dots in the bucket make hosts a TLS certificate for *.host does not cover: plain http only
+    name = rf"{label}(\.{label})*" if url.scheme == "http" else label
+    if not re.fullmatch(name, bucket) or not 3 <= len(bucket) <= 63:
+        return endpoint, True
+    return urlunsplit(url._replace(netloc=f"{bucket}.{url.netloc}")), False
 
 
 def _with_scheme(endpoint: str) -> str:
@@ -212,11 +261,13 @@ class S3Storage:
         region = query.get("region") or ("us-east-1" if endpoint else os.environ.get("AWS_REGION", "us-east-1"))
         forced = _flag(location, query, "force-path-style")
         path_style = bool(endpoint) if forced is None else forced  # an endpoint implies it unless told not to
+        if endpoint and not path_style:
+            endpoint, path_style = _virtual_host(endpoint, self.bucket)
         canonical = {k: v for k, v in query.items() if v}
         self.url = f"s3://{self.bucket}/{quote(self.root)}" + (
             f"?{urlencode(sorted(canonical.items()))}" if canonical else ""
         )
-        creds = credentials or _credentials()
+        creds = credentials or _credentials(location)
         if not creds:
             raise S3Error(f"{location}: {_no_credentials()}")
         from obstore.store import S3Store
