@@ -327,6 +327,33 @@ def test_a_litestream_running_before_it_stops_the_replicator(app: tuple[Path, Pa
             assert last.startswith(f"ltxkit: {replica}: another replicator "), last
 
 
+def test_its_newest_file_replaced_by_a_shorter_one_stops_the_replicator(app: tuple[Path, Path, H.Writer]) -> None:
+    """A shorter file renamed over its newest: the replicator said the replica "no longer holds"
+    the file (which was there) and continued it with a full file."""
+    db, replica, writer = app
+    rep = H.LtxkitReplicator(db, replica)
+    with rep:
+        rep.start()
+        for _ in range(3):
+            writer.write(2)
+            time.sleep(0.3)
+        rep.wait_for(lambda: len(rep.published()) >= 3)
+        time.sleep(1)  # idle: what it published last is the replica's newest file
+        newest = replica / rep.published()[-1]["key"]
+        other = newest.with_name(".replacement.tmp")
+        other.write_bytes(newest.read_bytes()[:100])
+        os.replace(other, newest)
+        deadline = time.monotonic() + 20
+        while rep.alive and time.monotonic() < deadline:
+            writer.write(2)
+            time.sleep(0.3)
+        assert not rep.alive, "ltxkit replicate went on after its newest file was replaced"
+        assert rep.wait_dead() == 1
+    log = rep.log_text()
+    assert f"another replicator replaced {rep.published()[-1]['key']}, a file this one published" in log, log[-2000:]
+    assert "no longer holds" not in log
+
+
 def test_a_file_replaced_behind_the_newest_stops_the_replicator(app: tuple[Path, Path, H.Writer]) -> None:
     """What a Litestream lagging behind ltxkit does to a directory replica, made certain: a file
     ltxkit published and has moved past is replaced (a new file renamed over it, as Litestream

@@ -721,6 +721,33 @@ def test_a_file_replaced_behind_the_newest_stops_the_replicator(seaweed: Seaweed
         assert f"another replicator replaced {victim}, a file this one published" in last, last
 
 
+def test_its_newest_file_replaced_by_a_shorter_one_stops_the_replicator_at_once(
+    seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    """Another replicator's file under the name of this one's newest, and shorter: the check of
+    its last 8 bytes asked for a range past the object's end, and the 416 was logged as a failed
+    sync, retried, and followed by nine more files before the sweep stopped it."""
+    url = seaweed.url("behind/shorter")
+    with replicating(tmp_path, url) as (_db, writer, rep):
+        rep.start()
+        for _ in range(3):
+            writer.write(2)
+            time.sleep(0.3)
+        rep.wait_for(lambda: len(rep.published()) >= 3)
+        time.sleep(1)  # idle: what it published last is the replica's newest file
+        newest = rep.published()[-1]["key"]
+        data = open_storage(url).read_bytes(newest)
+        _replace(url, newest, data[: len(data) // 2])
+        write_until_it_stops(rep, writer, 20, 0.3)
+        assert not rep.alive, "ltxkit replicate went on after its newest file was replaced"
+        assert rep.wait_dead() == 1
+        log = rep.log_text()
+        assert f"another replicator replaced {newest}, a file this one published" in log.strip().splitlines()[-1]
+        assert "sync failed" not in log and "416" not in log, log[-3000:]
+        txid = parse_filename(newest.rsplit("/", 1)[1])[1]
+        assert max(parse_filename(e.key.rsplit("/", 1)[1])[1] for e in open_storage(url).list("0000/")) == txid
+
+
 def test_a_litestream_s3_config_by_fields_is_replicated_to_s3_and_litestream_restores_it(
     seaweed: SeaweedFS, tmp_path: Path
 ) -> None:

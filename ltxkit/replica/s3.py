@@ -50,6 +50,11 @@ _FIRST_READ = 64 << 10  # the first GET of an object read in order
 _AHEAD_DEPTH = 3  # chunks of a large object fetched ahead of the reader
 
 
+class _RangePastEnd(EOFError):
+    """A ranged GET that starts at or past the object's end (HTTP 416, `InvalidRange`): the
+    object is shorter than the caller knew it. Reads take it as a file's read past its end."""
+
+
 class S3Error(UsageError):
     """The object store could not be reached or refused the request. `refused`: it answered, and
     no retry will change its answer (credentials, a missing bucket). `unreachable`: it did not
@@ -342,6 +347,8 @@ class S3Storage:
             return FileExistsError(17, "object exists", f"{self.label}: {what}")
         found = _S3_CODE.search(str(exc)) if isinstance(exc, Exception) else None
         code = found.group(1) if found else None
+        if code == "InvalidRange":  # 416: the range starts past the object's end (it is shorter now)
+            return _RangePastEnd(f"{self.label}: {what}: the object ends before the range")
         if code in _REFUSALS:  # the server's own words, whatever error class obstore chose
             return S3Error(f"{self.label}: {what}: {_REFUSALS[code]} ({code})", refused=True)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
@@ -442,7 +449,10 @@ class S3Storage:
 
         if length <= 0:
             return memoryview(b"")
-        return memoryview(self._call(key, obstore.get_range, key, start=start, length=length))
+        try:
+            return memoryview(self._call(key, obstore.get_range, key, start=start, length=length))
+        except _RangePastEnd:  # as a file's read past its end: nothing (the object is shorter)
+            return memoryview(b"")
 
     def read_bytes(self, key: str, *, listed_size: int | None = None) -> bytes:
         """The whole object. With the size a listing gave, one ranged GET for one byte more than
@@ -452,7 +462,10 @@ class S3Storage:
         import obstore
 
         if listed_size:
-            data = self._call(key, obstore.get_range, key, start=0, length=listed_size + 1)
+            try:
+                data = self._call(key, obstore.get_range, key, start=0, length=listed_size + 1)
+            except _RangePastEnd:  # emptied since it was listed
+                return b""
             if len(data) <= listed_size:
                 return bytes(data)
         return bytes(self._call(key, lambda store, k: obstore.get(store, k).bytes(), key))

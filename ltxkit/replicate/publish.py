@@ -25,15 +25,20 @@ class TakenByAnother(FileExistsError):
     """`key` exists and is not the file built here: another replicator published it first."""
 
 
+#: what `file_checksum_at` gives for an object shorter than the file asked about: no checksum is negative
+SHORTER = -1
+
+
 def file_checksum_at(storage: Storage, key: str, size: int) -> int | None:
     """The file checksum the object at `key` ends with, taken as a `size`-byte LTX file (its last 8
-    bytes); None when it is gone or shorter. How the replicator tells its own published file from
-    one another replicator put under the same name: same TXIDs, different bytes."""
+    bytes); None when it is gone, `SHORTER` when it is there but shorter (another file: it was
+    replaced, not removed). How the replicator tells its own published file from one another
+    replicator put under the same name: same TXIDs, different bytes."""
     try:
         tail = storage.read_range(key, size - 8, 8)
     except FileNotFoundError:
         return None
-    return int.from_bytes(tail, "big") if len(tail) == 8 else None
+    return int.from_bytes(tail, "big") if len(tail) == 8 else SHORTER
 
 
 def build_and_publish(
