@@ -459,6 +459,21 @@ def test_a_second_replicator_refused_on_its_database_makes_no_replica(app: tuple
         assert rep.stop() == 0
 
 
+def test_a_state_directory_it_cannot_make_is_one_line_and_makes_no_replica(tmp_path: Path) -> None:
+    """A file where `.app.db-ltxkit/` goes (or a read-only directory): the error named only the
+    directory and errno, and came after an empty replica had been made."""
+    db = H.make_db(tmp_path / "app.db", rows=5)
+    (tmp_path / ".app.db-ltxkit").write_text("not a directory")
+    replica = tmp_path / "replica"
+    r = H.run_once(db, replica)
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"ltxkit: {tmp_path / '.app.db-ltxkit'}: cannot keep the replicator's state and lock here, "
+        "beside the database (File exists)"
+    ), r.stderr
+    assert not replica.exists()
+
+
 def _in_process(db: Path, replica: Path, events: list[tuple[str, str]]) -> Replicator:
     return Replicator(
         db,

@@ -78,7 +78,11 @@ def replicate(
         str, typer.Option("--snapshot-retention", help="Keep snapshots (and what they need) this long.")
     ] = "24h",
     l0_retention: Annotated[
-        str, typer.Option("--l0-retention", help="Keep L0 files this long after level 1 covers them.")
+        str,
+        typer.Option(
+            "--l0-retention",
+            help="Keep L0 files at least this long after they were written, and until level 1 covers them.",
+        ),
     ] = "5m",
     l0_retention_check_interval: Annotated[
         str, typer.Option("--l0-retention-check-interval", help="How often retention runs.")
@@ -120,7 +124,7 @@ def replicate(
     from ltxkit.replicate.hooks import Hooks
     from ltxkit.replicate.lifecycle import Policy
     from ltxkit.replicate.source import check_source
-    from ltxkit.replicate.state import refuse_if_replicated
+    from ltxkit.replicate.state import make_state_dir, refuse_if_replicated
 
     if log_format not in ("text", "json"):
         raise Fail(f"--log-format {log_format!r}: expected text or json", EXIT_USAGE)
@@ -191,6 +195,7 @@ def replicate(
     for target in targets:  # before any replica or state directory is made for it
         check_source(target.path, must_exist=once)
         refuse_if_replicated(target.path)
+        make_state_dir(target.path)
     replicators = [
         Replicator(
             t.path,

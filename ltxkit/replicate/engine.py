@@ -540,7 +540,7 @@ class Replicator:
             if w is None:
                 if pos.salts is None:
                     return
-                raise LostTrack("the WAL file is gone")
+                raise LostTrack("the WAL was emptied or removed (a TRUNCATE checkpoint, or its last connection closed)")
             index = source.index()
             start, checksum, limit = wal_position.follow(index, w, pos, saved.pages.page_size)
             if limit <= start:

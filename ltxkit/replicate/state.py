@@ -53,6 +53,22 @@ def refuse_if_replicated(db: Path) -> None:
         raise AlreadyRunning(db, holder)
 
 
+def make_state_dir(db: Path) -> None:
+    """Make `state_dir(db)`, or say in a line why it cannot be (UsageError). The CLI asks before
+    it makes a replica, so a database whose state cannot be kept leaves no empty replica."""
+    try:
+        state_dir(db).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise _unusable(state_dir(db), exc) from exc
+
+
+def _unusable(directory: Path, exc: OSError) -> UsageError:
+    # said as what it is: the bare error named a directory the user never made
+    return UsageError(
+        f"{directory}: cannot keep the replicator's state and lock here, beside the database ({exc.strerror or exc})"
+    )
+
+
 @dataclass(slots=True)
 class Position:
     """Where the published state stands in the database's WAL.
@@ -95,8 +111,11 @@ class LocalState:
 
     def lock(self) -> None:
         """Become the one replicator of this database, or refuse (AlreadyRunning)."""
-        self.dir.mkdir(exist_ok=True)
-        fd, holder = hold_lock_file(self.dir / "lock", str(os.getpid()))
+        make_state_dir(self.db)
+        try:
+            fd, holder = hold_lock_file(self.dir / "lock", str(os.getpid()))
+        except OSError as exc:
+            raise _unusable(self.dir, exc) from exc
         if fd < 0:
             raise AlreadyRunning(self.db, holder)
         self._lock_fd = fd
