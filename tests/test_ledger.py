@@ -214,3 +214,24 @@ def test_repair_of_a_gap_sets_aside_the_lost_files_record_in_one_run(replica: Pa
     assert {f["codes"][0] for f in manifest["files"]} == {"txid-gap", "ledger-ahead"}
     v = verify(str(replica), "--format", "json")
     assert v.returncode == 0 and json.loads(v.stdout)["findings"] == [], v.stdout
+
+
+def test_repair_that_only_moves_a_damaged_record_says_it_builds_nothing(tmp_path: Path) -> None:
+    """The chain's own snapshot already ends where repair keeps the replica: the plan said "new
+    snapshot TXID ..., built from ..." and published none."""
+    db = H.make_db(tmp_path / "app.db", rows=20)
+    rep = tmp_path / "replica"
+    assert H.run_once(db, rep).returncode == 0  # the first sync publishes L0 and an L9 snapshot
+    assert list((rep / "ltx" / "9").glob("*.ltx"))
+    damaged = records(rep)[-1]
+    damaged.write_bytes(damaged.read_bytes().replace(b'"commit"', b'"cOmmit"'))
+    before = sorted(p.name for p in (rep / "ltx").rglob("*.ltx"))
+    r = subprocess.run(
+        [sys.executable, "-m", "ltxkit", "repair", str(rep), "--rebuild-snapshot", "--yes", "--watch", "0"],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "new snapshot" not in r.stdout and "publish " not in r.stdout, r.stdout
+    assert f"no new file: the replica's files still restore TXID {1:016x}" in r.stdout, r.stdout
+    assert sorted(p.name for p in (rep / "ltx").rglob("*.ltx")) == before
+    assert verify(str(rep)).returncode == 0

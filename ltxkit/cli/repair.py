@@ -109,7 +109,10 @@ def repair(
         from ltxkit.verify.report import content_line
 
         out.print(f"  content: {content_line(plan.before)}", markup=False)
-    out.print(f"  new snapshot TXID {plan.txid:016x}, built from {plan.source}")
+    if plan.new_files:
+        out.print(f"  new snapshot TXID {plan.txid:016x}, built from {plan.source}")
+    else:  # the replica's own files already end at the point it keeps: only moves are needed
+        out.print(f"  no new file: the replica's files still restore TXID {plan.txid:016x}", markup=False)
     if plan.comparison:
         style = "bold red" if "NOT the replica's database" in plan.comparison else "dim"
         from rich.markup import escape
@@ -159,7 +162,7 @@ def repair(
     if errors:
         raise Fail(f"{replica}: still failing after repair: {errors[0].code}: {errors[0].message}")
     out.print(f"[green]repaired[/green]: latest restorable TXID {plan.txid:016x}; `ltxkit verify {replica}` passes")
-    out.print("next: start Litestream again; it continues above the new snapshot")
+    out.print(f"next: start Litestream again; it continues above {'the new snapshot' if plan.new_files else 'it'}")
 
 
 def _staging(names: tuple[str, ...]) -> str:
