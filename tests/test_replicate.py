@@ -474,6 +474,22 @@ def test_a_state_directory_it_cannot_make_is_one_line_and_makes_no_replica(tmp_p
     assert not replica.exists()
 
 
+def test_a_folder_inside_a_replica_is_refused_as_a_replica(app: tuple[Path, Path, H.Writer]) -> None:
+    """`ltxkit replicate DB REPLICA/ltx` made a second replica inside the first (`ltx/ltx/0/...`),
+    whose verify then warned of strays; refused, naming the replica to give instead."""
+    db, replica, _writer = app
+    assert H.run_once(db, replica).returncode == 0
+    before = H.tree_digest(replica)
+    for inner in (replica / "ltx", replica / "ltx" / "0", replica / "ledger"):
+        r = H.run_once(db, inner)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip() == (
+            f"ltxkit: {inner}: a folder of the replica {replica}, not a replica: give {replica} itself "
+            "(or a path outside it)"
+        ), r.stderr
+    assert H.tree_digest(replica) == before
+
+
 def _in_process(db: Path, replica: Path, events: list[tuple[str, str]]) -> Replicator:
     return Replicator(
         db,

@@ -748,6 +748,19 @@ def test_its_newest_file_replaced_by_a_shorter_one_stops_the_replicator_at_once(
         assert max(parse_filename(e.key.rsplit("/", 1)[1])[1] for e in open_storage(url).list("0000/")) == txid
 
 
+def test_a_level_folder_of_an_s3_replica_is_refused_as_a_replica(seaweed: SeaweedFS, tmp_path: Path) -> None:
+    """`s3://bucket/app/0000` as the replica wrote `app/0000/0000/...` inside the replica `app`."""
+    db = H.make_db(tmp_path / "app.db", rows=10)
+    url = seaweed.url("inner/app")
+    assert H.run_once(db, url).returncode == 0
+    keys = sorted(e.key for e in open_storage(url).list(""))
+    inner = seaweed.url("inner/app/0000")
+    r = H.run_once(db, inner)
+    assert r.returncode == 2 and "a folder of the replica s3://" in r.stderr and "inner/app?" in r.stderr, r.stderr
+    assert sorted(e.key for e in open_storage(url).list("")) == keys
+    assert H.run_once(H.make_db(tmp_path / "b.db", rows=3), seaweed.url("inner/0000")).returncode == 0  # no replica above
+
+
 def test_a_litestream_s3_config_by_fields_is_replicated_to_s3_and_litestream_restores_it(
     seaweed: SeaweedFS, tmp_path: Path
 ) -> None:

@@ -118,6 +118,7 @@ def replicate(
                ltxkit replicate /srv/app.db /backups/app --once
                ltxkit replicate --config /etc/litestream.yml
     """
+    from ltxkit.replica.discover import enclosing_replica
     from ltxkit.replica.storage import open_storage
     from ltxkit.replicate import Event, FatalError, Options, Replicator
     from ltxkit.replicate.config import DbConfig, load_file
@@ -195,6 +196,13 @@ def replicate(
     for target in targets:  # before any replica or state directory is made for it
         check_source(target.path, must_exist=once)
         refuse_if_replicated(target.path)
+        inside = enclosing_replica(target.replica, credentials=target.credentials)
+        if inside is not None:
+            raise Fail(
+                f"{target.replica}: a folder of the replica {inside}, not a replica: give {inside} itself "
+                "(or a path outside it)",
+                EXIT_USAGE,
+            )
         make_state_dir(target.path)
     replicators = [
         Replicator(

@@ -11,7 +11,8 @@ import os
 import re
 from urllib.parse import quote, urlparse, urlunparse
 
-from ltxkit.replica.keys import LTX_DIR
+from ltxkit.replica.keys import LEVELS, LTX_DIR, OBJECT_STORE, QUARANTINE_DIR
+from ltxkit.replica.ledger import LEDGER_DIR
 from ltxkit.replica.storage import ReplicaNotFound, local_path
 
 _OBJECT_KEY = re.compile(r"^(?:(.*)/)?[0-9a-f]{4}/[0-9a-f]{16}-[0-9a-f]{16}\.ltx$")
@@ -50,3 +51,31 @@ def _s3_replicas(location: str) -> list[str]:
     return sorted(
         urlunparse(url._replace(path=f"{base}/{quote(r, safe='/')}".rstrip("/") if r else base)) for r in roots
     )
+
+
+def enclosing_replica(location: str, *, credentials: dict[str, str] | None = None) -> str | None:
+    """The replica `location` lies inside, as one of its own folders (a level folder, `ltx/`,
+    `ledger/`, `quarantine/`), or None. A replicator pointed there makes a second replica inside
+    the first, whose verify then finds the newcomer's files as strays."""
+    if location.startswith("s3://"):
+        from ltxkit.replica.s3 import S3Error, S3Storage
+
+        url = urlparse(location)
+        parent, _, name = url.path.rstrip("/").rpartition("/")
+        inner = {OBJECT_STORE.level_dir(level).rstrip("/") for level in LEVELS} | {LEDGER_DIR, QUARANTINE_DIR}
+        if name not in inner:
+            return None  # the common case: no request at all
+        above = urlunparse(url._replace(path=parent or "/"))
+        levels = {OBJECT_STORE.level_dir(level).rstrip("/") for level in LEVELS}
+        try:
+            top = S3Storage(above, credentials=credentials).top_names()
+        except S3Error as exc:
+            if exc.unreachable:  # a replicator waits for its server: this check does not stop it
+                return None
+            raise
+        return above if top & levels else None
+    path = local_path(location).absolute()
+    for replica, inside in ((path.parent, path), (path.parent.parent, path.parent)):
+        if inside.name in (LTX_DIR, LEDGER_DIR, QUARANTINE_DIR) and (replica / LTX_DIR).is_dir():
+            return str(replica)
+    return None
