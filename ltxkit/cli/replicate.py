@@ -1,5 +1,6 @@
 """`ltxkit replicate DB REPLICA`: stream a live database into a replica, one proven file per sync."""
 
+import contextlib
 import json
 import re
 import signal
@@ -193,28 +194,35 @@ def replicate(
     for warning in warnings:
         # with several databases the line already names the config where a database goes
         emitter(Path(config or "."))(Event("warning", warning if several else f"{config}: {warning}", {}))
-    for target in targets:  # before any replica or state directory is made for it
-        check_source(target.path, must_exist=once)
-        refuse_if_replicated(target.path)
-        inside = enclosing_replica(target.replica, credentials=target.credentials)
-        if inside is not None:
-            raise Fail(
-                f"{target.replica}: a folder of the replica {inside}, not a replica: give {inside} itself "
-                "(or a path outside it)",
-                EXIT_USAGE,
+    made: list[Path] = []  # state directories made here: removed again if the start is refused
+    try:
+        for target in targets:  # before any replica is made for it
+            check_source(target.path, must_exist=once)
+            refuse_if_replicated(target.path)
+            inside = enclosing_replica(target.replica, credentials=target.credentials)
+            if inside is not None:
+                raise Fail(
+                    f"{target.replica}: a folder of the replica {inside}, not a replica: give {inside} itself "
+                    "(or a path outside it)",
+                    EXIT_USAGE,
+                )
+            made += make_state_dir(target.path)
+        replicators = [
+            Replicator(
+                t.path,
+                open_storage(t.replica, create=True, credentials=t.credentials),
+                options=t.options,
+                emit=emitter(t.path),
+                hooks=Hooks.from_env(),
+                policy=t.policy,
             )
-        make_state_dir(target.path)
-    replicators = [
-        Replicator(
-            t.path,
-            open_storage(t.replica, create=True, credentials=t.credentials),
-            options=t.options,
-            emit=emitter(t.path),
-            hooks=Hooks.from_env(),
-            policy=t.policy,
-        )
-        for t in targets
-    ]
+            for t in targets
+        ]
+    except BaseException:
+        for directory in made:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if still empty: a replicator that started keeps its lock there
+        raise
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -11,6 +11,7 @@ the database, never correctness.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -53,13 +54,20 @@ def refuse_if_replicated(db: Path) -> None:
         raise AlreadyRunning(db, holder)
 
 
-def make_state_dir(db: Path) -> None:
-    """Make `state_dir(db)`, or say in a line why it cannot be (UsageError). The CLI asks before
-    it makes a replica, so a database whose state cannot be kept leaves no empty replica."""
+def make_state_dir(db: Path) -> list[Path]:
+    """Make `state_dir(db)` ([it] when made now, [] when it was there), or say in a line why it
+    cannot be (UsageError). The CLI asks before it makes a replica, so a database whose state
+    cannot be kept leaves no empty replica."""
+    directory = state_dir(db)
     try:
-        state_dir(db).mkdir(exist_ok=True)
+        directory.mkdir()
+    except FileExistsError:
+        if not directory.is_dir():
+            raise _unusable(directory, FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))) from None
+        return []
     except OSError as exc:
-        raise _unusable(state_dir(db), exc) from exc
+        raise _unusable(directory, exc) from exc
+    return [directory]
 
 
 def _unusable(directory: Path, exc: OSError) -> UsageError:
