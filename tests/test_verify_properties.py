@@ -477,12 +477,16 @@ def reference_plan(
     files: list[ReplicaFile], txid: int | None = None, timestamp_ns: int | None = None
 ) -> list[ReplicaFile] | Code:
     """FORMAT.md's algorithm, one rescan per step (as Litestream's CalcRestorePlan), no cleverness;
-    a time after every file's creation is refused first (Litestream's CalcRestoreTarget)."""
+    a time after every file's creation is refused first (Litestream's CalcRestoreTarget), but for
+    the millisecond after the newest file, which ltxkit accepts (README: `--timestamp`)."""
 
     def eligible(f: ReplicaFile) -> bool:
         return (txid is None or f.max_txid <= txid) and (timestamp_ns is None or f.created_ns < timestamp_ns)
 
-    if timestamp_ns is not None and files and all(timestamp_ns > f.created_ns for f in files):
+    def first_ms_after(ns: int) -> int:
+        return (ns // 1_000_000 + 1) * 1_000_000
+
+    if timestamp_ns is not None and files and all(timestamp_ns > first_ms_after(f.created_ns) for f in files):
         return Code.UNRESTORABLE
 
     snaps = [f for f in files if f.level == SNAPSHOT_LEVEL and eligible(f)]
