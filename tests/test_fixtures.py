@@ -43,6 +43,8 @@ def _l0(lo: int, hi: int, suffix: str = "") -> str:
 #: replica itself, for chain/plan findings). Taken from the fixture descriptions in README.md.
 REPLICA_WHERE: dict[str, dict[str, set[str]]] = {
     "replicas/checksum-chain-break": {"checksum-chain-break": {_l0(3, 3)}, "tracked-plan-end": {"."}},
+    "replicas/compaction-mismatch": {"compaction-mismatch": {"ltx/1/0000000000000001-0000000000000003.ltx"}},
+    "replicas/snapshot-mismatch": {"snapshot-mismatch": {"ltx/9/0000000000000001-0000000000000004.ltx"}},
     "replicas/filename-mismatch": {"filename-mismatch": {_l0(3, 3)}},
     "replicas/growth-pages-missing": {"growth-pages-missing": {_l0(2, 2)}, "unrestorable": {"."}},
     "replicas/healthy": {},

@@ -82,8 +82,9 @@ def verify(
     """Name every defect in LTX files and replicas, each with a stable code.
 
     Checks each file (header, frames, LZ4 payloads, page order, index, trailer, checksums) and each
-    replica (TXID chain, snapshots, growth pages, and that the latest restore plan holds every page),
-    following Litestream's own restore plan. Never writes inside a replica.
+    replica (TXID chain, snapshots, growth pages, that the latest restore plan holds every page, and
+    that compactions and snapshots hold the pages of the files they stand for), following
+    Litestream's own restore plan. Never writes inside a replica.
 
     Then checks content: well-formed files can still restore to a corrupt database, so verify
     restores the latest restore point into a temporary file (in $TMPDIR, removed afterwards) and

@@ -63,6 +63,10 @@ class Code(StrEnum):
     # their snapshot is the newer one; ltxkit reads only `ltx/` (warning: the two may differ).
     LEGACY_GENERATIONS = "legacy-generations"
     INTEGRITY_CHECK_FAILED = "integrity-check-failed"
+    # two copies of one TXID range that hold other pages: a compaction and the lower-level files it
+    # merged, or a snapshot and a restore of its TXID from the other files (`verify.agreement`)
+    COMPACTION_MISMATCH = "compaction-mismatch"
+    SNAPSHOT_MISMATCH = "snapshot-mismatch"
     # the checksum ledger ltxkit replicate keeps beside ltx/
     LEDGER_MISMATCH = "ledger-mismatch"
     LEDGER_GAP = "ledger-gap"

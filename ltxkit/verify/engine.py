@@ -39,6 +39,7 @@ from ltxkit.replica.layout import (
 )
 from ltxkit.replica.storage import ReplicaNotFound, Storage, legacy_replica_message, local_path, open_storage
 from ltxkit.verify import files as file_checks
+from ltxkit.verify.agreement import AGREEMENT_CODES, check_agreement
 from ltxkit.verify.content import CheckMode, Note, check_content
 from ltxkit.verify.files import check_file, check_loose_file
 from ltxkit.verify.findings import (
@@ -253,12 +254,13 @@ def check_replica(
     restore the latest restore point and let SQLite judge it (the `ltxkit verify` default)."""
     if not storage.fork_safe:
         jobs = 1
-    # a replica with a ledger is proven from every page's checksum: kept by the file checks, which
-    # decode every page anyway, instead of decoding every file a second time
+    # every page's checksum, kept by the file checks (which decode every page anyway): copies of
+    # one TXID range must agree page by page (`verify.agreement`), and a replica with a ledger is
+    # proven from them, instead of decoding every file a second time
     top = storage.top_names()  # an object store: what exists below the root, in one request
     recorded = set() if quick else ledger_keys(storage, top=top)
     listing, checks, moved = _check_listed(
-        storage, label, quick=quick, jobs=jobs, progress=progress, page_sums=bool(recorded), top=top
+        storage, label, quick=quick, jobs=jobs, progress=progress, page_sums=not quick, top=top
     )
     summary = ReplicaSummary(label, list(checks.values()), listing)
     add = summary.findings.append
@@ -305,8 +307,11 @@ def check_replica(
     check_overlaps(listing, checks, add)
     for level in range(SNAPSHOT_LEVEL):
         check_chain([f for f in usable if f.level == level], checks, add, label)
+    if not quick:
+        check_agreement(usable, checks, add)
     check_latest(listing, checks, summary, label)
-    if summary.plan and not quick and not plan_has_errors(summary, checks):
+    # two copies that disagree are sound files each: the ledger replays them, and says which is wrong
+    if summary.plan and not quick and not plan_has_errors(summary, checks, besides=AGREEMENT_CODES):
         check_ledger(storage, listing.files, checks, summary, label, recorded)
     if not (content or deep):
         summary.content_skipped = "--quick reads no pages" if quick else "structure only (--structure-only)"

@@ -13,11 +13,14 @@ from ltxkit.replica.layout import SNAPSHOT_LEVEL, Listing, PlanError, ReplicaFil
 from ltxkit.verify.findings import FileCheck, Finding, ReplicaSummary, Severity, WindowEnd
 
 
-def plan_has_errors(summary: ReplicaSummary, checks: dict[str, FileCheck]) -> bool:
-    """Does an error name a file of the latest restore plan (its own defect, or a rule it breaks)?"""
+def plan_has_errors(
+    summary: ReplicaSummary, checks: dict[str, FileCheck], *, besides: frozenset[Code] = frozenset()
+) -> bool:
+    """Does an error name a file of the latest restore plan (its own defect, or a rule it breaks)?
+    Errors with a code in `besides` do not count."""
     paths = {checks[key].path for key in summary.plan}
     return any(f.severity == Severity.ERROR for key in summary.plan for f in checks[key].findings) or any(
-        f.severity == Severity.ERROR and f.path in paths for f in summary.findings
+        f.severity == Severity.ERROR and f.path in paths and f.code not in besides for f in summary.findings
     )
 
 
