@@ -69,6 +69,22 @@ def test_ltx_name_that_is_not_a_file_is_named(replica: Path, tmp_path: Path, run
     assert os.path.lexists(odd) and not (replica / "quarantine").exists()
 
 
+def test_a_name_ending_in_a_newline_is_no_ltx_file_to_either_tool(replica: Path, tmp_path: Path, run_ltxkit) -> None:
+    """Python's `$` matches before a final newline, Go's does not: a valid file named `...ltx\n`
+    was read by ltxkit and ignored by Litestream, so the two restored different databases."""
+    healthy = tmp_path / "healthy.db"
+    assert H.restore(replica, healthy).returncode == 0
+    newest = max((replica / "ltx" / "0").glob("*.ltx"))
+    odd = replica / "ltx" / "0" / (NEXT + "\n")
+    odd.write_bytes(newest.read_bytes())
+    theirs, ours = tmp_path / "litestream.db", tmp_path / "ours.db"
+    assert H.restore(replica, theirs).returncode == 0
+    assert run_ltxkit("restore", replica, "-o", ours, "--quiet").returncode == 0
+    assert ours.read_bytes() == theirs.read_bytes() == healthy.read_bytes()
+    code, doc = verify_json(run_ltxkit, replica)
+    assert code == 0 and codes_at(doc) == [("stray-file", str(odd))], doc["findings"]
+
+
 def test_symlinked_level_directory_is_followed(replica: Path, tmp_path: Path, run_ltxkit) -> None:
     elsewhere = tmp_path / "level0-elsewhere"
     shutil.move(replica / "ltx" / "0", elsewhere)

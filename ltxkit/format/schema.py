@@ -350,7 +350,8 @@ def _varint_tables() -> tuple[list[bytes], list[bytes]]:
 
 # ---- file names -------------------------------------------------------------------------------
 
-_NAME_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.ltx$")
+# `\Z`, not `$`: `$` also matches before a final newline, and Go's (Litestream's) does not
+_NAME_RE = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.ltx\Z")
 
 
 def format_filename(min_txid: int, max_txid: int) -> str:

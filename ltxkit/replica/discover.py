@@ -15,7 +15,7 @@ from ltxkit.replica.keys import LEVELS, LTX_DIR, OBJECT_STORE, QUARANTINE_DIR
 from ltxkit.replica.ledger import LEDGER_DIR
 from ltxkit.replica.storage import ReplicaNotFound, local_path
 
-_OBJECT_KEY = re.compile(r"^(?:(.*)/)?[0-9a-f]{4}/[0-9a-f]{16}-[0-9a-f]{16}\.ltx$")
+_OBJECT_KEY = re.compile(r"^(?:(.*)/)?[0-9a-f]{4}/[0-9a-f]{16}-[0-9a-f]{16}\.ltx\Z", re.DOTALL)
 
 
 def find_replicas(location: str) -> list[str]:

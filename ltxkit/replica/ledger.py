@@ -53,7 +53,7 @@ def key(level: int, min_txid: int, max_txid: int) -> str:
     return f"{LEDGER_DIR}/{level}/{format_filename(min_txid, max_txid).removesuffix('.ltx')}.json"
 
 
-_KEY = re.compile(r"^" + re.escape(LEDGER_DIR) + r"/\d+/[0-9a-f]{16}-([0-9a-f]{16})\.json$")
+_KEY = re.compile(r"^" + re.escape(LEDGER_DIR) + r"/\d+/[0-9a-f]{16}-([0-9a-f]{16})\.json\Z")
 
 
 def max_txid_of(record_key: str) -> int | None:
