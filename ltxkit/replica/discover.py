@@ -62,11 +62,10 @@ def enclosing_replica(location: str, *, credentials: dict[str, str] | None = Non
 
         url = urlparse(location)
         parent, _, name = url.path.rstrip("/").rpartition("/")
-        inner = {OBJECT_STORE.level_dir(level).rstrip("/") for level in LEVELS} | {LEDGER_DIR, QUARANTINE_DIR}
-        if name not in inner:
+        levels = {OBJECT_STORE.level_dir(level).rstrip("/") for level in LEVELS}
+        if name not in levels | {LEDGER_DIR, QUARANTINE_DIR}:
             return None  # the common case: no request at all
         above = urlunparse(url._replace(path=parent or "/"))
-        levels = {OBJECT_STORE.level_dir(level).rstrip("/") for level in LEVELS}
         try:
             top = S3Storage(above, credentials=credentials).top_names()
         except S3Error as exc:
