@@ -60,7 +60,7 @@ class Code(StrEnum):
     # (warning: nothing reads it; `ltxkit repair` removes the ones whose process is gone).
     STALE_STAGING = "stale-staging"
     # Litestream 0.3 backups (`generations/`) beside `ltx/`: Litestream 0.5 restores from them when
-    # their snapshot is the newer one; ltxkit reads only `ltx/` (warning: the two may differ).
+    # their newest backup is newer than the newest LTX file; ltxkit reads only `ltx/` (warning).
     LEGACY_GENERATIONS = "legacy-generations"
     INTEGRITY_CHECK_FAILED = "integrity-check-failed"
     # two copies of one TXID range that hold other pages: a compaction and the lower-level files it

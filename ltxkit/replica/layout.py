@@ -205,8 +205,9 @@ def holds_legacy_generations(storage: Storage, *, top: frozenset[str] | None = N
 
 LEGACY_GENERATIONS_NOTE = (
     "Litestream 0.3 backups (generations/) lie beside ltx/: litestream restore 0.5 restores from them "
-    "when their snapshot is newer than the newest LTX snapshot; ltxkit reads only ltx/, so the two "
-    "restores may differ. Remove generations/ once the LTX replica is the one you restore from"
+    "when their newest snapshot or WAL segment is newer than the newest LTX file (with -timestamp: when "
+    "their best snapshot before it is newer than the best LTX snapshot); ltxkit reads only ltx/, so the "
+    "two restores may differ. Remove generations/ once the LTX replica is the one you restore from"
 )
 
 
