@@ -248,3 +248,23 @@ def test_the_ledger_fixtures() -> None:
     assert codes == set() and summary.proven and summary.proven_points == 4
     summary, codes = _verify(fixtures / "ledger-mismatch")
     assert codes == {str(Code.LEDGER_MISMATCH)} and summary.proven_points == 3
+
+
+def test_a_record_deleted_while_verify_reads_the_ledger_is_no_damage(tmp_path: Path) -> None:
+    """Retention (ltxkit replicate's, after it took over from Litestream) deletes a file and its
+    record between verify's listing and its read of the record: that was `ledger-damaged`, an
+    error on a healthy replica; it is `changed-during-check`, a warning, as for an LTX file."""
+    _compacted(tmp_path)
+    storage = open_storage(str(tmp_path))
+    doomed = "ledger/0/0000000000000002-0000000000000002.json"
+    read = storage.read_bytes
+
+    def deleting_first(key: str, **kwargs):  # type: ignore[no-untyped-def]
+        if key == doomed:
+            (tmp_path / doomed).unlink()
+        return read(key, **kwargs)
+
+    storage.read_bytes = deleting_first  # type: ignore[method-assign]
+    summary = check_replica(storage, str(tmp_path))
+    got = {(str(f.code), str(f.severity)) for f in summary.findings}
+    assert ("changed-during-check", "warning") in got and not any(code == "ledger-damaged" for code, _ in got), got

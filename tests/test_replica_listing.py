@@ -137,3 +137,14 @@ def test_level_directory_symlink_loop_is_an_error(replica: Path, run_ltxkit) -> 
     code, doc = verify_json(run_ltxkit, replica)
     assert code == 1
     assert codes_at(doc) == [("unreadable-level", str(loop))]
+
+
+def test_a_replicators_leftover_temporary_file_is_named_as_one(run_ltxkit) -> None:
+    """Litestream writes `NAME.tmp` and renames it: a `kill -9` between the two leaves the file for
+    good, a warning on every verify of a healthy replica. It says what the file is and what to do."""
+    stray = ROOT / "fixtures" / "corrupt" / "replicas" / "stray-file"
+    code, doc = verify_json(run_ltxkit, stray)
+    [finding] = doc["findings"]
+    assert code == 0 and finding["code"] == "stray-file" and finding["path"].endswith(".ltx.tmp")
+    assert "a temporary file a replicator stopped in the middle of writing left behind" in finding["message"]
+    assert "delete it" in finding["message"]

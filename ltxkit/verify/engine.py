@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from ltxkit.errors import UsageError
 from ltxkit.format.errors import Code
+from ltxkit.format.schema import parse_filename
 from ltxkit.replica.keys import LTX_DIR
 from ltxkit.replica.layout import (
     LEGACY_GENERATIONS_DIR,
@@ -266,7 +267,7 @@ def check_replica(
     add = summary.findings.append
     summary.findings.extend(moved)
     for entry in listing.stray:
-        add(Finding(Code.STRAY_FILE, join_label(label, entry.key), "not an LTX file name Litestream would read"))
+        add(Finding(Code.STRAY_FILE, join_label(label, entry.key), _stray_note(entry.key)))
     if holds_legacy_generations(storage, top=top):
         add(Finding(Code.LEGACY_GENERATIONS, join_label(label, f"{LEGACY_GENERATIONS_DIR}/"), LEGACY_GENERATIONS_NOTE))
     for name in storage.stale_staging():
@@ -323,6 +324,16 @@ def check_replica(
         _check_content(storage, listing, summary, label, CheckMode.FULL if deep else CheckMode.QUICK, jobs, note)
     _exact_window_times(storage, summary)  # once the content check has had its say on the window
     return summary
+
+
+def _stray_note(key: str) -> str:
+    if key.endswith(".ltx.tmp") and parse_filename(key.rsplit("/", 1)[-1].removesuffix(".tmp")) is not None:
+        # Litestream writes `<name>.tmp` and renames it: a kill between the two leaves this for good
+        return (
+            "not an LTX file name Litestream would read: a temporary file a replicator stopped in the middle "
+            "of writing left behind (Litestream writes NAME.tmp, then renames it); nothing reads it, delete it"
+        )
+    return "not an LTX file name Litestream would read"
 
 
 def _exact_window_times(storage: Storage, summary: ReplicaSummary) -> None:

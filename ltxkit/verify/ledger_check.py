@@ -206,6 +206,10 @@ def _holds(
     except ledger.LedgerError as exc:
         add(Finding(Code.LEDGER_DAMAGED, label, f"{rkey}: {exc}", {"key": rkey, "record": rkey}))
         return False
+    except FileNotFoundError:  # listed, then deleted: retention (with its file) while verify read
+        why = f"{rkey} was deleted while verify read the ledger (retention at work beside verify?)"
+        add(Finding(Code.CHANGED_DURING_CHECK, label, why, {"key": rkey}))
+        return False
     except OSError as exc:
         add(Finding(Code.LEDGER_DAMAGED, label, f"{rkey}: {exc}", {"key": rkey}))
         return False
