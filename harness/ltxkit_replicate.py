@@ -108,6 +108,21 @@ class LtxkitReplicator:
                 raise RuntimeError(f"ltxkit replicate exited {self.proc.returncode}:\n{self.log_text()[-3000:]}")
             time.sleep(0.02)
 
+    def publish_while(self, write: Any, commits: int, files: int = 3, *, pause: float = 0.3) -> None:
+        """Commit `commits` times (`write()`, `pause` s apart), then wait until it has published
+        `files` files: a replica with a few files of this replicator's, for tests that damage one."""
+        for _ in range(commits):
+            write()
+            time.sleep(pause)
+        self.wait_for(lambda: len(self.published()) >= files)
+
+    def commit_until_it_stops(self, write: Any, seconds: float, pause: float = 0.3) -> None:
+        """Commit (`write()`, `pause` s apart) until it exits or `seconds` pass."""
+        deadline = time.monotonic() + seconds
+        while self.alive and time.monotonic() < deadline:
+            write()
+            time.sleep(pause)
+
     def __enter__(self) -> LtxkitReplicator:
         return self
 

@@ -316,10 +316,7 @@ def test_a_litestream_running_before_it_stops_the_replicator(app: tuple[Path, Pa
         rep = H.LtxkitReplicator(db, replica)
         with rep:
             rep.start()
-            deadline = time.monotonic() + 60
-            while rep.alive and time.monotonic() < deadline:
-                writer.write(2)
-                time.sleep(0.3)
+            rep.commit_until_it_stops(lambda: writer.write(2), 60, 0.3)
             log = rep.log_text()[-4000:]
             assert not rep.alive, "ltxkit replicate went on beside a Litestream started before it:\n" + log
             assert rep.wait_dead() == 1
@@ -334,19 +331,13 @@ def test_its_newest_file_replaced_by_a_shorter_one_stops_the_replicator(app: tup
     rep = H.LtxkitReplicator(db, replica)
     with rep:
         rep.start()
-        for _ in range(3):
-            writer.write(2)
-            time.sleep(0.3)
-        rep.wait_for(lambda: len(rep.published()) >= 3)
+        rep.publish_while(lambda: writer.write(2), 3)
         time.sleep(1)  # idle: what it published last is the replica's newest file
         newest = replica / rep.published()[-1]["key"]
         other = newest.with_name(".replacement.tmp")
         other.write_bytes(newest.read_bytes()[:100])
         os.replace(other, newest)
-        deadline = time.monotonic() + 20
-        while rep.alive and time.monotonic() < deadline:
-            writer.write(2)
-            time.sleep(0.3)
+        rep.commit_until_it_stops(lambda: writer.write(2), 20, 0.3)
         assert not rep.alive, "ltxkit replicate went on after its newest file was replaced"
         assert rep.wait_dead() == 1
     log = rep.log_text()
@@ -362,19 +353,13 @@ def test_a_file_replaced_behind_the_newest_stops_the_replicator(app: tuple[Path,
     rep = H.LtxkitReplicator(db, replica)
     with rep:
         rep.start()
-        for _ in range(4):
-            writer.write(2)
-            time.sleep(0.3)
-        rep.wait_for(lambda: len(rep.published()) >= 3)
+        rep.publish_while(lambda: writer.write(2), 4)
         victim = replica / rep.published()[1]["key"]
         data = victim.read_bytes()
         other = victim.with_name(".replacement.tmp")
         other.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
         os.replace(other, victim)
-        deadline = time.monotonic() + 40
-        while rep.alive and time.monotonic() < deadline:
-            writer.write(2)
-            time.sleep(0.5)
+        rep.commit_until_it_stops(lambda: writer.write(2), 40, 0.5)
         assert not rep.alive, "ltxkit replicate went on after a file it published was replaced"
         assert rep.wait_dead() == 1
     last = rep.log_text().strip().splitlines()[-1]

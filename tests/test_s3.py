@@ -121,10 +121,7 @@ def replicating(tmp_path: Path, url: str, rows: int = 20) -> Iterator[tuple[Path
 
 def write_until_it_stops(rep: H.LtxkitReplicator, writer: H.Writer, seconds: float, pause: float) -> None:
     """Commit small transactions until the replicator exits or `seconds` pass."""
-    deadline = time.monotonic() + seconds
-    while rep.alive and time.monotonic() < deadline:
-        writer.write(2)
-        time.sleep(pause)
+    rep.commit_until_it_stops(lambda: writer.write(2), seconds, pause)
 
 
 def _copy_replica(src_url: str, dst_url: str) -> None:
@@ -707,10 +704,7 @@ def test_a_file_replaced_behind_the_newest_stops_the_replicator(seaweed: Seaweed
     url = seaweed.url("behind/newest")
     with replicating(tmp_path, url) as (_db, writer, rep):
         rep.start()
-        for _ in range(4):
-            writer.write(2)
-            time.sleep(0.3)
-        rep.wait_for(lambda: len(rep.published()) >= 3)
+        rep.publish_while(lambda: writer.write(2), 4)
         victim = rep.published()[1]["key"]
         data = open_storage(url).read_bytes(victim)
         _replace(url, victim, data[:-1] + bytes([data[-1] ^ 1]))
@@ -730,10 +724,7 @@ def test_its_newest_file_replaced_by_a_shorter_one_stops_the_replicator_at_once(
     url = seaweed.url("behind/shorter")
     with replicating(tmp_path, url) as (_db, writer, rep):
         rep.start()
-        for _ in range(3):
-            writer.write(2)
-            time.sleep(0.3)
-        rep.wait_for(lambda: len(rep.published()) >= 3)
+        rep.publish_while(lambda: writer.write(2), 3)
         time.sleep(1)  # idle: what it published last is the replica's newest file
         newest = rep.published()[-1]["key"]
         data = open_storage(url).read_bytes(newest)
