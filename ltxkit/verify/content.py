@@ -168,7 +168,9 @@ def check_content(
     note: Note | None = None,
 ) -> ContentVerdict:
     """Check the latest restore point; if it fails, bisect for the last good and first bad ones."""
-    with tempfile.TemporaryDirectory(prefix="point-", dir=_scratch_dir()) as tmp:
+    # a failed cleanup is left to `_remove_scratch`: after an interrupt it races this (daemon)
+    # thread, and an error here was printed after "interrupted", the run's last line
+    with tempfile.TemporaryDirectory(prefix="point-", dir=_scratch_dir(), ignore_cleanup_errors=True) as tmp:
         db = Path(tmp) / "restore-point.db"
         probes: list[PointCheck] = []
 
