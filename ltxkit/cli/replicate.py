@@ -246,16 +246,22 @@ def replicate(
         while t.is_alive() and time.monotonic() < deadline:
             t.join(0.2)
 
-    def unpublished(i: int, why: str) -> None:
+    def unpublished(i: int, why: str, *, in_flight: bool = False) -> None:
         txid = replicators[i].published_txid
-        lost = f"commits after TXID {txid:016x} are not in the replica" if txid else "nothing of it is in the replica"
+        after = f"commits after TXID {txid:016x}"
+        if in_flight:  # the request it waits on may still land: the next start finds what did
+            lost = f"{after} may not be in the replica" if txid else "the replica may be empty"
+            lost += " (an upload was still in flight: the next start sees what landed)"
+        else:
+            lost = f"{after} are not in the replica" if txid else "nothing of it is in the replica"
         line = f"ltxkit: {targets[i].path}: {why}; {lost}"
         err.print(line, markup=False, highlight=False)
 
     stuck = [i for i, t in enumerate(threads) if t.is_alive()]
     for i in stuck:
         label = replicators[i].storage.label
-        unpublished(i, f"stopped without its last sync: {label} did not answer within {STOP_GRACE_S:.0f} s")
+        why = f"stopped without its last sync: {label} did not answer within {STOP_GRACE_S:.0f} s"
+        unpublished(i, why, in_flight=True)
     failures = [r for r in results.values() if isinstance(r, BaseException)]
     for other in failures[1:]:
         err.print(f"ltxkit: {other}", markup=False, highlight=False)
