@@ -899,6 +899,25 @@ def test_a_stop_while_the_store_hangs_ends_within_the_grace_and_says_what_is_not
         assert "an upload was still in flight" in last, last
 
 
+def test_a_replicator_whose_store_does_not_answer_at_its_start_says_it_is_waiting(
+    seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    """Its first request waits up to a minute on a store that accepts connections and answers
+    nothing, and the log stayed empty all that time; it says it is waiting after a few seconds."""
+    db = H.make_db(tmp_path / "app.db", rows=5)
+    with stalled(seaweed):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ltxkit", "replicate", str(db), seaweed.url("hung/app")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(8)
+        proc.send_signal(signal.SIGINT)
+        _out, errs = proc.communicate(timeout=60)
+    first = errs.strip().splitlines()[0]
+    assert "waiting" in first and "no answer yet to the first request; waiting for it" in first, errs
+    assert seaweed.url("hung/app") in first
+
+
 @pytest.mark.parametrize("command", ["verify", "restore"])
 def test_ctrl_c_ends_a_command_waiting_on_a_hung_store_at_once(
     seaweed: SeaweedFS, litestream_replica: tuple[Path, str, list[str]], tmp_path: Path, command: str

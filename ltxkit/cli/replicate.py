@@ -18,6 +18,7 @@ from ltxkit.errors import EXIT_DEFECTS, EXIT_USAGE
 #: how long a stopped replicator's last sync may take before the process leaves without it (a
 #: store that stopped answering would otherwise hold the stop for its request timeout and retries)
 STOP_GRACE_S = 20.0
+FIRST_ANSWER_NOTE_S = 5.0  # a store silent this long at the start is said to be (`opened`)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
@@ -120,7 +121,7 @@ def replicate(
                ltxkit replicate --config /etc/litestream.yml
     """
     from ltxkit.replica.discover import enclosing_replica
-    from ltxkit.replica.storage import open_storage
+    from ltxkit.replica.storage import Storage, open_storage
     from ltxkit.replicate import Event, FatalError, Options, Replicator
     from ltxkit.replicate.config import DbConfig, load_file
     from ltxkit.replicate.hooks import Hooks
@@ -207,10 +208,26 @@ def replicate(
                     EXIT_USAGE,
                 )
             made += make_state_dir(target.path)
+
+        def opened(t: DbConfig) -> Storage:
+            """The replica, saying so when the store does not answer its first request soon: that
+            request may wait a minute, and nothing else would be logged meanwhile."""
+            say = emitter(t.path)
+            note = threading.Timer(
+                FIRST_ANSWER_NOTE_S,
+                lambda: say(Event("waiting", f"{t.replica}: no answer yet to the first request; waiting for it", {})),
+            )
+            note.daemon = True
+            note.start()
+            try:
+                return open_storage(t.replica, create=True, credentials=t.credentials)
+            finally:
+                note.cancel()
+
         replicators = [
             Replicator(
                 t.path,
-                open_storage(t.replica, create=True, credentials=t.credentials),
+                opened(t),
                 options=t.options,
                 emit=emitter(t.path),
                 hooks=Hooks.from_env(),
