@@ -207,7 +207,7 @@ def plan_repair(
             _plan_from_db(plan, storage, keep, from_db, now, staging, force_source=force_source)
         else:
             _plan_from_chain(plan, storage, keep, now, staging)
-        _records_above_the_end(plan, storage)
+        _records_above_the_end(plan)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
         plan.staging = None
@@ -222,7 +222,7 @@ def plan_repair(
     return plan
 
 
-def _records_above_the_end(plan: RepairPlan, storage: Storage) -> None:
+def _records_above_the_end(plan: RepairPlan) -> None:
     """Set aside the ledger records above the TXID the repaired replica ends at, whose files are
     not moved with them: records of files the replica had lost already (a deleted L0 file below
     the newest, whose gap made the chain stop there). Verify said nothing of them before, as the
@@ -232,14 +232,14 @@ def _records_above_the_end(plan: RepairPlan, storage: Storage) -> None:
     kept = [f.max_txid for f in plan.before.listing.files if f.key not in moved]
     end = max([plan.txid, *kept, *(nf.max_txid for nf in plan.new_files)])
     with_files = {ledger.key(f.level, f.min_txid, f.max_txid) for f in plan.before.listing.files if f.key in moved}
-    for entry in storage.list(ledger.LEDGER_DIR + "/"):
-        top = ledger.max_txid_of(entry.key)
-        if top is None or top <= end or entry.key in with_files or entry.key in plan.quarantine:
+    for rkey in sorted(plan.before.ledger_records):  # as verify listed them: not listed again
+        top = ledger.max_txid_of(rkey)
+        if top is None or top <= end or rkey in with_files or rkey in plan.quarantine:
             continue
-        plan.quarantine[entry.key] = [
+        plan.quarantine[rkey] = [
             Finding(
                 Code.LEDGER_AHEAD,
-                entry.key,
+                rkey,
                 f"records a file up to TXID {top:016x}, above TXID {end:016x} where the repaired replica ends",
             )
         ]

@@ -263,7 +263,7 @@ def check_replica(
     listing, checks, moved = _check_listed(
         storage, label, quick=quick, jobs=jobs, progress=progress, page_sums=not quick, top=top
     )
-    summary = ReplicaSummary(label, list(checks.values()), listing)
+    summary = ReplicaSummary(label, list(checks.values()), listing, ledger_records=recorded)
     add = summary.findings.append
     summary.findings.extend(moved)
     for entry in listing.stray:

@@ -119,6 +119,7 @@ class ReplicaSummary:
     window_end: WindowEnd | None = None
     proven: bool = False  # every file matches its ledger record: every restore point is proven
     proven_points: int = 0  # restore points (TXIDs) the ledger proves
+    ledger_records: set[str] = field(default_factory=set)  # the ledger's keys, listed before the files
     page_size: int | None = None
     commit: int | None = None
     plan: list[str] = field(default_factory=list)
