@@ -195,6 +195,22 @@ def replicate(
     for warning in warnings:
         # with several databases the line already names the config where a database goes
         emitter(Path(config or "."))(Event("warning", warning if several else f"{config}: {warning}", {}))
+
+    def opened(t: DbConfig) -> Storage:
+        """The replica, saying so when the store does not answer its first request soon: that
+        request may wait a minute, and nothing else would be logged meanwhile."""
+        say = emitter(t.path)
+        note = threading.Timer(
+            FIRST_ANSWER_NOTE_S,
+            lambda: say(Event("waiting", f"{t.replica}: no answer yet to the first request; waiting for it", {})),
+        )
+        note.daemon = True
+        note.start()
+        try:
+            return open_storage(t.replica, create=True, credentials=t.credentials)
+        finally:
+            note.cancel()
+
     made: list[Path] = []  # state directories made here: removed again if the start is refused
     try:
         for target in targets:  # before any replica is made for it
@@ -208,22 +224,6 @@ def replicate(
                     EXIT_USAGE,
                 )
             made += make_state_dir(target.path)
-
-        def opened(t: DbConfig) -> Storage:
-            """The replica, saying so when the store does not answer its first request soon: that
-            request may wait a minute, and nothing else would be logged meanwhile."""
-            say = emitter(t.path)
-            note = threading.Timer(
-                FIRST_ANSWER_NOTE_S,
-                lambda: say(Event("waiting", f"{t.replica}: no answer yet to the first request; waiting for it", {})),
-            )
-            note.daemon = True
-            note.start()
-            try:
-                return open_storage(t.replica, create=True, credentials=t.credentials)
-            finally:
-                note.cancel()
-
         replicators = [
             Replicator(
                 t.path,
