@@ -84,16 +84,10 @@ def _credentials(location: str) -> dict[str, str]:
     (`AWS_*`, then Litestream's own `LITESTREAM_*`), then the profile `AWS_PROFILE` names
     (`default` without it) in the shared credentials file, then in the shared config file."""
     env = os.environ
-    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        creds = {"access_key_id": env["AWS_ACCESS_KEY_ID"], "secret_access_key": env["AWS_SECRET_ACCESS_KEY"]}
-        if env.get("AWS_SESSION_TOKEN"):
-            creds["session_token"] = env["AWS_SESSION_TOKEN"]
-        return creds
-    if env.get("LITESTREAM_ACCESS_KEY_ID") and env.get("LITESTREAM_SECRET_ACCESS_KEY"):
-        return {
-            "access_key_id": env["LITESTREAM_ACCESS_KEY_ID"],
-            "secret_access_key": env["LITESTREAM_SECRET_ACCESS_KEY"],
-        }
+    found = _keys(env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY"), env.get("AWS_SESSION_TOKEN"))
+    found = found or _keys(env.get("LITESTREAM_ACCESS_KEY_ID"), env.get("LITESTREAM_SECRET_ACCESS_KEY"), None)
+    if found:
+        return found
     profile = env.get("AWS_PROFILE", "default")
     in_config = profile if profile == "default" else f"profile {profile}"  # the config file's spelling
     for path, section in ((_credentials_file(), profile), (_config_file(), in_config)):
@@ -122,11 +116,16 @@ def _profile_keys(location: str, path: Path, section: str) -> dict[str, str]:
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise S3Error(f"{location}: {path}: cannot read it as an AWS credentials file ({_first_line(exc)})") from None
     keys = parser[section]
-    if not (keys.get("aws_access_key_id") and keys.get("aws_secret_access_key")):
+    return _keys(keys.get("aws_access_key_id"), keys.get("aws_secret_access_key"), keys.get("aws_session_token"))
+
+
+def _keys(access_key_id: str | None, secret_access_key: str | None, session_token: str | None) -> dict[str, str]:
+    """The client's credentials from one source: none unless it has both keys."""
+    if not (access_key_id and secret_access_key):
         return {}
-    creds = {"access_key_id": keys["aws_access_key_id"], "secret_access_key": keys["aws_secret_access_key"]}
-    if keys.get("aws_session_token"):
-        creds["session_token"] = keys["aws_session_token"]
+    creds = {"access_key_id": access_key_id, "secret_access_key": secret_access_key}
+    if session_token:
+        creds["session_token"] = session_token
     return creds
 
 
