@@ -461,10 +461,7 @@ class S3Storage:
         import obstore
 
         if listed_size:
-            try:
-                data = self._call(key, obstore.get_range, key, start=0, length=listed_size + 1)
-            except _RangePastEnd:  # emptied since it was listed
-                return b""
+            data = self._range_view(key, 0, listed_size + 1)  # empty when emptied since it was listed
             if len(data) <= listed_size:
                 return bytes(data)
         return bytes(self._call(key, lambda store, k: obstore.get(store, k).bytes(), key))
